@@ -1,0 +1,282 @@
+/*
+ * dx_loop.c - task slots, per-socket wait FIFOs, timers and the ready queue
+ * (see dx_loop.h). Nothing here runs user code, so state never changes under
+ * a caller's feet: events are turned into ready slots first, and the binding
+ * resumes them afterwards.
+ *
+ * A FIFO per direction keeps operations whole: a task that finds others
+ * queued before it waits its turn instead of interleaving its bytes, and
+ * only the head of a FIFO is woken by readiness.
+ */
+#include "dx_prefix.h"
+#include "dx_loop.h"
+#include "dx_net.h"
+#include "dx_time.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dx_watch_init(dx_watch *w, int fd) {
+  w->fd = fd;
+  w->reg = 0;
+  w->head[0] = w->head[1] = w->tail[0] = w->tail[1] = 0;
+}
+
+int dx_loop_init(dx_loop *l) {
+  memset(l, 0, sizeof *l);
+  l->fd = -1;
+  return dx_backend_init(l);
+}
+
+void dx_loop_free(dx_loop *l) {
+  dx_backend_free(l);
+  free(l->tasks);
+  free(l->ring);
+  free(l->heap);
+  memset(l, 0, sizeof *l);
+  l->fd = -1;
+}
+
+/* --- timer heap (min-heap on `when`; tasks remember their index) -------- */
+
+static void heap_set(dx_loop *l, int i, dx_timer t) {
+  l->heap[i] = t;
+  l->tasks[t.slot].heap = i;
+}
+
+static void heap_up(dx_loop *l, int i) {
+  dx_timer t = l->heap[i];
+  while (i > 0) {
+    int p = (i - 1) / 2;
+    if (l->heap[p].when <= t.when) break;
+    heap_set(l, i, l->heap[p]);
+    i = p;
+  }
+  heap_set(l, i, t);
+}
+
+static void heap_down(dx_loop *l, int i) {
+  dx_timer t = l->heap[i];
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= l->nheap) break;
+    if (c + 1 < l->nheap && l->heap[c + 1].when < l->heap[c].when) c++;
+    if (t.when <= l->heap[c].when) break;
+    heap_set(l, i, l->heap[c]);
+    i = c;
+  }
+  heap_set(l, i, t);
+}
+
+static int heap_add(dx_loop *l, int slot, double when) {
+  if (l->nheap == l->capheap) {
+    int cap = l->capheap ? 2 * l->capheap : 64;
+    dx_timer *h = realloc(l->heap, sizeof *h * (size_t)cap);
+    if (h == NULL) return -ENOMEM;
+    l->heap = h;
+    l->capheap = cap;
+  }
+  l->heap[l->nheap].when = when;
+  l->heap[l->nheap].slot = slot;
+  heap_up(l, l->nheap++);
+  return 0;
+}
+
+static void heap_remove(dx_loop *l, int slot) {
+  int i = l->tasks[slot].heap;
+  if (i < 0) return;
+  l->tasks[slot].heap = -1;
+  if (--l->nheap > i) {
+    l->heap[i] = l->heap[l->nheap];
+    l->tasks[l->heap[i].slot].heap = i;
+    heap_up(l, i);
+    heap_down(l, l->tasks[l->heap[i].slot].heap);
+  }
+}
+
+/* --- ready queue -------------------------------------------------------- */
+
+static int ring_push(dx_loop *l, int slot) {
+  if (l->rcount == l->rcap) {
+    int cap = l->rcap ? 2 * l->rcap : 256, i;
+    int *r = malloc(sizeof *r * (size_t)cap);
+    if (r == NULL) return -ENOMEM;
+    for (i = 0; i < l->rcount; i++) r[i] = l->ring[(l->rhead + i) & (l->rcap - 1)];
+    free(l->ring);
+    l->ring = r;
+    l->rhead = 0;
+    l->rcap = cap;
+  }
+  l->ring[(l->rhead + l->rcount++) & (l->rcap - 1)] = slot;
+  return 0;
+}
+
+int dx_loop_batch(dx_loop *l) { return l->rcount; }
+
+int dx_loop_pop(dx_loop *l) {
+  int slot;
+  if (l->rcount == 0) return 0;
+  slot = l->ring[l->rhead];
+  l->rhead = (l->rhead + 1) & (l->rcap - 1);
+  l->rcount--;
+  if (!l->tasks[slot].queued) return 0;     /* cancelled or freed since */
+  l->tasks[slot].queued = 0;
+  return slot;
+}
+
+/* --- FIFOs --------------------------------------------------------------- */
+
+static void fifo_remove(dx_loop *l, int slot) {
+  dx_task *t = &l->tasks[slot];
+  dx_watch *w = t->watch;
+  int d = t->dir, prev = 0, s;
+  if (w == NULL) return;
+  for (s = w->head[d]; s != 0 && s != slot; s = l->tasks[s].next) prev = s;
+  if (s == slot) {
+    if (prev) l->tasks[prev].next = t->next;
+    else w->head[d] = t->next;
+    if (w->tail[d] == slot) w->tail[d] = prev;
+  }
+  t->watch = NULL;
+  t->next = 0;
+  /* the new head may have been waiting for its turn */
+  if (prev == 0 && w->head[d] && l->tasks[w->head[d]].waiting)
+    dx_loop_ready(l, w->head[d]);
+}
+
+/* --- tasks --------------------------------------------------------------- */
+
+int dx_loop_spawn(dx_loop *l) {
+  int slot;
+  dx_task *t;
+  if (l->freelist == 0) {
+    int n = l->ntasks ? 2 * l->ntasks : 64, i;
+    dx_task *ts = realloc(l->tasks, sizeof *ts * (size_t)n);
+    if (ts == NULL) return -ENOMEM;
+    memset(ts + l->ntasks, 0, sizeof *ts * (size_t)(n - l->ntasks));
+    for (i = n - 1; i >= (l->ntasks ? l->ntasks : 1); i--) {
+      ts[i].next = l->freelist;
+      ts[i].heap = -1;
+      l->freelist = i;
+    }
+    l->tasks = ts;
+    l->ntasks = n;
+  }
+  slot = l->freelist;
+  t = &l->tasks[slot];
+  if (ring_push(l, slot) < 0) return -ENOMEM;
+  l->freelist = t->next;
+  t->next = 0;
+  t->watch = NULL;
+  t->heap = -1;
+  t->live = 1;
+  t->waiting = t->fired = 0;
+  t->queued = 1;
+  l->live++;
+  return slot;
+}
+
+void dx_loop_kill(dx_loop *l, int slot) {
+  dx_task *t = &l->tasks[slot];
+  if (!t->live) return;
+  dx_loop_leave(l, slot);
+  t->live = t->queued = 0;
+  t->gen++;
+  t->next = l->freelist;
+  l->freelist = slot;
+  l->live--;
+}
+
+int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline) {
+  dx_task *t = &l->tasks[slot];
+  if (w != NULL && t->watch == NULL) {
+    if (!w->reg) {
+      int rc = dx_backend_add(l, w);
+      if (rc < 0) return rc;
+    }
+    t->watch = w;
+    t->dir = dir;
+    t->next = 0;
+    if (w->tail[dir]) l->tasks[w->tail[dir]].next = slot;
+    else w->head[dir] = slot;
+    w->tail[dir] = slot;
+  }
+  if (deadline >= 0 && heap_add(l, slot, deadline) < 0) {
+    fifo_remove(l, slot);
+    return -ENOMEM;
+  }
+  t->waiting = 1;
+  t->fired = 0;
+  if (t->watch) l->nio++;
+  return 0;
+}
+
+void dx_loop_ready(dx_loop *l, int slot) {
+  dx_task *t = &l->tasks[slot];
+  if (t->waiting) {
+    t->waiting = 0;
+    if (t->watch) l->nio--;
+  }
+  heap_remove(l, slot);
+  if (!t->queued && ring_push(l, slot) == 0) t->queued = 1;
+}
+
+void dx_loop_leave(dx_loop *l, int slot) {
+  dx_task *t = &l->tasks[slot];
+  if (t->waiting) {
+    t->waiting = 0;
+    if (t->watch) l->nio--;
+  }
+  heap_remove(l, slot);
+  fifo_remove(l, slot);
+}
+
+void dx_loop_close_watch(dx_loop *l, dx_watch *w) {
+  int d;
+  for (d = 0; d < 2; d++) {
+    while (w->head[d]) {
+      int s = w->head[d];
+      dx_loop_ready(l, s);
+      fifo_remove(l, s);
+    }
+  }
+  if (w->reg) dx_backend_del(l, w);
+}
+
+/* --- events -------------------------------------------------------------- */
+
+static void wake_head(dx_loop *l, dx_watch *w, int d) {
+  int s = w->head[d];
+  if (s && l->tasks[s].waiting) dx_loop_ready(l, s);
+}
+
+void dx_loop_fire(dx_loop *l, dx_watch *w, int events) {
+  if (events & DX_READ) wake_head(l, w, 0);
+  if (events & DX_WRITE) wake_head(l, w, 1);
+}
+
+int dx_loop_poll(dx_loop *l) {
+  int ms = -1, rc;
+  if (l->rcount > 0) ms = 0;
+  else if (l->nheap > 0) ms = dx_ms_until(l->heap[0].when);
+  else if (l->nio == 0) return l->live > 0 ? -EDEADLK : 0;
+  rc = dx_backend_wait(l, ms);
+  if (rc < 0) return rc;
+  if (l->nheap > 0) {
+    double now = dx_now();
+    while (l->nheap > 0 && l->heap[0].when <= now) {
+      int s = l->heap[0].slot;
+      l->tasks[s].fired = 1;
+      dx_loop_ready(l, s);
+    }
+  }
+  return 0;
+}
+
+/* The backend, chosen at build time (as Redis's ae.c does). */
+#if defined(__linux__) && !defined(DX_USE_POLL)
+#include "dx_loop_epoll.c"
+#else
+#include "dx_loop_poll.c"
+#endif

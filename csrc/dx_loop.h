@@ -1,0 +1,87 @@
+/*
+ * dx_loop.h - the readiness loop behind duplex's scheduler: task slots, a
+ * FIFO of waiting tasks per socket direction, a timer heap on the monotonic
+ * clock, and a ready queue. It knows tasks only as slot numbers; resuming
+ * them is the binding's job. Backend (epoll, or poll elsewhere) chosen at
+ * build time. No Lua here.
+ */
+#ifndef DX_LOOP_H
+#define DX_LOOP_H
+
+#include "dx_prefix.h"
+
+/* Embedded in every socket handle: the descriptor and who waits on it. */
+typedef struct dx_watch {
+  int fd;                 /* -1 once closed */
+  int reg;                /* registered with the backend (poll: index + 1) */
+  int head[2], tail[2];   /* FIFO of task slots: [0] readers, [1] writers */
+} dx_watch;
+
+typedef struct dx_task {
+  unsigned gen;           /* bumped when the slot is freed: stale ids fail */
+  int next;               /* next slot in its watch FIFO, or in the free list */
+  dx_watch *watch;        /* the FIFO it stands in, or NULL */
+  int dir;
+  int heap;               /* index in the timer heap, or -1 */
+  unsigned char live, waiting, queued, fired;
+} dx_task;
+
+typedef struct dx_timer {
+  double when;
+  int slot;
+} dx_timer;
+
+typedef struct dx_loop {
+  int fd;                             /* epoll descriptor (-1: poll backend) */
+  dx_task *tasks;                     /* slot 0 unused */
+  int ntasks, freelist, live, nio;    /* nio: tasks suspended on a socket */
+  int *ring, rhead, rcount, rcap;     /* ready queue, rcap a power of two */
+  dx_timer *heap;
+  int nheap, capheap;
+  void *backend;                      /* poll backend's table */
+} dx_loop;
+
+int dx_loop_init(dx_loop *l);
+void dx_loop_free(dx_loop *l);
+
+/* A new task slot, ready to run; or -ENOMEM. */
+int dx_loop_spawn(dx_loop *l);
+/* Forget a task: leave its FIFO and timer, free the slot. */
+void dx_loop_kill(dx_loop *l, int slot);
+
+/* Suspend `slot` until `w` is ready for `dir` (w may be NULL: timer or an
+ * explicit wake only), or until `deadline` (< 0: none). Joins w's FIFO if
+ * not in it yet. 0, or -errno if the backend refuses the descriptor. */
+int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline);
+/* Make a task ready now (clears its timer; keeps its FIFO place). */
+void dx_loop_ready(dx_loop *l, int slot);
+/* The task is done with its socket operation: leave FIFO and timer; the
+ * next task in line, if suspended, becomes ready. */
+void dx_loop_leave(dx_loop *l, int slot);
+/* Every task waiting on w becomes ready and leaves the FIFO; the backend
+ * forgets w. Call before closing w->fd. */
+void dx_loop_close_watch(dx_loop *l, dx_watch *w);
+
+/* May `slot` operate on w's direction now (nobody ahead of it)? */
+#define dx_loop_myturn(w, dir, slot) ((w)->head[dir] == 0 || (w)->head[dir] == (slot))
+
+/* Wait for events (not at all if tasks are ready), fire due timers.
+ * 0, -EDEADLK if live tasks wait on nothing that can wake them, or -errno. */
+int dx_loop_poll(dx_loop *l);
+/* Ready tasks, in order: call dx_loop_batch once per turn, then pop that
+ * many with dx_loop_pop (0 for entries that went stale). */
+int dx_loop_batch(dx_loop *l);
+int dx_loop_pop(dx_loop *l);
+
+void dx_watch_init(dx_watch *w, int fd);
+
+/* backend: implemented by dx_loop_epoll.c or dx_loop_poll.c */
+int dx_backend_init(dx_loop *l);
+void dx_backend_free(dx_loop *l);
+int dx_backend_add(dx_loop *l, dx_watch *w);
+void dx_backend_del(dx_loop *l, dx_watch *w);
+int dx_backend_wait(dx_loop *l, int ms);
+/* called by the backend for each event: DX_READ / DX_WRITE bits */
+void dx_loop_fire(dx_loop *l, dx_watch *w, int events);
+
+#endif

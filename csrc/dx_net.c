@@ -1,0 +1,332 @@
+/*
+ * dx_net.c - sockets and addresses over the BSD API (see dx_net.h). The one
+ * place that talks to the kernel about sockets; it retries EINTR and turns
+ * EWOULDBLOCK into -EAGAIN so that callers see one code for "not now".
+ */
+#include "dx_prefix.h"
+#include "dx_net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int neg_errno(void) {
+  int e = errno;
+  if (e == EWOULDBLOCK) e = EAGAIN;
+  return -e;
+}
+
+/* --- addresses --------------------------------------------------------- */
+
+static void set_port(dx_addr *a, int port) {
+  if (a->ss.ss_family == AF_INET)
+    ((struct sockaddr_in *)&a->ss)->sin_port = htons((unsigned short)port);
+  else if (a->ss.ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons((unsigned short)port);
+}
+
+static int any_addrs(int port, dx_addr *out, int max) {
+  int n = 0;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out[0].ss;
+  memset(out, 0, sizeof(*out) * (size_t)(max < 2 ? max : 2));
+  s6->sin6_family = AF_INET6;
+  s6->sin6_addr = in6addr_any;
+  out[n].len = sizeof(*s6);
+  set_port(&out[n++], port);
+  if (max > 1) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&out[1].ss;
+    s4->sin_family = AF_INET;
+    s4->sin_addr.s_addr = htonl(INADDR_ANY);
+    out[n].len = sizeof(*s4);
+    set_port(&out[n++], port);
+  }
+  return n;
+}
+
+int dx_resolve(const char *host, int port, int passive, dx_addr *out, int max) {
+  struct addrinfo hints, *res, *ai;
+  int n = 0, rc;
+  if (max <= 0) return -EINVAL;
+  if (strcmp(host, "*") == 0) return any_addrs(port, out, max);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | (passive ? AI_PASSIVE : 0);
+  rc = getaddrinfo(host, NULL, &hints, &res);
+  if (rc == EAI_NONAME) {                 /* not numeric: ask the resolver */
+    hints.ai_flags = (passive ? AI_PASSIVE : 0) | AI_ADDRCONFIG;
+    rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc == EAI_NONAME || rc == EAI_ADDRFAMILY) {
+      hints.ai_flags &= ~AI_ADDRCONFIG;   /* loopback-only hosts */
+      rc = getaddrinfo(host, NULL, &hints, &res);
+    }
+  }
+  if (rc != 0) return rc == EAI_SYSTEM ? neg_errno() : -(DX_EAI_BASE - rc);
+  for (ai = res; ai != NULL && n < max; ai = ai->ai_next) {
+    if (ai->ai_addrlen > sizeof(out[n].ss)) continue;
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    memset(&out[n], 0, sizeof out[n]);
+    memcpy(&out[n].ss, ai->ai_addr, ai->ai_addrlen);
+    out[n].len = (socklen_t)ai->ai_addrlen;
+    set_port(&out[n++], port);
+  }
+  freeaddrinfo(res);
+  return n > 0 ? n : -(DX_EAI_BASE - EAI_NONAME);
+}
+
+int dx_addr_unix(const char *spec, dx_addr *out) {
+  struct sockaddr_un *su = (struct sockaddr_un *)&out->ss;
+  size_t len = strlen(spec);
+  memset(out, 0, sizeof *out);
+  su->sun_family = AF_UNIX;
+  if (len == 0) return -EINVAL;
+  if (len >= sizeof su->sun_path) return -ENAMETOOLONG;
+  memcpy(su->sun_path, spec, len);
+  if (spec[0] == '@') {            /* Linux abstract namespace: no NUL end */
+    su->sun_path[0] = '\0';
+    out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+  } else {
+    out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+  }
+  return 0;
+}
+
+void dx_addr_text(const dx_addr *a, char *host, size_t hostlen, int *port,
+                  const char **family) {
+  const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+  *port = -1;
+  host[0] = '\0';
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &s4->sin_addr, host, (socklen_t)hostlen);
+    *port = ntohs(s4->sin_port);
+    *family = "inet";
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &s6->sin6_addr, host, (socklen_t)hostlen);
+    *port = ntohs(s6->sin6_port);
+    *family = "inet6";
+  } else if (sa->sa_family == AF_UNIX) {
+    const struct sockaddr_un *su = (const struct sockaddr_un *)sa;
+    size_t off = offsetof(struct sockaddr_un, sun_path), n;
+    n = a->len > off ? a->len - off : 0;
+    if (n > 0 && su->sun_path[0] == '\0') {          /* abstract */
+      n = n - 1 < hostlen - 2 ? n - 1 : hostlen - 2;
+      host[0] = '@';
+      memcpy(host + 1, su->sun_path + 1, n);
+      host[n + 1] = '\0';
+    } else {
+      n = strnlen(su->sun_path, n);
+      if (n > hostlen - 1) n = hostlen - 1;
+      memcpy(host, su->sun_path, n);
+      host[n] = '\0';
+    }
+    *family = "unix";
+  } else {
+    *family = "unknown";
+  }
+}
+
+void dx_addr_label(const dx_addr *a, char *out, size_t outlen) {
+  char host[112];
+  const char *family;
+  int port;
+  dx_addr_text(a, host, sizeof host, &port, &family);
+  if (port < 0) snprintf(out, outlen, "%s", host);
+  else if (a->ss.ss_family == AF_INET6) snprintf(out, outlen, "[%s]:%d", host, port);
+  else snprintf(out, outlen, "%s:%d", host, port);
+}
+
+/* --- sockets ----------------------------------------------------------- */
+
+static int new_socket(int family) {
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  return fd < 0 ? neg_errno() : fd;
+}
+
+int dx_close(int fd) {
+  /* Linux closes the descriptor even when close reports EINTR: no retry. */
+  return close(fd) < 0 && errno != EINTR ? neg_errno() : 0;
+}
+
+static int fail_close(int fd) {
+  int rc = neg_errno();
+  close(fd);
+  return rc;
+}
+
+int dx_listen(const dx_addr *a, const dx_listen_opts *o) {
+  int fd = new_socket(a->ss.ss_family), one = 1;
+  if (fd < 0) return fd;
+  if (a->ss.ss_family != AF_UNIX) {
+    if (o->reuseaddr && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+      return fail_close(fd);
+#ifdef SO_REUSEPORT
+    if (o->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+      return fail_close(fd);
+#endif
+    if (a->ss.ss_family == AF_INET6) {
+      /* "*" binds in6addr_any: dual-stack unless asked otherwise. */
+      int v6 = o->v6only;
+      if (v6 < 0) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+        v6 = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) ? 0 : 1;
+      }
+      if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof v6) < 0)
+        return fail_close(fd);
+    }
+  }
+  if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) return fail_close(fd);
+  if (listen(fd, o->backlog) < 0) return fail_close(fd);
+  return fd;
+}
+
+int dx_accept(int fd, dx_addr *peer) {
+  for (;;) {
+    int c;
+    if (peer) peer->len = sizeof peer->ss;
+    c = accept4(fd, peer ? (struct sockaddr *)&peer->ss : NULL,
+                peer ? &peer->len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0) return c;
+    /* A connection reset before we took it: take the next one. */
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    return neg_errno();
+  }
+}
+
+int dx_connect_start(const dx_addr *a, const dx_addr *bind_to, int *fdp) {
+  int fd = new_socket(a->ss.ss_family);
+  *fdp = -1;
+  if (fd < 0) return fd;
+  if (bind_to && bind(fd, (const struct sockaddr *)&bind_to->ss, bind_to->len) < 0)
+    return fail_close(fd);
+  *fdp = fd;
+  if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0) return 0;
+  /* An interrupted connect goes on in the background: same as EINPROGRESS. */
+  if (errno == EINPROGRESS || errno == EINTR) return -EINPROGRESS;
+  /* Unix sockets with a full listen queue say EAGAIN: report it as refused
+   * by the queue, which the caller treats like any other failure. */
+  *fdp = -1;
+  return fail_close(fd);
+}
+
+int dx_connect_result(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return neg_errno();
+  return -err;
+}
+
+long dx_recv(int fd, char *p, size_t n) {
+  for (;;) {
+    ssize_t r = recv(fd, p, n, 0);
+    if (r >= 0) return (long)r;
+    if (errno != EINTR) return neg_errno();
+  }
+}
+
+long dx_sendv(int fd, struct iovec *iov, int iovcnt) {
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = iov;
+  m.msg_iovlen = (size_t)iovcnt;
+  for (;;) {
+    ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (r >= 0) return (long)r;
+    if (errno != EINTR) return neg_errno();
+  }
+}
+
+int dx_shutdown(int fd, int how) {
+  return shutdown(fd, how) < 0 ? neg_errno() : 0;
+}
+
+int dx_sockname(int fd, int peer, dx_addr *out) {
+  int rc;
+  memset(out, 0, sizeof *out);
+  out->len = sizeof out->ss;
+  rc = peer ? getpeername(fd, (struct sockaddr *)&out->ss, &out->len)
+            : getsockname(fd, (struct sockaddr *)&out->ss, &out->len);
+  return rc < 0 ? neg_errno() : 0;
+}
+
+int dx_setopt(int fd, int level, int name, int value) {
+  return setsockopt(fd, level, name, &value, sizeof value) < 0 ? neg_errno() : 0;
+}
+
+int dx_getopt(int fd, int level, int name, int *value) {
+  socklen_t len = sizeof *value;
+  *value = 0;
+  return getsockopt(fd, level, name, value, &len) < 0 ? neg_errno() : 0;
+}
+
+int dx_setlinger(int fd, int on, int seconds) {
+  struct linger l;
+  l.l_onoff = on;
+  l.l_linger = seconds;
+  return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0 ? neg_errno() : 0;
+}
+
+int dx_getlinger(int fd, int *on, int *seconds) {
+  struct linger l;
+  socklen_t len = sizeof l;
+  memset(&l, 0, sizeof l);
+  if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) < 0) return neg_errno();
+  *on = l.l_onoff;
+  *seconds = l.l_linger;
+  return 0;
+}
+
+int dx_wait_fd(int fd, int events, int ms) {
+  struct pollfd p;
+  int r;
+  p.fd = fd;
+  p.events = (short)(((events & DX_READ) ? POLLIN : 0) | ((events & DX_WRITE) ? POLLOUT : 0));
+  p.revents = 0;
+  r = poll(&p, 1, ms);
+  if (r < 0) return errno == EINTR ? 0 : neg_errno();
+  return r;
+}
+
+/* --- error names ------------------------------------------------------- */
+
+#define DX_ERRNAMES(X) \
+  X(EPERM) X(ENOENT) X(EINTR) X(EIO) X(EBADF) X(EAGAIN) X(ENOMEM) X(EACCES) \
+  X(EFAULT) X(EBUSY) X(EEXIST) X(ENOTDIR) X(EISDIR) X(EINVAL) X(ENFILE) \
+  X(EMFILE) X(ENOSPC) X(EPIPE) X(ENAMETOOLONG) X(ENOTSOCK) X(EDESTADDRREQ) \
+  X(EMSGSIZE) X(EPROTOTYPE) X(ENOPROTOOPT) X(EPROTONOSUPPORT) X(EOPNOTSUPP) \
+  X(EAFNOSUPPORT) X(EADDRINUSE) X(EADDRNOTAVAIL) X(ENETDOWN) X(ENETUNREACH) \
+  X(ENETRESET) X(ECONNABORTED) X(ECONNRESET) X(ENOBUFS) X(EISCONN) \
+  X(ENOTCONN) X(ESHUTDOWN) X(ETIMEDOUT) X(ECONNREFUSED) X(EHOSTDOWN) \
+  X(EHOSTUNREACH) X(EALREADY) X(EINPROGRESS) X(ECANCELED) X(ELOOP)
+
+#define DX_EAINAMES(X) \
+  X(EAI_AGAIN) X(EAI_BADFLAGS) X(EAI_FAIL) X(EAI_FAMILY) X(EAI_MEMORY) \
+  X(EAI_NONAME) X(EAI_SERVICE) X(EAI_SOCKTYPE) X(EAI_OVERFLOW) X(EAI_NODATA) \
+  X(EAI_ADDRFAMILY)
+
+const char *dx_errname(int code) {
+  if (DX_ISEAI(code)) {
+    int gai = DX_EAI_BASE + code;    /* back to the (negative) EAI_ value */
+#define X(n) if (gai == n) return #n;
+    DX_EAINAMES(X)
+#undef X
+    return "EAI_FAIL";
+  }
+#define X(n) if (-code == n) return #n;
+  DX_ERRNAMES(X)
+#undef X
+  return "EUNKNOWN";     /* an errno this table does not name: rare */
+}
+
+const char *dx_strerror(int code) {
+  if (DX_ISEAI(code)) return gai_strerror(DX_EAI_BASE + code);
+  return strerror(-code);
+}

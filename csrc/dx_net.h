@@ -1,0 +1,69 @@
+/*
+ * dx_net.h - addresses and socket syscalls. Every function returns >= 0 (an
+ * fd, a count) or -errno; resolver failures are -(DX_EAI_BASE - EAI_xxx).
+ * Every descriptor is born non-blocking and close-on-exec; sends never raise
+ * SIGPIPE. EINTR is retried here and nowhere else. No Lua in this file.
+ */
+#ifndef DX_NET_H
+#define DX_NET_H
+
+#include "dx_prefix.h"
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define DX_EAI_BASE 20000
+#define DX_ISEAI(code) ((code) <= -DX_EAI_BASE)
+
+typedef struct dx_addr {
+  struct sockaddr_storage ss;
+  socklen_t len;
+} dx_addr;
+
+enum { DX_READ = 1, DX_WRITE = 2 };
+
+/* Resolve host/port into up to `max` addresses. host "*" means every
+ * address (IPv6 dual-stack first, then IPv4); `passive` is for binding.
+ * Returns the count (>= 1) or a negative code. */
+int dx_resolve(const char *host, int port, int passive, dx_addr *out, int max);
+/* "unix:/path" or "unix:@abstract" (after the "unix:" prefix: spec). */
+int dx_addr_unix(const char *spec, dx_addr *out);
+/* Text form: host (or path) into `host`, port (or -1 for unix), family name. */
+void dx_addr_text(const dx_addr *a, char *host, size_t hostlen, int *port,
+                  const char **family);
+/* "127.0.0.1:80", "[::1]:80" or the unix path, for messages. */
+void dx_addr_label(const dx_addr *a, char *out, size_t outlen);
+
+typedef struct dx_listen_opts {
+  int backlog, reuseaddr, reuseport, v6only;   /* v6only < 0: leave default */
+} dx_listen_opts;
+
+int dx_listen(const dx_addr *a, const dx_listen_opts *o);
+/* A new connection (its peer in *peer if not NULL), or -EAGAIN;
+ * ECONNABORTED is skipped. */
+int dx_accept(int fd, dx_addr *peer);
+/* Start connecting: returns an fd in *fdp and 0 (connected) or -EINPROGRESS;
+ * on any other error the fd is closed and -errno returned. */
+int dx_connect_start(const dx_addr *a, const dx_addr *bind, int *fdp);
+/* After writability: 0 if connected, else the pending -errno. */
+int dx_connect_result(int fd);
+
+long dx_recv(int fd, char *p, size_t n);            /* 0 is end of stream */
+long dx_sendv(int fd, struct iovec *iov, int iovcnt);
+int dx_shutdown(int fd, int how);                    /* SHUT_RD/WR/RDWR */
+int dx_close(int fd);
+int dx_sockname(int fd, int peer, dx_addr *out);
+
+int dx_setopt(int fd, int level, int name, int value);
+int dx_getopt(int fd, int level, int name, int *value);
+int dx_setlinger(int fd, int on, int seconds);
+int dx_getlinger(int fd, int *on, int *seconds);
+
+/* Wait until fd is ready for `events` (DX_READ|DX_WRITE) or ms pass (-1:
+ * forever). Returns 1 ready, 0 timed out or interrupted, -errno. */
+int dx_wait_fd(int fd, int events, int ms);
+
+const char *dx_errname(int code);     /* "ETIMEDOUT", "EAI_NONAME" */
+const char *dx_strerror(int code);    /* strerror / gai_strerror */
+
+#endif

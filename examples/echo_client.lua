@@ -1,0 +1,47 @@
+-- echo_client.lua: the client side of echo_server.lua, with blocking calls:
+-- connect, send each line, print the echo; then half-close and wait for EOF.
+-- Run: lua5.4 examples/echo_client.lua host port [line ...]   (no lines: read stdin)
+
+local dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
+if not (os.getenv("LUA_PATH_5_4") or os.getenv("LUA_PATH")) then
+  package.path = dir .. "/../lua/?.lua;" .. dir .. "/../lua/?/init.lua;" .. package.path
+end
+if not (os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")) then
+  package.cpath = dir .. "/../build/?.so;" .. package.cpath
+end
+
+local duplex = require "duplex"
+
+if #arg < 2 then
+  io.stderr:write("usage: echo_client.lua host port [line ...]\n")
+  os.exit(2)
+end
+local host, port = arg[1], math.tointeger(tonumber(arg[2]))
+
+local conn, err = duplex.connect(host, port, { timeout = 5 })
+if not conn then io.stderr:write(err, "\n"); os.exit(1) end
+conn:settimeout(10)  -- no single read or write may take longer
+
+-- the lines come from the command line, or else from stdin
+local function each_line()
+  if #arg > 2 then
+    local i = 2
+    return function() i = i + 1; return arg[i] end
+  end
+  return io.lines()
+end
+
+for line in each_line() do
+  assert(conn:write(line, "\n"))
+  local echo, rerr = conn:read("l")
+  if not echo then
+    io.stderr:write("read: ", rerr or "server closed the connection", "\n")
+    os.exit(1)
+  end
+  print(echo)
+end
+
+conn:shutdown("w")             -- "no more lines": the server sees end of stream
+local rest, rerr = conn:read("a")  -- and closes its side once done; "" = nothing more
+conn:close()
+if rest ~= "" then io.stderr:write(rerr or "unexpected trailing data", "\n"); os.exit(1) end

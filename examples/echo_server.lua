@@ -1,0 +1,50 @@
+-- echo_server.lua: the plain BSD server loop with blocking calls, no scheduler:
+-- listen, then accept clients one after another and send every line back.
+-- Run: lua5.4 examples/echo_server.lua [host] [port] [max_clients]   (port 0: any)
+
+-- find duplex in this checkout unless LUA_PATH / LUA_CPATH say otherwise
+local dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
+if not (os.getenv("LUA_PATH_5_4") or os.getenv("LUA_PATH")) then
+  package.path = dir .. "/../lua/?.lua;" .. dir .. "/../lua/?/init.lua;" .. package.path
+end
+if not (os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")) then
+  package.cpath = dir .. "/../build/?.so;" .. package.cpath
+end
+
+local duplex = require "duplex"
+
+local host = arg[1] or "127.0.0.1"
+local port = math.tointeger(tonumber(arg[2] or 0)) or error("bad port: " .. arg[2])
+local max_clients = arg[3] and math.tointeger(tonumber(arg[3]))  -- nil: serve forever
+
+local server = assert(duplex.listen(host, port))
+local lhost, lport = server:getsockname()
+io.write("listening ", lhost, " ", lport, "\n")
+io.stdout:flush()  -- whoever started us waits for this line
+
+local served = 0
+while not max_clients or served < max_clients do
+  local client, err = server:accept()
+  if not client then
+    io.stderr:write("accept: ", err, "\n")
+  else
+    served = served + 1
+    local phost, pport = client:getpeername()
+    io.write("client ", served, " from ", phost, " ", pport, "\n")
+    local lines = 0
+    while true do
+      local line, rerr = client:read("L")          -- the line with its "\n"
+      if not line then                             -- nil: end of stream (or error)
+        if rerr then io.stderr:write("read: ", rerr, "\n") end
+        break
+      end
+      local ok, werr = client:write(line)
+      if not ok then io.stderr:write("write: ", werr, "\n"); break end
+      lines = lines + 1
+    end
+    client:close()
+    io.write("client ", served, " done, ", lines, " lines echoed\n")
+    io.stdout:flush()
+  end
+end
+server:close()

@@ -1,0 +1,225 @@
+-- duplex: BSD client-server sockets for Lua 5.4.
+--
+-- This file is the policy layer over duplex.core (C): tasks and their
+-- objects (join, cancel, error reports), duplex.run, server:serve and
+-- client:lines. Every socket operation is C; whether it blocks the process
+-- or yields to the scheduler is decided in one place (lx_wait in C).
+
+local core = require "duplex.core"
+
+local duplex = {
+  _VERSION = core._VERSION,
+  listen = core.listen,
+  connect = core.connect,
+  resolve = core.resolve,
+  type = core.type,
+  now = core.now,
+  sleep = core.sleep,
+}
+
+local client, server = core.client_methods, core.server_methods
+local spawn_raw, current, suspend, wake = core.spawn, core.current, core.suspend, core.wake
+local pack, unpack = table.pack, table.unpack
+
+-- Errors in tasks --------------------------------------------------------
+
+local function default_onerror(err, traceback)
+  io.stderr:write("duplex: error in task: ", tostring(err), "\n", traceback, "\n")
+end
+
+local onerror = default_onerror
+
+--- Install fn(err, traceback) for errors in tasks other than run's main
+--- task; returns the previous handler. nil restores the default (stderr).
+function duplex.onerror(fn)
+  if fn ~= nil and type(fn) ~= "function" then
+    error("bad argument #1 to 'onerror' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local old = onerror
+  onerror = fn or default_onerror
+  return old
+end
+
+local function report(err, traceback)
+  local ok, why = pcall(onerror, err, traceback)
+  if not ok then io.stderr:write("duplex: error in onerror handler: ", tostring(why), "\n") end
+end
+
+-- Tasks ------------------------------------------------------------------
+
+-- Unwinds a task that cancels itself; its join then says "canceled".
+local CANCELED = setmetatable({}, { __tostring = function() return "canceled" end })
+
+local Task = { __name = "duplex.task" }
+Task.__index = Task
+
+local objects = {}        -- id -> Task, for tasks that have an object
+local run_state = nil     -- { main = id, result = packed } while run runs
+
+-- Called by core.step (and by cancel) when a task ends.
+local function done(id, ok, ...)
+  local t = objects[id]
+  objects[id] = nil
+  local result
+  if ok then
+    result = pack(true, ...)
+  else
+    local err, traceback = ...
+    result = { n = 2, false, err == CANCELED and "canceled" or err }
+    local joined = t and #t.joiners > 0
+    if err ~= CANCELED and not joined and not (run_state and run_state.main == id) then
+      report(err, traceback)
+    end
+  end
+  if t then
+    t.result = result
+    for _, j in ipairs(t.joiners) do wake(j) end
+    t.joiners = nil
+  end
+  if run_state and run_state.main == id then
+    run_state.result = result
+    if not ok then          -- the main function failed: nothing else goes on
+      for _, other in ipairs(core.ids()) do
+        if core.cancel(other) == true then done(other, false, CANCELED) end
+      end
+    end
+  end
+end
+core.setdone(done)
+
+local function cancel_id(id)
+  local r = core.cancel(id)
+  if r == "self" then error(CANCELED, 0) end
+  if r then done(id, false, CANCELED) end
+end
+
+--- Start fn(...) as a task of the running duplex.run; returns the task.
+function duplex.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if not run_state then error("duplex.spawn: not inside duplex.run", 2) end
+  local id = spawn_raw(fn, ...)
+  local t = setmetatable({ id = id, joiners = {} }, Task)
+  objects[id] = t
+  return t
+end
+
+--- Wait for the task to end: true, results... or false, err (like pcall);
+--- nil, msg, "ETIMEDOUT" when timeout seconds pass first.
+function Task:join(timeout)
+  if getmetatable(self) ~= Task then
+    error("bad argument #1 to 'join' (duplex.task expected, got " .. type(self) .. ")", 2)
+  end
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+    error("bad argument #2 to 'join' (timeout must be a non-negative number)", 2)
+  end
+  if not self.result then
+    local me = current()
+    if not me then error("join: not inside a duplex task", 2) end
+    if me == self.id then error("join: a task cannot join itself", 2) end
+    local deadline = timeout and duplex.now() + timeout
+    local joiners = self.joiners
+    joiners[#joiners + 1] = me
+    while not self.result do
+      local left = deadline and math.max(0, deadline - duplex.now())
+      if not suspend(left) and not self.result then
+        for i = #joiners, 1, -1 do
+          if joiners[i] == me then table.remove(joiners, i) end
+        end
+        return nil, "join: timed out", "ETIMEDOUT"
+      end
+    end
+  end
+  return unpack(self.result, 1, self.result.n)
+end
+
+--- End the task: its wait is abandoned, its <close> variables closed, and
+--- join returns false, "canceled". Returns true.
+function Task:cancel()
+  if getmetatable(self) ~= Task then
+    error("bad argument #1 to 'cancel' (duplex.task expected, got " .. type(self) .. ")", 2)
+  end
+  if not self.result then cancel_id(self.id) end
+  return true
+end
+
+function Task:__tostring()
+  return string.format("duplex.task (%s)", self.result and "done" or "running")
+end
+
+--- Run fn(...) as the first task; return its results once every task has
+--- ended. If fn raises, the other tasks are cancelled and the error raised.
+function duplex.run(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'run' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if run_state then error("duplex.run: already running", 2) end
+  local state = {}
+  run_state = state
+  state.main = spawn_raw(fn, ...)
+  local ok, err = pcall(function()
+    while core.step() > 0 do end
+  end)
+  if not ok then                          -- a deadlock, or a failing handler
+    for _, id in ipairs(core.ids()) do
+      if core.cancel(id) == true then done(id, false, CANCELED) end
+    end
+  end
+  run_state = nil
+  if not ok then error(err, 0) end
+  local r = state.result
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+-- Servers and clients: the methods written in Lua ------------------------
+
+local function serve_one(handler, c)
+  local conn <close> = c
+  return handler(conn)
+end
+
+--- Accept connections for ever, each handled by handler(client) in a task
+--- of its own; the client is closed when the handler ends. Returns true
+--- once the server is closed. Outside duplex.run it runs one.
+function server:serve(handler)
+  if core.type(self) ~= "server" then
+    if core.type(self) == "closed server" then error("attempt to use a closed duplex.server", 2) end
+    error("bad argument #1 to 'serve' (duplex.server expected, got " .. type(self) .. ")", 2)
+  end
+  if type(handler) ~= "function" then
+    error("bad argument #2 to 'serve' (function expected, got " .. type(handler) .. ")", 2)
+  end
+  if not current() then return duplex.run(server.serve, self, handler) end
+  local accept = server.accept
+  while true do
+    local c, msg, code = accept(self, math.huge)
+    if c then
+      spawn_raw(serve_one, handler, c)
+    elseif code == "ECANCELED" or core.type(self) ~= "server" then
+      return true
+    else                                  -- EMFILE and friends: let others finish
+      report(msg, debug.traceback())
+      core.sleep(0.05)
+    end
+  end
+end
+
+--- Iterate over reads of fmt (default "l"); raises on I/O errors.
+function client:lines(fmt)
+  local kind = core.type(self)
+  if kind ~= "client" then
+    if kind == "closed client" then error("attempt to use a closed duplex.client", 2) end
+    error("bad argument #1 to 'lines' (duplex.client expected, got " .. type(self) .. ")", 2)
+  end
+  fmt = fmt or "l"
+  local read = client.read
+  return function()
+    local v, msg = read(self, fmt)
+    if v == nil and msg then error(msg, 2) end
+    return v
+  end
+end
+
+return duplex

@@ -1,0 +1,27 @@
+rockspec_format = "3.0"
+package = "duplex"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null",
+}
+description = {
+  summary = "BSD client-server sockets for Lua 5.4: blocking style, thousands of connections, near C speed",
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4",
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["duplex"] = "lua/duplex/init.lua",
+    ["duplex.core"] = {
+      sources = {
+        "csrc/dx_buf.c", "csrc/dx_net.c", "csrc/dx_loop.c",
+        "csrc/lduplex.c", "csrc/lserver.c", "csrc/lclient.c", "csrc/lsched.c",
+      },
+      incdirs = { "csrc" },
+    },
+  },
+}
+test = { type = "busted" }

@@ -1,0 +1,164 @@
+-- The module table, duplex.type, metatable names and __tostring.
+
+local duplex = require "duplex"
+local helpers = require "spec.helpers"
+
+describe("duplex module", function()
+  helpers.track_fds()
+
+  it("loads with require and is a table of functions", function()
+    assert.is_table(duplex)
+    for _, name in ipairs { "listen", "connect", "run", "spawn", "sleep",
+                            "now", "resolve", "type", "onerror" } do
+      assert.is_function(duplex[name], name)
+    end
+  end)
+
+  it("returns the same table on a second require", function()
+    assert.equal(duplex, require "duplex")
+  end)
+
+  it("has _VERSION 'duplex 0.1.0'", function()
+    assert.equal("duplex 0.1.0", duplex._VERSION)
+  end)
+
+  it("now() is a float clock that never goes back", function()
+    local a = duplex.now()
+    local b = duplex.now()
+    assert.equal("float", math.type(a))
+    assert.is_true(b >= a)
+  end)
+end)
+
+describe("duplex.type", function()
+  helpers.track_fds()
+
+  it("returns nil for every value that is not a duplex object", function()
+    local fake = setmetatable({}, { __name = "duplex.client" })
+    local values = {
+      { "nil", nil }, { "boolean", true }, { "integer", 1 }, { "float", 1.5 },
+      { "string", "client" }, { "table", {} }, { "function", print },
+      { "coroutine", coroutine.create(print) }, { "file", io.stdout },
+      { "table named like a client", fake },
+    }
+    for _, row in ipairs(values) do
+      local n = select("#", duplex.type(row[2]))
+      assert.is_nil(duplex.type(row[2]), row[1])
+      assert.equal(1, n, row[1] .. ": one result")
+    end
+  end)
+
+  it("tells open and closed servers and clients apart", function()
+    local c, p, srv = helpers.pair()
+    assert.equal("server", duplex.type(srv))
+    assert.equal("client", duplex.type(c))
+    assert.equal("client", duplex.type(p))
+    assert.is_true(c:close())
+    assert.is_true(p:close())
+    assert.is_true(srv:close())
+    assert.equal("closed server", duplex.type(srv))
+    assert.equal("closed client", duplex.type(c))
+    assert.equal("closed client", duplex.type(p))
+  end)
+
+  it("reports a unix-domain server and client the same way", function()
+    local path = helpers.tmpname()
+    finally(function() os.remove(path) end)
+    local srv = assert(duplex.listen("unix:" .. path))
+    local c = assert(duplex.connect("unix:" .. path, nil, { timeout = 5 }))
+    local p = assert(srv:accept(5))
+    assert.equal("server", duplex.type(srv))
+    assert.equal("client", duplex.type(c))
+    assert.equal("client", duplex.type(p))
+    helpers.close(c, p, srv)
+    assert.equal("closed server", duplex.type(srv))
+    assert.equal("closed client", duplex.type(c))
+  end)
+end)
+
+describe("metatables", function()
+  helpers.track_fds()
+
+  it("are named duplex.server and duplex.client", function()
+    local c, p, srv = helpers.pair()
+    finally(function() helpers.close(c, p, srv) end)
+    assert.equal("duplex.server", debug.getmetatable(srv).__name)
+    assert.equal("duplex.client", debug.getmetatable(c).__name)
+    assert.equal("duplex.client", debug.getmetatable(p).__name)
+    -- connect and accept make the same kind of object
+    assert.equal(debug.getmetatable(c), debug.getmetatable(p))
+    assert.are_not.equal(debug.getmetatable(c), debug.getmetatable(srv))
+  end)
+
+  it("have __close and __gc", function()
+    local c, p, srv = helpers.pair()
+    finally(function() helpers.close(c, p, srv) end)
+    for _, o in ipairs { srv, c } do
+      local mt = debug.getmetatable(o)
+      assert.is_not_nil(mt.__close, mt.__name)
+      assert.is_not_nil(mt.__gc, mt.__name)
+      assert.is_not_nil(mt.__tostring, mt.__name)
+    end
+  end)
+
+  it("close() is idempotent and returns true", function()
+    local c, p, srv = helpers.pair()
+    for _, o in ipairs { c, p, srv } do
+      assert.is_true(o:close())
+      assert.is_true(o:close())
+    end
+  end)
+
+  it("<close> variables close the socket", function()
+    local c2, p2, s2
+    do
+      c2, p2, s2 = helpers.pair()
+      local c <close> = c2
+      local p <close> = p2
+      local srv <close> = s2
+    end
+    assert.equal("closed client", duplex.type(c2))
+    assert.equal("closed client", duplex.type(p2))
+    assert.equal("closed server", duplex.type(s2))
+  end)
+
+  it("an unreachable open socket is closed by the collector", function()
+    local before = helpers.fdcount()
+    local function make()  -- in its own frame so no register keeps them
+      local c, p, srv = helpers.pair()
+      return helpers.fdcount() - before, duplex.type(c), duplex.type(p), duplex.type(srv)
+    end
+    local opened = make()
+    assert.equal(3, opened)
+    assert.equal(before, helpers.fdcount())
+  end)
+end)
+
+describe("__tostring", function()
+  helpers.track_fds()
+
+  it("shows local -> remote address of an open client", function()
+    local c, p, srv = helpers.pair()
+    finally(function() helpers.close(c, p, srv) end)
+    local chost, cport = c:getsockname()
+    local phost, pport = p:getsockname()
+    assert.equal(string.format("duplex.client (%s:%d -> %s:%d)",
+      chost, cport, phost, pport), tostring(c))
+    assert.equal(string.format("duplex.client (%s:%d -> %s:%d)",
+      phost, pport, chost, cport), tostring(p))
+  end)
+
+  it("shows the address of an open server", function()
+    local srv, port = helpers.server()
+    finally(function() srv:close() end)
+    assert.equal(string.format("duplex.server (127.0.0.1:%d)", port), tostring(srv))
+  end)
+
+  it("shows (closed) for closed objects", function()
+    local c, p, srv = helpers.pair()
+    helpers.close(c, p, srv)
+    assert.equal("duplex.client (closed)", tostring(c))
+    assert.equal("duplex.client (closed)", tostring(p))
+    assert.equal("duplex.server (closed)", tostring(srv))
+  end)
+end)

@@ -1,0 +1,363 @@
+-- Argument errors, table-driven: every module function and every method.
+-- A row is { what, fn(o), msg } (the exact message, after the
+-- "file:line: " prefix that assert.has_error strips) or
+-- { what, fn(o), match = pattern } where the wording is not fixed by the
+-- contract; the pattern then still names the function and argument.
+-- o holds o.srv, o.c (connected client), o.p (its accepted peer),
+-- o.csrv (closed server), o.cc (closed client).
+
+local duplex = require "duplex"
+local helpers = require "spec.helpers"
+
+local function run_rows(rows)
+  local o = {}
+  before_each(function()
+    o.c, o.p, o.srv = helpers.pair()
+    o.csrv = assert(duplex.listen("127.0.0.1", 0))
+    o.csrv:close()
+    o.cc = assert(duplex.connect("127.0.0.1", select(2, o.srv:getsockname())))
+    o.cc:close()
+    local extra = assert(o.srv:accept(5))  -- the peer of o.cc
+    extra:close()
+  end)
+  after_each(function()
+    helpers.close(o.c, o.p, o.srv)
+  end)
+  for _, row in ipairs(rows) do
+    it(row[1], function()
+      if row.match then
+        assert.has_error.matches(function() row[2](o) end, row.match)
+      else
+        assert.has_error(function() row[2](o) end, row[3])
+      end
+    end)
+  end
+end
+
+-- Each of these raises through a plain call, so the message reads
+-- "bad argument #N to 'name'" with N counted as the user wrote it.
+describe("module function arguments:", function()
+  helpers.track_fds()
+  local ba = "bad argument #%d to '%s' (%s)"
+  run_rows {
+    -- listen(host, port [, opts])
+    { "listen: host missing", function() duplex.listen() end,
+      ba:format(1, "listen", "string expected, got no value") },
+    { "listen: host a table", function() duplex.listen({}, 0) end,
+      ba:format(1, "listen", "string expected, got table") },
+    { "listen: port a non-numeric string", function() duplex.listen("127.0.0.1", "x") end,
+      ba:format(2, "listen", "number expected, got string") },
+    { "listen: port a table", function() duplex.listen("127.0.0.1", {}) end,
+      ba:format(2, "listen", "number expected, got table") },
+    { "listen: port 1.5", function() duplex.listen("127.0.0.1", 1.5) end,
+      ba:format(2, "listen", "number has no integer representation") },
+    { "listen: port 70000", function() duplex.listen("127.0.0.1", 70000) end,
+      match = "^bad argument #2 to 'listen' %(.+%)$" },
+    { "listen: port -1", function() duplex.listen("127.0.0.1", -1) end,
+      match = "^bad argument #2 to 'listen' %(.+%)$" },
+    { "listen: opts a number", function() duplex.listen("127.0.0.1", 0, 5) end,
+      ba:format(3, "listen", "table expected, got number") },
+    { "listen: unknown option", function() duplex.listen("127.0.0.1", 0, { backlgo = 1 }) end,
+      ba:format(3, "listen", "unknown option 'backlgo'") },
+    { "listen: backlog -1", function() duplex.listen("127.0.0.1", 0, { backlog = -1 }) end,
+      match = "^bad argument #3 to 'listen' %(.*backlog.*%)$" },
+    { "listen: backlog a string", function() duplex.listen("127.0.0.1", 0, { backlog = "x" }) end,
+      match = "^bad argument #3 to 'listen' %(.*backlog.*%)$" },
+    { "listen: backlog 1.5", function() duplex.listen("127.0.0.1", 0, { backlog = 1.5 }) end,
+      match = "^bad argument #3 to 'listen' %(.*backlog.*%)$" },
+    { "listen: reuseaddr a string", function() duplex.listen("127.0.0.1", 0, { reuseaddr = "yes" }) end,
+      match = "^bad argument #3 to 'listen' %(.*reuseaddr.*%)$" },
+    { "listen: reuseport a number", function() duplex.listen("127.0.0.1", 0, { reuseport = 1 }) end,
+      match = "^bad argument #3 to 'listen' %(.*reuseport.*%)$" },
+    { "listen: v6only a string", function() duplex.listen("::1", 0, { v6only = "no" }) end,
+      match = "^bad argument #3 to 'listen' %(.*v6only.*%)$" },
+
+    -- connect(host, port [, opts])
+    { "connect: host missing", function() duplex.connect() end,
+      ba:format(1, "connect", "string expected, got no value") },
+    { "connect: host a boolean", function() duplex.connect(true, 80) end,
+      ba:format(1, "connect", "string expected, got boolean") },
+    { "connect: port a non-numeric string", function() duplex.connect("127.0.0.1", "x") end,
+      ba:format(2, "connect", "number expected, got string") },
+    { "connect: port 70000", function() duplex.connect("127.0.0.1", 70000) end,
+      match = "^bad argument #2 to 'connect' %(.+%)$" },
+    { "connect: port -1", function() duplex.connect("127.0.0.1", -1) end,
+      match = "^bad argument #2 to 'connect' %(.+%)$" },
+    { "connect: opts a string", function() duplex.connect("127.0.0.1", 80, "fast") end,
+      ba:format(3, "connect", "table expected, got string") },
+    { "connect: unknown option", function() duplex.connect("127.0.0.1", 80, { tiemout = 1 }) end,
+      ba:format(3, "connect", "unknown option 'tiemout'") },
+    { "connect: negative timeout", function() duplex.connect("127.0.0.1", 80, { timeout = -1 }) end,
+      match = "^bad argument #3 to 'connect' %(.*timeout.*%)$" },
+    { "connect: timeout a string", function() duplex.connect("127.0.0.1", 80, { timeout = "x" }) end,
+      match = "^bad argument #3 to 'connect' %(.*timeout.*%)$" },
+    { "connect: nodelay a number", function() duplex.connect("127.0.0.1", 80, { nodelay = 1 }) end,
+      match = "^bad argument #3 to 'connect' %(.*nodelay.*%)$" },
+    { "connect: bind a number", function() duplex.connect("127.0.0.1", 80, { bind = 5 }) end,
+      match = "^bad argument #3 to 'connect' %(.*bind.*%)$" },
+
+    -- resolve(host [, port])
+    { "resolve: host missing", function() duplex.resolve() end,
+      ba:format(1, "resolve", "string expected, got no value") },
+    { "resolve: host a table", function() duplex.resolve({}) end,
+      ba:format(1, "resolve", "string expected, got table") },
+    { "resolve: port a table", function() duplex.resolve("127.0.0.1", {}) end,
+      match = "^bad argument #2 to 'resolve' %(.+%)$" },
+    { "resolve: port 70000", function() duplex.resolve("127.0.0.1", 70000) end,
+      match = "^bad argument #2 to 'resolve' %(.+%)$" },
+
+    -- run, spawn, sleep, type, onerror
+    { "run: not a function", function() duplex.run(5) end,
+      ba:format(1, "run", "function expected, got number") },
+    { "run: nothing", function() duplex.run() end,
+      ba:format(1, "run", "function expected, got no value") },
+    { "spawn: not a function (inside run)", function()
+        duplex.run(function() duplex.spawn(5) end)
+      end, ba:format(1, "spawn", "function expected, got number") },
+    { "spawn: outside run", function() duplex.spawn(function() end) end,
+      match = "not inside duplex%.run" },
+    { "sleep: a string", function() duplex.sleep("x") end,
+      ba:format(1, "sleep", "number expected, got string") },
+    { "sleep: nothing", function() duplex.sleep() end,
+      ba:format(1, "sleep", "number expected, got no value") },
+    { "type: nothing", function() duplex.type() end,
+      ba:format(1, "type", "value expected") },
+    { "onerror: a number", function() duplex.onerror(5) end,
+      match = "^bad argument #1 to 'onerror' %(.+%)$" },
+  }
+end)
+
+-- Methods called with ':' do not count self, as in Lua's io library.
+describe("server method arguments:", function()
+  helpers.track_fds()
+  local ba = "bad argument #%d to '%s' (%s)"
+  run_rows {
+    { "accept: timeout a string", function(o) o.srv:accept("x") end,
+      ba:format(1, "accept", "number expected, got string") },
+    { "accept: negative timeout", function(o) o.srv:accept(-1) end,
+      match = "^bad argument #1 to 'accept' %(.+%)$" },
+    { "settimeout: a string", function(o) o.srv:settimeout("x") end,
+      ba:format(1, "settimeout", "number expected, got string") },
+    { "settimeout: negative", function(o) o.srv:settimeout(-0.5) end,
+      match = "^bad argument #1 to 'settimeout' %(.+%)$" },
+    { "setoption: name a number", function(o) o.srv:setoption(5, true) end,
+      ba:format(1, "setoption", "string expected, got number") },
+    { "setoption: unknown name", function(o) o.srv:setoption("bogus", 1) end,
+      match = "^bad argument #1 to 'setoption' %(.*'bogus'.*%)$" },
+    { "setoption: client-only name", function(o) o.srv:setoption("nodelay", true) end,
+      match = "^bad argument #1 to 'setoption' %(.*'nodelay'.*%)$" },
+    { "setoption: v6only is read-only", function(o) o.srv:setoption("v6only", true) end,
+      match = "^bad argument #1 to 'setoption' %(.*v6only.*%)$" },
+    { "setoption: reuseaddr a string", function(o) o.srv:setoption("reuseaddr", "on") end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "setoption: rcvbuf a string", function(o) o.srv:setoption("rcvbuf", "big") end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "setoption: sndbuf negative", function(o) o.srv:setoption("sndbuf", -1) end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "getoption: name missing", function(o) o.srv:getoption() end,
+      ba:format(1, "getoption", "string expected, got no value") },
+    { "getoption: unknown name", function(o) o.srv:getoption("bogus") end,
+      match = "^bad argument #1 to 'getoption' %(.*'bogus'.*%)$" },
+    { "serve: not a function", function(o) o.srv:serve(5) end,
+      ba:format(1, "serve", "function expected, got number") },
+
+    -- self of the wrong type (method fetched and called as a plain function)
+    { "accept: self a client", function(o) o.srv.accept(o.c) end,
+      ba:format(1, "accept", "duplex.server expected, got duplex.client") },
+    { "accept: self a table", function(o) o.srv.accept({}) end,
+      ba:format(1, "accept", "duplex.server expected, got table") },
+    { "accept: no self", function(o) o.srv.accept() end,
+      ba:format(1, "accept", "duplex.server expected, got no value") },
+    { "serve: self a client", function(o) o.srv.serve(o.c, print) end,
+      ba:format(1, "serve", "duplex.server expected, got duplex.client") },
+    { "getsockname: self a string", function(o) o.srv.getsockname("x") end,
+      match = "^bad argument #1 to 'getsockname' %(.+ expected, got string%)$" },
+
+    -- closed server
+    { "accept on a closed server", function(o) o.csrv:accept(0) end,
+      "attempt to use a closed duplex.server" },
+    { "serve on a closed server", function(o) o.csrv:serve(print) end,
+      "attempt to use a closed duplex.server" },
+    { "getsockname on a closed server", function(o) o.csrv:getsockname() end,
+      "attempt to use a closed duplex.server" },
+    { "settimeout on a closed server", function(o) o.csrv:settimeout(1) end,
+      "attempt to use a closed duplex.server" },
+    { "setoption on a closed server", function(o) o.csrv:setoption("reuseaddr", true) end,
+      "attempt to use a closed duplex.server" },
+    { "getoption on a closed server", function(o) o.csrv:getoption("reuseaddr") end,
+      "attempt to use a closed duplex.server" },
+    { "fileno on a closed server", function(o) o.csrv:fileno() end,
+      "attempt to use a closed duplex.server" },
+  }
+end)
+
+describe("client method arguments:", function()
+  helpers.track_fds()
+  local ba = "bad argument #%d to '%s' (%s)"
+  run_rows {
+    -- read(fmt, ...)
+    { "read: unknown format", function(o) o.c:read("x") end,
+      ba:format(1, "read", "invalid format") },
+    { "read: '*n' is not supported", function(o) o.c:read("*n") end,
+      ba:format(1, "read", "invalid format") },
+    { "read: 'n' is not supported", function(o) o.c:read("n") end,
+      ba:format(1, "read", "invalid format") },
+    { "read: empty format", function(o) o.c:read("") end,
+      ba:format(1, "read", "invalid format") },
+    { "read: second format bad", function(o) o.c:read("l", "x") end,
+      ba:format(2, "read", "invalid format") },
+    { "read: a table", function(o) o.c:read({}) end,
+      match = "^bad argument #1 to 'read' %(.+%)$" },
+    { "read: a boolean", function(o) o.c:read(true) end,
+      match = "^bad argument #1 to 'read' %(.+%)$" },
+    { "read: negative count", function(o) o.c:read(-1) end,
+      match = "^bad argument #1 to 'read' %(.+%)$" },
+    { "read: count 1.5", function(o) o.c:read(1.5) end,
+      match = "^bad argument #1 to 'read' %(.+%)$" },
+
+    -- readuntil(delim [, max])
+    { "readuntil: no delimiter", function(o) o.c:readuntil() end,
+      ba:format(1, "readuntil", "string expected, got no value") },
+    { "readuntil: delimiter a table", function(o) o.c:readuntil({}) end,
+      ba:format(1, "readuntil", "string expected, got table") },
+    { "readuntil: empty delimiter", function(o) o.c:readuntil("") end,
+      match = "^bad argument #1 to 'readuntil' %(.+%)$" },
+    { "readuntil: max a string", function(o) o.c:readuntil("\n", "x") end,
+      ba:format(2, "readuntil", "number expected, got string") },
+    { "readuntil: max negative", function(o) o.c:readuntil("\n", -1) end,
+      match = "^bad argument #2 to 'readuntil' %(.+%)$" },
+    { "readuntil: max 1.5", function(o) o.c:readuntil("\n", 1.5) end,
+      ba:format(2, "readuntil", "number has no integer representation") },
+
+    -- readsome([max])
+    { "readsome: max a string", function(o) o.c:readsome("x") end,
+      ba:format(1, "readsome", "number expected, got string") },
+    { "readsome: max 0", function(o) o.c:readsome(0) end,
+      match = "^bad argument #1 to 'readsome' %(.+%)$" },
+    { "readsome: max negative", function(o) o.c:readsome(-5) end,
+      match = "^bad argument #1 to 'readsome' %(.+%)$" },
+
+    -- write(...)
+    { "write: a table", function(o) o.c:write({}) end,
+      ba:format(1, "write", "string expected, got table") },
+    { "write: a boolean second", function(o) o.c:write("a", true) end,
+      ba:format(2, "write", "string expected, got boolean") },
+    { "write: nil third", function(o) o.c:write("a", "b", nil) end,
+      ba:format(3, "write", "string expected, got nil") },
+
+    -- lines([fmt])
+    { "lines: unknown format", function(o)
+        for _ in o.c:lines("x") do break end
+      end, match = "invalid format" },
+
+    -- shutdown([how])
+    { "shutdown: unknown direction", function(o) o.c:shutdown("x") end,
+      match = "^bad argument #1 to 'shutdown' %(.*'x'.*%)$" },
+    { "shutdown: a number", function(o) o.c:shutdown(1) end,
+      match = "^bad argument #1 to 'shutdown' %(.+%)$" },
+
+    -- settimeout(s)
+    { "settimeout: a string", function(o) o.c:settimeout("x") end,
+      ba:format(1, "settimeout", "number expected, got string") },
+    { "settimeout: negative", function(o) o.c:settimeout(-1) end,
+      match = "^bad argument #1 to 'settimeout' %(.+%)$" },
+
+    -- setoption(name, v) / getoption(name)
+    { "setoption: name a number", function(o) o.c:setoption(1, true) end,
+      ba:format(1, "setoption", "string expected, got number") },
+    { "setoption: unknown name", function(o) o.c:setoption("bogus", true) end,
+      match = "^bad argument #1 to 'setoption' %(.*'bogus'.*%)$" },
+    { "setoption: nodelay a string", function(o) o.c:setoption("nodelay", "yes") end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "setoption: keepalive a number", function(o) o.c:setoption("keepalive", 1) end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "setoption: linger a string", function(o) o.c:setoption("linger", "x") end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "setoption: linger negative", function(o) o.c:setoption("linger", -1) end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "setoption: rcvbuf a string", function(o) o.c:setoption("rcvbuf", "x") end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "setoption: sndbuf negative", function(o) o.c:setoption("sndbuf", -1) end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "setoption: maxline 0", function(o) o.c:setoption("maxline", 0) end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "setoption: maxline a string", function(o) o.c:setoption("maxline", "x") end,
+      match = "^bad argument #2 to 'setoption' %(.+%)$" },
+    { "getoption: name missing", function(o) o.c:getoption() end,
+      ba:format(1, "getoption", "string expected, got no value") },
+    { "getoption: unknown name", function(o) o.c:getoption("bogus") end,
+      match = "^bad argument #1 to 'getoption' %(.*'bogus'.*%)$" },
+    { "getoption: server-only name", function(o) o.c:getoption("reuseport") end,
+      match = "^bad argument #1 to 'getoption' %(.*'reuseport'.*%)$" },
+
+    -- self of the wrong type
+    { "read: self a server", function(o) o.c.read(o.srv, "l") end,
+      ba:format(1, "read", "duplex.client expected, got duplex.server") },
+    { "read: self a number", function(o) o.c.read(5) end,
+      ba:format(1, "read", "duplex.client expected, got number") },
+    { "read: no self", function(o) o.c.read() end,
+      ba:format(1, "read", "duplex.client expected, got no value") },
+    { "readuntil: self a server", function(o) o.c.readuntil(o.srv, "\n") end,
+      ba:format(1, "readuntil", "duplex.client expected, got duplex.server") },
+    { "readsome: self a server", function(o) o.c.readsome(o.srv) end,
+      ba:format(1, "readsome", "duplex.client expected, got duplex.server") },
+    { "write: self a server", function(o) o.c.write(o.srv, "x") end,
+      ba:format(1, "write", "duplex.client expected, got duplex.server") },
+    { "write: self a file", function(o) o.c.write(io.stderr, "") end,
+      ba:format(1, "write", "duplex.client expected, got FILE*") },
+    { "lines: self a server", function(o) o.c.lines(o.srv) end,
+      ba:format(1, "lines", "duplex.client expected, got duplex.server") },
+    { "shutdown: self a server", function(o) o.c.shutdown(o.srv) end,
+      ba:format(1, "shutdown", "duplex.client expected, got duplex.server") },
+    { "getpeername: self a server", function(o) o.c.getpeername(o.srv) end,
+      ba:format(1, "getpeername", "duplex.client expected, got duplex.server") },
+    { "getsockname: self a string", function(o) o.c.getsockname("x") end,
+      match = "^bad argument #1 to 'getsockname' %(.+ expected, got string%)$" },
+    { "close: self a table", function(o) o.c.close({}) end,
+      match = "^bad argument #1 to 'close' %(.+ expected, got table%)$" },
+
+    -- closed client (the accepted side too)
+    { "read on a closed client", function(o) o.cc:read("l") end,
+      "attempt to use a closed duplex.client" },
+    { "readuntil on a closed client", function(o) o.cc:readuntil("\n") end,
+      "attempt to use a closed duplex.client" },
+    { "readsome on a closed client", function(o) o.cc:readsome() end,
+      "attempt to use a closed duplex.client" },
+    { "write on a closed client", function(o) o.cc:write("x") end,
+      "attempt to use a closed duplex.client" },
+    { "lines on a closed client", function(o) o.cc:lines() end,
+      "attempt to use a closed duplex.client" },
+    { "shutdown on a closed client", function(o) o.cc:shutdown("w") end,
+      "attempt to use a closed duplex.client" },
+    { "settimeout on a closed client", function(o) o.cc:settimeout(1) end,
+      "attempt to use a closed duplex.client" },
+    { "getpeername on a closed client", function(o) o.cc:getpeername() end,
+      "attempt to use a closed duplex.client" },
+    { "getsockname on a closed client", function(o) o.cc:getsockname() end,
+      "attempt to use a closed duplex.client" },
+    { "setoption on a closed client", function(o) o.cc:setoption("nodelay", true) end,
+      "attempt to use a closed duplex.client" },
+    { "getoption on a closed client", function(o) o.cc:getoption("nodelay") end,
+      "attempt to use a closed duplex.client" },
+    { "fileno on a closed client", function(o) o.cc:fileno() end,
+      "attempt to use a closed duplex.client" },
+    { "read on a closed accepted client", function(o)
+        o.p:close()
+        o.p:read(1)
+      end, "attempt to use a closed duplex.client" },
+  }
+end)
+
+describe("a lines iterator", function()
+  helpers.track_fds()
+
+  it("raises when its client is closed between iterations", function()
+    local c, p, srv = helpers.pair()
+    finally(function() helpers.close(c, p, srv) end)
+    assert(c:write("one\ntwo\n"))
+    local it = p:lines()
+    assert.equal("one", it())
+    p:close()
+    assert.has_error(function() it() end, "attempt to use a closed duplex.client")
+  end)
+end)

@@ -1,0 +1,511 @@
+-- 20-examples_spec.lua: every program in examples/ run as a real process, on
+-- loopback and port 0 (servers print "listening HOST PORT"; we read the port).
+-- Each test kills only the processes it started, and every wait has a deadline.
+
+local duplex = require "duplex"
+
+local ENV = 'LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" '
+         .. 'LUA_CPATH="${DUPLEX_CPATH:-./build/?.so};;" '
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- the shell command for one example; `timeout` bounds its life even if we crash
+local function command(script, args, limit)
+  local words = {}
+  for i, a in ipairs(args or {}) do words[i] = quote(a) end
+  return ENV .. "timeout --foreground -k 2 " .. (limit or 60)
+      .. " lua5.4 examples/" .. script .. " " .. table.concat(words, " ")
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function spit(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+local function mktemp_dir()
+  local p = io.popen("mktemp -d /tmp/duplex-examples.XXXXXX")
+  local d = p:read("l")
+  p:close()
+  assert(d and d:match("^/tmp/duplex%-examples%."), "mktemp -d failed")
+  return d
+end
+
+local function lines_of(s)
+  local t = {}
+  for line in s:gmatch("([^\n]*)\n") do t[#t + 1] = line end
+  return t
+end
+
+-- Run an example to its end: { code = exit status, out = stdout, err = stderr }.
+local function run(script, args, stdin_file)
+  local d = mktemp_dir()
+  local cmd = command(script, args, 30) .. " <" .. (stdin_file or "/dev/null")
+           .. " 2>" .. d .. "/err"
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local err = slurp(d .. "/err")
+  os.execute("rm -rf " .. quote(d))
+  return { code = code, out = out, err = err }
+end
+
+-- Background processes: each runs in its own process group (setsid), with its
+-- stdout, stderr and exit status in files of its own directory.
+local started = {}
+
+local function start(script, args)
+  local d = mktemp_dir()
+  local inner = command(script, args) .. " >" .. d .. "/out 2>" .. d .. "/err; echo $? >" .. d .. "/rc"
+  local p = io.popen("setsid sh -c " .. quote(inner) .. " </dev/null >/dev/null 2>&1 & echo $!")
+  local pid = math.tointeger(tonumber(p:read("l")))
+  p:close()
+  assert(pid and pid > 1, "could not start " .. script)
+  local proc = { pid = pid, dir = d, script = script }
+  started[#started + 1] = proc
+  return proc
+end
+
+local function output(proc) return slurp(proc.dir .. "/out") or "" end
+local function errors(proc) return slurp(proc.dir .. "/err") or "" end
+
+local function describe_proc(proc)
+  return ("%s (pid %d)\nstdout:\n%s\nstderr:\n%s"):format(proc.script, proc.pid,
+    output(proc), errors(proc))
+end
+
+-- wait until the process's stdout matches `pattern`; returns the captures
+local function wait_output(proc, pattern, seconds)
+  local deadline = duplex.now() + (seconds or 10)
+  repeat
+    local caps = { output(proc):match(pattern) }
+    if caps[1] then return table.unpack(caps) end
+    duplex.sleep(0.02)
+  until duplex.now() > deadline
+  error("timed out waiting for " .. pattern .. " from " .. describe_proc(proc), 2)
+end
+
+local function wait_listening(proc)
+  local host, port = wait_output(proc, "^listening (%S+) (%d+)\n")
+  return host, math.tointeger(tonumber(port))
+end
+
+-- wait for the process to exit by itself; returns its exit status
+local function wait_exit(proc, seconds)
+  local deadline = duplex.now() + (seconds or 10)
+  repeat
+    local rc = slurp(proc.dir .. "/rc")
+    if rc and rc:match("^%d+\n$") then return math.tointeger(tonumber(rc)) end
+    duplex.sleep(0.02)
+  until duplex.now() > deadline
+  error("timed out waiting for the exit of " .. describe_proc(proc), 2)
+end
+
+local function alive(pid)
+  local stat = slurp("/proc/" .. pid .. "/stat")
+  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+local function stop(proc)
+  if alive(proc.pid) then
+    os.execute("kill -TERM -" .. proc.pid .. " 2>/dev/null")
+    local deadline = duplex.now() + 2
+    while alive(proc.pid) and duplex.now() < deadline do duplex.sleep(0.02) end
+    os.execute("kill -KILL -" .. proc.pid .. " 2>/dev/null")
+  end
+  os.execute("rm -rf " .. quote(proc.dir))
+end
+
+-- a port on which nothing listens (the kernel just gave it to us)
+local function free_port()
+  local s = assert(duplex.listen("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
+end
+
+-- `n` bytes of binary data: every byte value, NULs, "\r\n" and "\n" included
+local function binary(n, seed)
+  local parts, x = {}, seed or 12345
+  for i = 1, n // 4 do
+    x = (x * 1103515245 + 12345) % 2147483648
+    parts[i] = string.pack("<I4", i % 7 == 0 and 0 or x)
+  end
+  local s = table.concat(parts) .. ("\0\r\n\n"):sub(1, n % 4)
+  return s:sub(1, n)
+end
+
+describe("examples", function()
+  local tmp
+
+  before_each(function()
+    tmp = mktemp_dir()
+  end)
+
+  after_each(function()
+    for i = #started, 1, -1 do
+      stop(started[i])
+      started[i] = nil
+    end
+    os.execute("rm -rf " .. quote(tmp))
+  end)
+
+  describe("echo_server.lua and echo_client.lua", function()
+    it("echo each line, one client after another; the server exits after N clients", function()
+      local server = start("echo_server.lua", { "127.0.0.1", 0, 2 })
+      local host, port = wait_listening(server)
+      assert.equal("127.0.0.1", host)
+
+      local r = run("echo_client.lua", { host, port, "hello", "wörld", "", "a b\tc" })
+      assert.same({ code = 0, out = "hello\nwörld\n\na b\tc\n", err = "" }, r)
+
+      -- a person's way: lines on stdin
+      spit(tmp .. "/in", "first\nsecond line\n")
+      r = run("echo_client.lua", { host, port }, tmp .. "/in")
+      assert.same({ code = 0, out = "first\nsecond line\n", err = "" }, r)
+
+      assert.equal(0, wait_exit(server))
+      local out = lines_of(output(server))
+      assert.equal(5, #out, describe_proc(server))
+      assert.equal("listening 127.0.0.1 " .. port, out[1])
+      assert.matches("^client 1 from 127%.0%.0%.1 %d+$", out[2])
+      assert.equal("client 1 done, 4 lines echoed", out[3])
+      assert.matches("^client 2 from 127%.0%.0%.1 %d+$", out[4])
+      assert.equal("client 2 done, 2 lines echoed", out[5])
+      assert.equal("", errors(server))
+    end)
+
+    it("the server sends back a last line without newline as it came, then closes", function()
+      local server = start("echo_server.lua", { "127.0.0.1", 0, 1 })
+      local host, port = wait_listening(server)
+      local c <close> = assert(duplex.connect(host, port, { timeout = 5 }))
+      c:settimeout(5)
+      assert(c:write("one\r\ntwo\n", "no newline"))
+      assert(c:shutdown("w"))
+      assert.equal("one\r\ntwo\nno newline", c:read("a"))
+      assert.is_nil(c:read("l"))
+      assert.equal(0, wait_exit(server))
+      assert.matches("client 1 done, 3 lines echoed\n$", output(server))
+    end)
+
+    it("the client reports a refused connection and exits 1", function()
+      local r = run("echo_client.lua", { "127.0.0.1", free_port(), "x" })
+      assert.equal(1, r.code)
+      assert.equal("", r.out)
+      assert.matches("^connect 127%.0%.0%.1:%d+: Connection refused\n$", r.err)
+    end)
+
+    it("the client explains its usage", function()
+      local r = run("echo_client.lua", {})
+      assert.equal(2, r.code)
+      assert.matches("^usage: echo_client%.lua", r.err)
+    end)
+  end)
+
+  describe("peer.lua", function()
+    local function expected(name, other, n)
+      local t = {}
+      for i = 1, n do t[i] = ("%s got: %s says hello #%d\n"):format(name, other, i) end
+      t[n + 1] = ("%s: sent %d lines, received %d\n"):format(name, n, n)
+      return table.concat(t)
+    end
+
+    it("two processes each listen and connect, and exchange lines both ways", function()
+      local a = start("peer.lua", { "A", tmp .. "/a.port", tmp .. "/b.port", 7 })
+      local b = start("peer.lua", { "B", tmp .. "/b.port", tmp .. "/a.port", 7 })
+      assert.equal(0, wait_exit(a, 20), describe_proc(a))
+      assert.equal(0, wait_exit(b, 20), describe_proc(b))
+      assert.equal(expected("A", "B", 7), output(a))
+      assert.equal(expected("B", "A", 7), output(b))
+      assert.equal("", errors(a))
+      assert.equal("", errors(b))
+      -- each removes its port file once the other has connected
+      assert.is_nil(io.open(tmp .. "/a.port"))
+      assert.is_nil(io.open(tmp .. "/b.port"))
+    end)
+
+    it("copes with a late peer and a port file left over from an earlier run", function()
+      spit(tmp .. "/b.port", "127.0.0.1 " .. free_port() .. "\n")   -- stale: refused
+      local a = start("peer.lua", { "A", tmp .. "/a.port", tmp .. "/b.port", 200 })
+      duplex.sleep(0.3)         -- A runs first, connecting in vain; B then replaces the file
+      local b = start("peer.lua", { "B", tmp .. "/b.port", tmp .. "/a.port", 200 })
+      assert.equal(0, wait_exit(a, 20), describe_proc(a))
+      assert.equal(0, wait_exit(b, 20), describe_proc(b))
+      assert.equal(expected("A", "B", 200), output(a))
+      assert.equal(expected("B", "A", 200), output(b))
+    end)
+  end)
+
+  describe("ftp_server.lua and ftp_client.lua", function()
+    local root, server, host, port
+
+    before_each(function()
+      root = tmp .. "/root"
+      assert(os.execute("mkdir " .. quote(root)))
+      server = start("ftp_server.lua", { root, "127.0.0.1", 0 })
+      host, port = wait_listening(server)
+    end)
+
+    it("put uploads a binary file (over 1 MiB, NUL bytes) byte for byte", function()
+      local data = binary(1536 * 1024 + 3, 1)
+      assert.truthy(data:find("\0", 1, true))
+      spit(tmp .. "/up.bin", data)
+      local r = run("ftp_client.lua", { host, port, "put", tmp .. "/up.bin", "stored.bin" })
+      assert.same({ code = 0, err = "",
+        out = ("put %s/up.bin -> stored.bin: %d bytes\n"):format(tmp, #data) }, r)
+      local stored = slurp(root .. "/stored.bin")
+      assert.equal(#data, #stored)
+      assert.is_true(data == stored, "uploaded bytes differ")
+      assert.is_nil(io.open(root .. "/stored.bin.part"))
+    end)
+
+    it("get downloads a binary file byte for byte, and size reports its size", function()
+      local data = binary(1024 * 1024 + 1, 2)
+      spit(root .. "/big file.bin", data)
+      local r = run("ftp_client.lua", { host, port, "size", "big file.bin" })
+      assert.same({ code = 0, err = "", out = "big file.bin: " .. #data .. " bytes\n" }, r)
+
+      r = run("ftp_client.lua", { host, port, "get", tmp .. "/down.bin", "big file.bin" })
+      assert.same({ code = 0, err = "",
+        out = ("got big file.bin -> %s/down.bin: %d bytes\n"):format(tmp, #data) }, r)
+      local got = slurp(tmp .. "/down.bin")
+      assert.equal(#data, #got)
+      assert.is_true(data == got, "downloaded bytes differ")
+    end)
+
+    it("round-trips a file both ways, and an empty file", function()
+      local data = binary(1024 * 1024 + 2, 3)
+      spit(tmp .. "/a.bin", data)
+      spit(tmp .. "/empty", "")
+      assert.equal(0, run("ftp_client.lua", { host, port, "put", tmp .. "/a.bin", "a" }).code)
+      assert.equal(0, run("ftp_client.lua", { host, port, "get", tmp .. "/b.bin", "a" }).code)
+      assert.is_true(slurp(tmp .. "/b.bin") == data, "round trip changed the bytes")
+      assert.equal(0, run("ftp_client.lua", { host, port, "put", tmp .. "/empty", "e" }).code)
+      assert.equal(0, run("ftp_client.lua", { host, port, "get", tmp .. "/e2", "e" }).code)
+      assert.equal("", slurp(root .. "/e"))
+      assert.equal("", slurp(tmp .. "/e2"))
+    end)
+
+    it("refuses names with / or .., and missing files", function()
+      spit(tmp .. "/secret", "do not serve me")
+      local r = run("ftp_client.lua", { host, port, "get", tmp .. "/x", "../secret" })
+      assert.same({ code = 1, out = "", err = "ftp_client: server: ERR bad file name\n" }, r)
+      r = run("ftp_client.lua", { host, port, "get", tmp .. "/x", tmp .. "/secret" })
+      assert.same({ code = 1, out = "", err = "ftp_client: server: ERR bad file name\n" }, r)
+      r = run("ftp_client.lua", { host, port, "size", "missing" })
+      assert.same({ code = 1, out = "", err = "ftp_client: server: ERR cannot open missing\n" }, r)
+      r = run("ftp_client.lua", { host, port, "put", tmp .. "/secret", "../escaped" })
+      assert.same({ code = 1, out = "", err = "ftp_client: server: ERR bad file name\n" }, r)
+      assert.is_nil(io.open(tmp .. "/escaped"))
+      assert.is_nil(io.open(tmp .. "/x"))
+    end)
+
+    it("keeps the protocol in step after a refused PUT (speaking it directly)", function()
+      spit(root .. "/hello.txt", "hello\n")
+      local c <close> = assert(duplex.connect(host, port, { timeout = 5 }))
+      c:settimeout(5)
+      assert(c:write("PUT ../evil 6\nabc\0\n\n", "SIZE hello.txt\n", "GET hello.txt\n",
+                     "FROB\n", "QUIT\n"))
+      assert.equal("ERR bad file name", c:read("l"))
+      assert.equal("OK 6", c:read("l"))
+      assert.equal("OK 6", c:read("l"))
+      assert.equal("hello\n", c:read(6))
+      assert.equal("ERR unknown command", c:read("l"))
+      assert.equal("OK bye", c:read("l"))
+      assert.equal("", c:read("a"))        -- the server hung up after QUIT
+      assert.is_nil(io.open(tmp .. "/evil"))
+
+      local log = output(server)
+      assert.matches("\n127%.0%.0%.1:%d+ connected\n", log)
+      assert.matches("\n127%.0%.0%.1:%d+ PUT %.%./evil 6\n", log)
+      assert.matches("\n127%.0%.0%.1:%d+ SIZE hello%.txt\n", log)
+      wait_output(server, "\n127%.0%.0%.1:%d+ gone\n")
+    end)
+
+    it("serves clients at the same time", function()
+      local c1 <close> = assert(duplex.connect(host, port, { timeout = 5 }))
+      local c2 <close> = assert(duplex.connect(host, port, { timeout = 5 }))
+      c1:settimeout(5); c2:settimeout(5)
+      spit(root .. "/f", "12345")
+      assert(c1:write("PUT g 4\nab"))      -- c1 is in the middle of an upload...
+      assert(c2:write("GET f\n"))          -- ...while c2 downloads
+      assert.equal("OK 5", c2:read("l"))
+      assert.equal("12345", c2:read(5))
+      assert(c1:write("cd"))
+      assert.equal("OK 4", c1:read("l"))
+      assert.equal("abcd", slurp(root .. "/g"))
+    end)
+  end)
+
+  describe("chat_server.lua", function()
+    it("sends each line to every other client, never back to its sender", function()
+      local server = start("chat_server.lua", { "127.0.0.1", 0 })
+      local host, port = wait_listening(server)
+      local c, name = {}, {}
+      local function join(i)
+        c[i] = assert(duplex.connect(host, port, { timeout = 5 }))
+        c[i]:settimeout(5)
+        local h, p = c[i]:getsockname()
+        name[i] = h .. ":" .. p
+        -- the greeting comes once the client is in the room
+        assert.equal(("welcome %s, %d others here"):format(name[i], i - 1), c[i]:read("l"))
+      end
+      finally(function() for i = 1, 3 do if c[i] then c[i]:close() end end end)
+
+      join(1)
+      join(2)
+      assert.equal("* " .. name[2] .. " joined", c[1]:read("l"))
+      join(3)
+      assert.equal("* " .. name[3] .. " joined", c[1]:read("l"))
+      assert.equal("* " .. name[3] .. " joined", c[2]:read("l"))
+
+      assert(c[1]:write("hello, room\n"))
+      assert.equal(name[1] .. ": hello, room", c[2]:read("l"))
+      assert.equal(name[1] .. ": hello, room", c[3]:read("l"))
+      c[1]:settimeout(0.3)
+      local line, _, code = c[1]:read("l")
+      assert.is_nil(line)
+      assert.equal("ETIMEDOUT", code)
+      c[1]:settimeout(5)
+
+      assert(c[2]:write("hi\n", "how are you\n"))
+      assert.equal(name[2] .. ": hi", c[1]:read("l"))  -- the next thing c1 sees
+      assert.equal(name[2] .. ": how are you", c[1]:read("l"))
+      assert.equal(name[2] .. ": hi", c[3]:read("l"))
+      assert.equal(name[2] .. ": how are you", c[3]:read("l"))
+
+      c[3]:close()
+      assert.equal("* " .. name[3] .. " left", c[1]:read("l"))
+      assert.equal("* " .. name[3] .. " left", c[2]:read("l"))
+
+      assert.same({
+        "listening 127.0.0.1 " .. port,
+        name[1] .. " joined", name[2] .. " joined", name[3] .. " joined",
+        name[3] .. " left",
+      }, lines_of(wait_output(server, "^(.* left\n)")))
+      assert.equal("", errors(server))
+    end)
+  end)
+
+  describe("forward.lua", function()
+    local echo, fwd, ehost, eport, fhost, fport
+
+    before_each(function()
+      echo = start("echo_server.lua", { "127.0.0.1", 0 })
+      ehost, eport = wait_listening(echo)
+      fwd = start("forward.lua", { 0, ehost, eport })
+      fhost, fport = wait_listening(fwd)
+      assert.equal("127.0.0.1", fhost)
+      assert.not_equal(eport, fport)
+    end)
+
+    it("copies both ways and passes a half-close through", function()
+      local c <close> = assert(duplex.connect(fhost, fport, { timeout = 5 }))
+      c:settimeout(5)
+      assert(c:write("one\n"))
+      assert.equal("one", c:read("l"))
+      assert(c:write("two\n", "three\n"))
+      -- half-close: the echo server only sees EOF (and closes) if the forwarder
+      -- passes our shutdown on; the echoes still come back after it
+      assert(c:shutdown("w"))
+      assert.equal("two\nthree\n", c:read("a"))
+      assert.is_nil(c:read("l"))
+
+      local log = wait_output(fwd, "^(.* closed, .-\n)")
+      local who = log:match("\n(127%.0%.0%.1:%d+) %-> ")
+      assert.equal(table.concat({
+        "listening 127.0.0.1 " .. fport,
+        ("%s -> %s:%d"):format(who, ehost, eport),
+        who .. " closed, 14 bytes up, 14 bytes down",
+      }, "\n") .. "\n", log)
+      wait_output(echo, "client 1 done, 3 lines echoed\n$")
+    end)
+
+    it("carries many lines for echo_client.lua, a real process", function()
+      local want = {}
+      for i = 1, 2000 do want[i] = ("line %d %s"):format(i, ("x"):rep(i % 97)) end
+      spit(tmp .. "/in", table.concat(want, "\n") .. "\n")
+      local r = run("echo_client.lua", { fhost, fport }, tmp .. "/in")
+      assert.equal("", r.err)
+      assert.equal(0, r.code)
+      assert.is_true(r.out == table.concat(want, "\n") .. "\n", "echoes differ")
+    end)
+
+    it("closes the client's connection when the target refuses", function()
+      stop(echo)
+      local c <close> = assert(duplex.connect(fhost, fport, { timeout = 5 }))
+      c:settimeout(5)
+      local rest, _, code = c:read("a")
+      assert.is_true(rest == "" or code == "ECONNRESET", tostring(code))
+      assert.matches(": connect 127%.0%.0%.1:" .. eport .. ": Connection refused\n",
+                     wait_output(fwd, "^(.*refused\n)"))
+    end)
+  end)
+
+  describe("demo.lua", function()
+    local function check_transcript(out)
+      local lines = lines_of(out)
+      assert.equal(1 + 3 + 3 * 7 + 3 + 1, #lines, out)
+      assert.matches("^server    listening on 127%.0%.0%.1 port %d+$", lines[1])
+      assert.equal("demo      3 clients, 9 lines echoed", lines[#lines])
+      local per = {}
+      local accepted, hung_up = 0, 0
+      for i = 2, #lines - 1 do
+        local who, what = lines[i]:sub(1, 9):gsub("%s+$", ""), lines[i]:sub(11)
+        if who == "server" then
+          if what:match("^accepted 127%.0%.0%.1:%d+$") then accepted = accepted + 1
+          elseif what:match("^127%.0%.0%.1:%d+ hung up$") then hung_up = hung_up + 1
+          else error("unexpected line: " .. lines[i]) end
+        else
+          per[who] = per[who] or {}
+          table.insert(per[who], what)
+        end
+      end
+      assert.equal(3, accepted)
+      assert.equal(3, hung_up)
+      for i = 1, 3 do
+        local want = {}
+        for j = 1, 3 do
+          want[#want + 1] = ("-> line %d from client %d"):format(j, i)
+          want[#want + 1] = ("<- line %d from client %d"):format(j, i)
+        end
+        want[#want + 1] = "done"
+        assert.same(want, per["client " .. i])
+      end
+    end
+
+    it("runs server and clients in one process and prints the whole transcript", function()
+      local r = run("demo.lua", {})
+      assert.equal("", r.err)
+      assert.equal(0, r.code)
+      check_transcript(r.out)
+    end)
+
+    it("finds the module by itself, as `make demo` runs it", function()
+      if os.getenv("DUPLEX_CPATH") then
+        pending("DUPLEX_CPATH set: this build is not in ./build")
+        return
+      end
+      local p = io.popen("pwd")
+      local cwd = p:read("l")
+      p:close()
+      p = io.popen("cd /tmp && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4"
+        .. " -u LUA_CPATH_5_4 timeout 30 lua5.4 " .. quote(cwd .. "/examples/demo.lua")
+        .. " 2>&1")
+      local out = p:read("a")
+      local _, _, code = p:close()
+      assert.equal(0, code, out)
+      check_transcript(out)
+    end)
+  end)
+end)

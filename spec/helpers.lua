@@ -1,0 +1,173 @@
+-- spec/helpers.lua: small shared helpers for the duplex specs.
+-- Everything here uses loopback and port 0 only; nothing here asserts.
+-- Run specs from the repository root: `busted --lua=lua5.4 spec/NAME_spec.lua`
+-- (relative paths below, such as ./build, are resolved from there).
+
+local duplex = require "duplex"
+
+local helpers = {}
+
+-- Interpreter command for child Lua processes that `require "duplex"` from
+-- this checkout: helpers.lua .. " script.lua". DUPLEX_CPATH (set by
+-- `make asan`) selects another build. `env` execs lua5.4, so the command
+-- also works after `exec` (spawn_process) and keeps the child's own pid.
+local cpath = os.getenv("DUPLEX_CPATH") or "./build/?.so"
+helpers.lua = string.format(
+  'env LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="%s;;" lua5.4', cpath)
+
+-- Quote s for /bin/sh.
+function helpers.shquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- A server on 127.0.0.1 with a kernel-chosen port: returns server, port.
+function helpers.server(opts)
+  local srv = assert(duplex.listen("127.0.0.1", 0, opts))
+  local _, port = srv:getsockname()
+  return srv, port
+end
+
+-- A connected pair on loopback: returns client, accepted peer, server.
+-- Both ends get a 5 s timeout so a broken test fails instead of hanging;
+-- a test that needs another timeout sets it itself.
+function helpers.pair()
+  local srv, port = helpers.server()
+  local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+  local p = assert(srv:accept(5))
+  c:settimeout(5)
+  p:settimeout(5)
+  return c, p, srv
+end
+
+-- Close every argument that is open (nil and closed objects are skipped).
+function helpers.close(...)
+  for i = 1, select("#", ...) do
+    local o = select(i, ...)
+    if o ~= nil then o:close() end
+  end
+end
+
+-- Number of open descriptors of this process, after a full GC (twice, so
+-- objects resurrected for __gc are collected too).
+local ok_lfs, lfs = pcall(require, "lfs")
+function helpers.fdcount()
+  collectgarbage()
+  collectgarbage()
+  local n = 0
+  if ok_lfs then
+    for name in lfs.dir("/proc/self/fd") do
+      if name ~= "." and name ~= ".." then n = n + 1 end
+    end
+  else
+    -- `ls` must list our descriptors, not its own: name our pid.
+    local f = assert(io.open("/proc/self/stat"))
+    local pid = f:read("n")
+    f:close()
+    local p = assert(io.popen("ls /proc/" .. pid .. "/fd"))
+    for _ in p:lines() do n = n + 1 end
+    p:close()
+  end
+  return n
+end
+
+-- Call inside a describe block: every test in it must leave the number of
+-- open descriptors as it found it.
+function helpers.track_fds()
+  local busted = require "busted"  -- its globals live in the spec's env only
+  local before
+  busted.before_each(function() before = helpers.fdcount() end)
+  busted.after_each(function()
+    busted.assert.equal(before, helpers.fdcount(), "descriptors leaked by this test")
+  end)
+end
+
+-- A fresh path for a Unix domain socket (the file does not exist yet; the
+-- test removes it when done).
+function helpers.tmpname()
+  local name = os.tmpname()
+  os.remove(name)
+  return name .. ".sock"
+end
+
+-- Whether IPv6 loopback is usable here.
+function helpers.has_ipv6()
+  local srv = duplex.listen("::1", 0)
+  if not srv then return false end
+  srv:close()
+  return true
+end
+
+local function proc_state(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s:match(".*%)%s+(%a)")
+end
+
+-- Run the shell command cmd in the background; its stdout is readable with
+-- proc:read(...). cmd runs through `exec`, so proc.pid is its own pid (wrap
+-- pipelines and lists in `sh -c '...'`, which is then the pid).
+--   proc:wait([timeout]) -> true|nil, "exit"|"signal", code  (reaps it);
+--                           nil, "timeout" if still running after timeout s
+--   proc:kill([sig])     -> signals pid (default TERM) if not yet reaped
+--   proc:close()         -> kill, then wait; safe to call twice (for finally)
+function helpers.spawn_process(cmd)
+  local pipe = assert(io.popen("echo $$; exec " .. cmd, "r"))
+  local pid = assert(math.tointeger(tonumber(pipe:read("l"))), "no pid")
+  local proc = { pid = pid, reaped = false }
+
+  function proc:read(...) return pipe:read(...) end
+
+  function proc:kill(sig)
+    if not self.reaped then
+      os.execute(string.format("kill -%s %d 2>/dev/null", sig or "TERM", self.pid))
+    end
+  end
+
+  function proc:wait(timeout)
+    if self.reaped then return table.unpack(self.status, 1, 3) end
+    if timeout then
+      local deadline = duplex.now() + timeout
+      while true do
+        local st = proc_state(self.pid)
+        if st == nil or st == "Z" then break end
+        if duplex.now() >= deadline then return nil, "timeout" end
+        os.execute("sleep 0.02")
+      end
+    end
+    self.status = table.pack(pipe:close())
+    self.reaped = true
+    return table.unpack(self.status, 1, 3)
+  end
+
+  function proc:close()
+    if self.reaped then return end
+    self:kill("TERM")
+    if not self:wait(2) then
+      self:kill("KILL")
+      self:wait()
+    end
+  end
+
+  return proc
+end
+
+-- Run fn() and return its results plus the seconds it took (monotonic).
+function helpers.timed(fn)
+  local t0 = duplex.now()
+  local r = table.pack(fn())
+  return duplex.now() - t0, table.unpack(r, 1, r.n)
+end
+
+-- Let the module create any lazily made, process-wide descriptor (a poller,
+-- say) now, so the first test's descriptor count is not off by one.
+pcall(function()
+  local c, p, srv = helpers.pair()
+  p:settimeout(0.01)
+  p:read(1)
+  srv:accept(0.01)
+  helpers.close(c, p, srv)
+end)
+
+return helpers
