@@ -10,11 +10,13 @@
  *   loadgen bulk PORT [-b BYTES] [-k CHUNK] [-t SECONDS]
  *       one connection; sends BYTES (default 2 GiB) in CHUNK-byte writes
  *       (default 64 KiB) while reading the echo concurrently; done when the
- *       whole echo is back, or fails after SECONDS (default 120). Prints
+ *       whole echo is back, or fails after SECONDS (default 120) or 10 s
+ *       without progress. Prints
  *       "RESULT bytes=.. secs=.. gbps=.."   (GB = 1e9 bytes)
  *
  *   loadgen idle PORT [-c CONNS] [-t SECONDS] [-H HOLD] [-V]
- *       opens CONNS connections (default 10000, within SECONDS, default 60),
+ *       opens CONNS connections (default 10000, within SECONDS, default 60,
+ *       and failing after 10 s without progress),
  *       then (unless -V) sends one byte on each and waits for every echo, so
  *       the server has really accepted and served each one. Prints
  *       "READY conns=N", then holds them until SIGTERM/SIGINT/SIGUSR1, a line
@@ -45,6 +47,8 @@
 #include <unistd.h>
 
 static struct sockaddr_in target;
+
+#define STALL 10.0 /* seconds without progress: the server is stuck, give up */
 
 static double now(void) {
     struct timespec ts;
@@ -206,12 +210,16 @@ static int run_bulk(long long total, size_t chunk, double limit) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.fd = fd};
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
-    double start = now(), deadline = start + limit;
+    double start = now(), deadline = start + limit, progress = start;
+    long long last_recvd = 0;
     size_t off = 0; /* offset within the current chunk */
     int writing = 1;
     while (recvd < total) {
-        if (now() > deadline) {
-            printf("FAIL timeout after %.1fs sent=%lld received=%lld\n", limit, sent, recvd);
+        double t = now();
+        if (recvd != last_recvd) { last_recvd = recvd; progress = t; }
+        if (t > deadline || t > progress + STALL) {
+            printf("FAIL %s after %.1fs sent=%lld received=%lld\n",
+                   t > deadline ? "timeout" : "stalled", t - start, sent, recvd);
             return 1;
         }
         struct epoll_event ev[2];
@@ -264,7 +272,8 @@ static int run_idle(int conns, double limit, double hold, int verify) {
     int *fds = malloc((size_t)conns * sizeof *fds);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     double deadline = now() + limit;
-    int started = 0, connected = 0, pending = 0, failed = 0;
+    int started = 0, connected = 0, pending = 0, failed = 0, last_connected = 0;
+    double progress = now();
     struct epoll_event evs[512];
     const int window = 256; /* connects in flight at once */
 
@@ -281,7 +290,9 @@ static int run_idle(int conns, double limit, double hold, int verify) {
             pending++;
         }
         if (failed) break;
-        if (now() > deadline) break;
+        double t = now();
+        if (connected != last_connected) { last_connected = connected; progress = t; }
+        if (t > deadline || t > progress + STALL) break;
         int n = epoll_wait(ep, evs, 512, 200);
         for (int k = 0; k < n; k++) {
             int i = (int)evs[k].data.u32, fd = fds[i], err = 0;
@@ -306,7 +317,12 @@ static int run_idle(int conns, double limit, double hold, int verify) {
             epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
         }
         double vdeadline = now() + limit;
-        while (echoed + lost < conns && now() < vdeadline) {
+        int last_echoed = 0;
+        progress = now();
+        while (echoed + lost < conns) {
+            double t = now();
+            if (echoed + lost != last_echoed) { last_echoed = echoed + lost; progress = t; }
+            if (t > vdeadline || t > progress + STALL) break;
             int n = epoll_wait(ep, evs, 512, 200);
             for (int k = 0; k < n; k++) {
                 int i = (int)evs[k].data.u32;

@@ -12,6 +12,7 @@
 #   BULK_BYTES=...   bulk echo size (default 2 GiB)
 #   IDLE_CONNS=...   idle connections (default 10000)
 #   SERVER_CPU=0 LOAD_CPU=1   CPUs to pin to
+#   DUPLEX_BUILD=dir  where duplex/core.so is (default ../build)
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -51,16 +52,17 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 100))
 fi
 
 # Lua module paths: the peers come from Debian, duplex from this tree.
+# DUPLEX_BUILD may point at another build of duplex/core.so (e.g. an -O3 one).
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
-export LUA_CPATH="$ROOT/build/?.so;;"
+export LUA_CPATH="${DUPLEX_BUILD:-$ROOT/build}/?.so;;"
 
 for f in "$BIN/c_server" "$BIN/loadgen"; do
   [ -x "$f" ] || { echo "missing $f: run 'make' in bench/" >&2; exit 1; }
 done
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
-PIN_S=""; PIN_L=""
+PIN_S=(); PIN_L=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  PIN_S="taskset -c $SERVER_CPU"; PIN_L="taskset -c $LOAD_CPU"
+  PIN_S=(taskset -c "$SERVER_CPU"); PIN_L=(taskset -c "$LOAD_CPU")
 else
   echo "warning: not pinning (no taskset or fewer than 2 CPUs)" >&2
 fi
@@ -75,27 +77,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
-server_cmd() { # name mode
+server_cmd() { # name mode: sets SCMD
   case $1 in
-    c)         echo "$BIN/c_server $2 0" ;;
-    duplex)    echo "$LUA $HERE/servers/duplex.lua $2 0" ;;
-    luasocket) echo "$LUA $HERE/servers/luasocket.lua $2 0" ;;
-    luv)       echo "$LUA $HERE/servers/luv.lua $2 0" ;;
-    cqueues)   echo "$LUA $HERE/servers/cqueues.lua $2 0" ;;
+    c)         SCMD=("$BIN/c_server" "$2" 0) ;;
+    duplex|luasocket|luv|cqueues)
+               SCMD=("$LUA" "$HERE/servers/$1.lua" "$2" 0) ;;
     *) return 1 ;;
   esac
 }
 
 # start_server NAME MODE TAG: sets SPID and SPORT; returns 1 if it did not come up.
 start_server() {
-  local cmd log i
-  cmd=$(server_cmd "$1" "$2") || return 1
+  local log
+  server_cmd "$1" "$2" || return 1
   log=$LOGS/$3.server
-  # shellcheck disable=SC2086
-  $PIN_S $cmd >"$log.out" 2>"$log.err" &
+  "${PIN_S[@]}" "${SCMD[@]}" >"$log.out" 2>"$log.err" &
   SPID=$!
   SPORT=""
-  for i in $(seq 1 100); do   # up to 5 s
+  for _ in $(seq 1 100); do   # up to 5 s
     SPORT=$(awk '$1 == "PORT" { print $2; exit }' "$log.out" 2>/dev/null)
     [ -n "$SPORT" ] && return 0
     kill -0 "$SPID" 2>/dev/null || break
@@ -171,8 +170,7 @@ load_wrk() { # server rep tag prefix [extra wrk args]
   local c0 c1 out reqs rps errs
   c0=$(cpu_ns "$SPID")
   out=$LOGS/$tag.load
-  # shellcheck disable=SC2086
-  timeout $((DURATION + 20)) $PIN_L wrk -t1 -c64 -d"${DURATION}s" --timeout 2s "$@" \
+  timeout $((DURATION + 20)) "${PIN_L[@]}" wrk -t1 -c64 -d"${DURATION}s" --timeout 2s "$@" \
     "http://127.0.0.1:$SPORT/" > "$out" 2>&1
   if ! end_cpu; then echo "server died" >> "$out"; fail "$s" "$r" "${p}_rps" "${p}_cpu"; return; fi
   c1=$C1
@@ -182,7 +180,7 @@ load_wrk() { # server rep tag prefix [extra wrk args]
   errs=$(awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
               /Non-2xx or 3xx/ { n += $NF } END { print n + 0 }' "$out")
   if [ -z "$reqs" ] || [ "$reqs" -eq 0 ] || [ -z "$rps" ] || [ $((errs * 100)) -gt "$reqs" ]; then
-    echo "errors=$errs: counted as a failure" >> "$out"
+    echo "requests=${reqs:-0} errors=$errs: counted as a failure" >> "$out"
     fail "$s" "$r" "${p}_rps" "${p}_cpu"; return
   fi
   record "$s" "${p}_rps" "$r" "$rps"
@@ -193,7 +191,7 @@ load_pingpong() {
   local s=$1 r=$2 tag=$3 c0 c1 out line
   c0=$(cpu_ns "$SPID")
   out=$LOGS/$tag.load
-  timeout $((DURATION + 30)) $PIN_L "$BIN/loadgen" pingpong "$SPORT" -c $PP_CONNS -s $PP_SIZE -d "$DURATION" > "$out" 2>&1
+  timeout $((DURATION + 30)) "${PIN_L[@]}" "$BIN/loadgen" pingpong "$SPORT" -c $PP_CONNS -s $PP_SIZE -d "$DURATION" > "$out" 2>&1
   line=$(grep '^RESULT' "$out")
   if ! end_cpu || [ -z "$line" ] || grep -q 'errors=[1-9]' <<<"$line"; then
     fail "$s" "$r" pp_rate pp_p50 pp_p99 pp_cpu; return
@@ -212,7 +210,7 @@ load_bulk() {
   [ "$limit" -gt 300 ] && limit=300
   c0=$(cpu_ns "$SPID")
   out=$LOGS/$tag.load
-  timeout $((limit + 10)) $PIN_L "$BIN/loadgen" bulk "$SPORT" -b "$BULK_BYTES" -t "$limit" > "$out" 2>&1
+  timeout $((limit + 10)) "${PIN_L[@]}" "$BIN/loadgen" bulk "$SPORT" -b "$BULK_BYTES" -t "$limit" > "$out" 2>&1
   line=$(grep '^RESULT' "$out")
   if ! end_cpu || [ -z "$line" ]; then fail "$s" "$r" bulk_gbps bulk_secs bulk_cpu; return; fi
   c1=$C1
@@ -223,13 +221,13 @@ load_bulk() {
 }
 
 load_idle() {
-  local s=$1 r=$2 tag=$3 c0 c1 m0 m1 out i st=fail
+  local s=$1 r=$2 tag=$3 c0 c1 m0 m1 out st=fail
   sleep 0.2   # let the fresh server settle before the baseline
   m0=$(rss_kb "$SPID"); c0=$(cpu_ns "$SPID")
   out=$LOGS/$tag.load
-  $PIN_L "$BIN/loadgen" idle "$SPORT" -c "$IDLE_CONNS" -t 60 -H 180 > "$out" 2>&1 &
+  "${PIN_L[@]}" "$BIN/loadgen" idle "$SPORT" -c "$IDLE_CONNS" -t 60 -H 180 > "$out" 2>&1 &
   LPID=$!
-  for i in $(seq 1 1500); do   # up to ~150 s (connect + verify have 60 s each)
+  for _ in $(seq 1 1500); do   # up to ~150 s (connect + verify have 60 s each)
     if grep -q '^READY' "$out"; then st=ready; break; fi
     grep -q '^FAIL' "$out" && break
     kill -0 "$LPID" 2>/dev/null || break
@@ -294,7 +292,8 @@ LOADAVG1=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')."
   echo "Server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; median of $REPEAT run(s); ${DURATION}s wrk/ping-pong loads," \
        "bulk $BULK_BYTES bytes, $IDLE_CONNS idle connections; QUICK=$QUICK." \
-       "Load average before/after: $LOADAVG0 / $LOADAVG1; took $(( $(date +%s) - START ))s."
+       "Load average before/after: $LOADAVG0 / $LOADAVG1; took $(( $(date +%s) - START ))s." \
+       "duplex: ${DUPLEX_BUILD:-$ROOT/build}/duplex/core.so."
   echo
 } > "$OUT/results.md"
 $LUA "$HERE/report.lua" "$RAW" "$SERVERS" "$LOADS" >> "$OUT/results.md"

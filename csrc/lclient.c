@@ -537,7 +537,6 @@ static const char *const connect_opts[] = {"timeout", "nodelay", "bind", NULL};
 
 static int m_connect(lua_State *L) {
   lx_targets *t;
-  lx_client *c;
   double timeout = -1;
   int n;
   lua_settop(L, 3);
@@ -577,7 +576,7 @@ static int m_connect(lua_State *L) {
   n = lx_resolve(L, 1, 2, 0, t->a, LX_MAXADDR);
   if (n < 0) return lx_fail(L, "connect", lua_tostring(L, 1), n);
   t->n = n;
-  c = lx_client_new(L);                                     /* 5 */
+  lx_client_new(L);                                         /* 5 */
   lua_pushnumber(L, lx_deadline(timeout));                  /* 6 */
   lua_pushinteger(L, 0);                                    /* 7 */
   lua_pushinteger(L, -ECONNREFUSED);                        /* 8 */

@@ -31,7 +31,7 @@ int lx_wait(lua_State *L, lx_state *S, lx_sock *s, int dir, double deadline,
       return luaL_error(L, "duplex: cannot wait here: inside duplex.run, only a "
                            "task's own coroutine can wait (not a coroutine it "
                            "created, nor a C function such as table.sort)");
-    rc = dx_loop_suspend(&S->loop, S->slot, &s->w, dir, deadline);
+    rc = dx_loop_suspend(&S->loop, S->slot, &s->w, dir == DX_WRITE, deadline);
     if (rc < 0) return rc;
     S->waited = 1;
     return lua_yieldk(L, 0, ctx, k);

@@ -42,7 +42,7 @@ typedef struct lx_sock {
 
 /* Deadline for an operation starting now: -1 none, 0 never wait. */
 double lx_deadline(double timeout);
-/* Wait for `dir` on s until `deadline`. Inside a task this yields and
+/* Wait for `dir` (DX_READ or DX_WRITE) on s until `deadline`. Inside a task this yields and
  * continues in k(ctx) (it does not return); outside it polls and returns 0
  * for "try again", or a negative code (-EAGAIN, -ETIMEDOUT, ...). Raises
  * where a wait is impossible (a coroutine of a task, a non-yieldable call). */
@@ -58,8 +58,9 @@ static inline void lx_done(lx_state *S, lua_State *L) {
 }
 /* Start of an operation inside a task: yield when the task used its turn. */
 int lx_turn(lua_State *L, lx_state *S, lua_KContext ctx, lua_KFunction k);
-/* May this task use the direction now, or must it queue behind others? */
-int lx_myturn(lua_State *L, lx_state *S, lx_sock *s, int dir);
+/* May this task use direction `d` (0 read, 1 write) now, or must it queue
+ * behind others? */
+int lx_myturn(lua_State *L, lx_state *S, lx_sock *s, int d);
 
 /* nil, "<op> <label>: <strerror>", code  (3 results) */
 int lx_fail(lua_State *L, const char *op, const char *label, int code);

@@ -9,22 +9,25 @@
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
 
-local function run_rows(rows)
+-- Fresh objects for one row; closed by the row's test.
+local function objects()
   local o = {}
-  before_each(function()
-    o.c, o.p, o.srv = helpers.pair()
-    o.csrv = assert(duplex.listen("127.0.0.1", 0))
-    o.csrv:close()
-    o.cc = assert(duplex.connect("127.0.0.1", select(2, o.srv:getsockname())))
-    o.cc:close()
-    local extra = assert(o.srv:accept(5))  -- the peer of o.cc
-    extra:close()
-  end)
-  after_each(function()
-    helpers.close(o.c, o.p, o.srv)
-  end)
+  o.c, o.p, o.srv = helpers.pair()
+  finally(function() helpers.close(o.c, o.p, o.srv) end)
+  o.csrv = assert(duplex.listen("127.0.0.1", 0))
+  o.csrv:close()
+  local _, port = o.srv:getsockname()
+  o.cc = assert(duplex.connect("127.0.0.1", port))
+  o.cc:close()
+  local extra = assert(o.srv:accept(5))  -- the peer of o.cc
+  extra:close()
+  return o
+end
+
+local function run_rows(rows)
   for _, row in ipairs(rows) do
     it(row[1], function()
+      local o = objects()
       if row.match then
         assert.has_error.matches(function() row[2](o) end, row.match)
       else
@@ -36,13 +39,14 @@ end
 
 -- Each of these raises through a plain call, so the message reads
 -- "bad argument #N to 'name'" with N counted as the user wrote it.
+-- A missing argument may read "got no value" (as Lua's own) or "got nil".
 describe("module function arguments:", function()
   helpers.track_fds()
   local ba = "bad argument #%d to '%s' (%s)"
   run_rows {
     -- listen(host, port [, opts])
     { "listen: host missing", function() duplex.listen() end,
-      ba:format(1, "listen", "string expected, got no value") },
+      match = "^bad argument #1 to 'listen' %(string expected, got n[io][l ].*%)$" },
     { "listen: host a table", function() duplex.listen({}, 0) end,
       ba:format(1, "listen", "string expected, got table") },
     { "listen: port a non-numeric string", function() duplex.listen("127.0.0.1", "x") end,
@@ -74,7 +78,7 @@ describe("module function arguments:", function()
 
     -- connect(host, port [, opts])
     { "connect: host missing", function() duplex.connect() end,
-      ba:format(1, "connect", "string expected, got no value") },
+      match = "^bad argument #1 to 'connect' %(string expected, got n[io][l ].*%)$" },
     { "connect: host a boolean", function() duplex.connect(true, 80) end,
       ba:format(1, "connect", "string expected, got boolean") },
     { "connect: port a non-numeric string", function() duplex.connect("127.0.0.1", "x") end,
@@ -98,7 +102,7 @@ describe("module function arguments:", function()
 
     -- resolve(host [, port])
     { "resolve: host missing", function() duplex.resolve() end,
-      ba:format(1, "resolve", "string expected, got no value") },
+      match = "^bad argument #1 to 'resolve' %(string expected, got n[io][l ].*%)$" },
     { "resolve: host a table", function() duplex.resolve({}) end,
       ba:format(1, "resolve", "string expected, got table") },
     { "resolve: port a table", function() duplex.resolve("127.0.0.1", {}) end,
@@ -110,7 +114,7 @@ describe("module function arguments:", function()
     { "run: not a function", function() duplex.run(5) end,
       ba:format(1, "run", "function expected, got number") },
     { "run: nothing", function() duplex.run() end,
-      ba:format(1, "run", "function expected, got no value") },
+      match = "^bad argument #1 to 'run' %(function expected, got n[io][l ].*%)$" },
     { "spawn: not a function (inside run)", function()
         duplex.run(function() duplex.spawn(5) end)
       end, ba:format(1, "spawn", "function expected, got number") },
@@ -140,8 +144,8 @@ describe("server method arguments:", function()
       ba:format(1, "settimeout", "number expected, got string") },
     { "settimeout: negative", function(o) o.srv:settimeout(-0.5) end,
       match = "^bad argument #1 to 'settimeout' %(.+%)$" },
-    { "setoption: name a number", function(o) o.srv:setoption(5, true) end,
-      ba:format(1, "setoption", "string expected, got number") },
+    { "setoption: name a table", function(o) o.srv:setoption({}, true) end,
+      ba:format(1, "setoption", "string expected, got table") },
     { "setoption: unknown name", function(o) o.srv:setoption("bogus", 1) end,
       match = "^bad argument #1 to 'setoption' %(.*'bogus'.*%)$" },
     { "setoption: client-only name", function(o) o.srv:setoption("nodelay", true) end,
@@ -263,8 +267,8 @@ describe("client method arguments:", function()
       match = "^bad argument #1 to 'settimeout' %(.+%)$" },
 
     -- setoption(name, v) / getoption(name)
-    { "setoption: name a number", function(o) o.c:setoption(1, true) end,
-      ba:format(1, "setoption", "string expected, got number") },
+    { "setoption: name a table", function(o) o.c:setoption({}, true) end,
+      ba:format(1, "setoption", "string expected, got table") },
     { "setoption: unknown name", function(o) o.c:setoption("bogus", true) end,
       match = "^bad argument #1 to 'setoption' %(.*'bogus'.*%)$" },
     { "setoption: nodelay a string", function(o) o.c:setoption("nodelay", "yes") end,

@@ -3,14 +3,15 @@
 -- intact, in both directions and both at once, through every read style:
 -- read(n), readsome, read("a"), read("L"), and one huge write or many small
 -- ones. The peer is a python3 child (a blocking peer in this process would
--- deadlock), which compares what it receives with the same data in a file.
+-- deadlock), which generates the same data with the same algorithm (no
+-- 64 MiB temp file to leave behind) and compares what it receives.
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
 
 local MiB = 1024 * 1024
 local SIZE = 64 * MiB
-local TIMEOUT = 60            -- per call; a healthy run takes a few seconds
+local TIMEOUT = 30            -- per call; a healthy run takes about a second
 
 local function defer(fn)
   return setmetatable({}, { __close = function() fn() end })
@@ -21,6 +22,7 @@ local function all(...) return table.pack(...) end
 -- The data: blocks of a prime length (so they do not line up with buffer
 -- sizes), each starting with its big-endian index so a lost, repeated or
 -- reordered block shows, the rest pseudo-random bytes from an LCG.
+-- make_data in PY_PROLOGUE below must produce the very same bytes.
 local function make_data()
   local BLOCK = 65521
   local bytes, parts = {}, {}
@@ -77,17 +79,27 @@ local function receive_and_compare(data, next_chunk)
   error("too many reads")
 end
 
-local function writefile(content, mode)
+local function writefile(content)
   local name = os.tmpname()
-  local f = assert(io.open(name, mode or "w"))
+  local f = assert(io.open(name, "w"))
   f:write(content)
   f:close()
   return name
 end
 
 local PY_PROLOGUE = [[
-import os, signal, socket, sys, threading
+import os, signal, socket, struct, sys, threading
 signal.alarm(90)
+
+def make_data():                 # the same bytes as make_data in Lua
+    BLOCK, SIZE = 65521, 64 << 20
+    x, out = 20240601, bytearray()
+    for _ in range(BLOCK - 4):
+        x = (x * 1103515245 + 12345) & 0x7fffffff
+        out.append((x >> 16) & 0xff)
+    body = b"\0\n\r\n\xff" + bytes(out[5:])
+    blocks = [struct.pack(">I", i) + body for i in range(SIZE // BLOCK + 1)]
+    return b"".join(blocks)[:SIZE]
 
 def recv_all(s):
     parts = []
@@ -117,10 +129,10 @@ local function python(code, ...)
   end })
 end
 
--- python connects to PORT, receives until EOF, compares with FILE, sends
--- the verdict back and prints it.
+-- python connects to PORT, receives until EOF, compares with the data,
+-- sends the verdict back and prints it.
 local PY_RECEIVER = [[
-want = open(sys.argv[2], "rb").read()
+want = make_data()
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
 got = recv_all(s)
 v = verdict(got, want)
@@ -129,10 +141,10 @@ s.close()
 print(v)
 ]]
 
--- python listens, prints its port, sends FILE to the first client, shuts
--- down its sending side and waits for the client's EOF.
+-- python listens, prints its port, sends the data to the first client,
+-- shuts down its sending side and waits for the client's EOF.
 local PY_SENDER = [[
-data = open(sys.argv[1], "rb").read()
+data = make_data()
 srv = socket.socket()
 srv.bind(("127.0.0.1", 0))
 srv.listen(1)
@@ -148,16 +160,14 @@ print("sent", len(data), "then got", len(rest))
 ]]
 
 describe("64 MiB transfer", function()
-  local data, file
+  local data
 
   lazy_setup(function()
     data = make_data()
     assert.equal(SIZE, #data)
-    file = writefile(data, "wb")
   end)
 
   lazy_teardown(function()
-    if file then os.remove(file) end
     data = nil
     collectgarbage()
   end)
@@ -172,7 +182,7 @@ describe("64 MiB transfer", function()
   describe("duplex -> python", function()
     local function send_with(writer)
       local srv <close>, port = helpers.server()
-      local py <close> = python(PY_RECEIVER, port, file)
+      local py <close> = python(PY_RECEIVER, port)
       local c <close> = assert(srv:accept(10))
       c:settimeout(TIMEOUT)
       writer(c)
@@ -211,7 +221,7 @@ describe("64 MiB transfer", function()
 
   describe("python -> duplex", function()
     local function receive_with(reader)
-      local py <close> = python(PY_SENDER, file)
+      local py <close> = python(PY_SENDER)
       local port = assert(math.tointeger(tonumber(py:read("l"))), "python gave no port")
       local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 10 }))
       c:settimeout(TIMEOUT)
@@ -269,10 +279,10 @@ describe("64 MiB transfer", function()
 
   describe("both ways at once (tasks in duplex.run)", function()
     it("duplex sends and receives 64 MiB simultaneously with a python peer", function()
-      -- python sends the file from a thread while it receives and checks
+      -- python sends the data from a thread while it receives and checks
       local srv <close>, port = helpers.server()
       local py <close> = python([[
-want = open(sys.argv[2], "rb").read()
+want = make_data()
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
 def send():
     s.sendall(want)
@@ -283,7 +293,7 @@ got = recv_all(s)
 t.join()
 s.close()
 print(verdict(got, want))
-]], port, file)
+]], port)
 
       local total, diff = duplex.run(function()
         local c <close> = assert(srv:accept(10))

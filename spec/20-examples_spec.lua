@@ -3,20 +3,16 @@
 -- Each test kills only the processes it started, and every wait has a deadline.
 
 local duplex = require "duplex"
+local helpers = require "spec.helpers"
 
-local ENV = 'LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" '
-         .. 'LUA_CPATH="${DUPLEX_CPATH:-./build/?.so};;" '
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local quote = helpers.shquote
 
 -- the shell command for one example; `timeout` bounds its life even if we crash
 local function command(script, args, limit)
   local words = {}
   for i, a in ipairs(args or {}) do words[i] = quote(a) end
-  return ENV .. "timeout --foreground -k 2 " .. (limit or 60)
-      .. " lua5.4 examples/" .. script .. " " .. table.concat(words, " ")
+  return "timeout --foreground -k 2 " .. (limit or 60) .. " " .. helpers.lua
+      .. " examples/" .. script .. " " .. table.concat(words, " ")
 end
 
 local function slurp(path)
@@ -60,18 +56,18 @@ local function run(script, args, stdin_file)
   return { code = code, out = out, err = err }
 end
 
--- Background processes: each runs in its own process group (setsid), with its
--- stdout, stderr and exit status in files of its own directory.
+-- Background processes: each runs in a process group of its own (setsid, so
+-- stop() reaches the interpreter under `timeout`), with its stdout, stderr
+-- and exit status in files; the pipe of io.popen is only there to reap it.
 local started = {}
 
 local function start(script, args)
   local d = mktemp_dir()
   local inner = command(script, args) .. " >" .. d .. "/out 2>" .. d .. "/err; echo $? >" .. d .. "/rc"
-  local p = io.popen("setsid sh -c " .. quote(inner) .. " </dev/null >/dev/null 2>&1 & echo $!")
-  local pid = math.tointeger(tonumber(p:read("l")))
-  p:close()
+  local pipe = io.popen("echo $$; exec setsid sh -c " .. quote(inner) .. " </dev/null 2>/dev/null")
+  local pid = math.tointeger(tonumber(pipe:read("l")))
   assert(pid and pid > 1, "could not start " .. script)
-  local proc = { pid = pid, dir = d, script = script }
+  local proc = { pid = pid, dir = d, script = script, pipe = pipe }
   started[#started + 1] = proc
   return proc
 end
@@ -117,12 +113,15 @@ local function alive(pid)
 end
 
 local function stop(proc)
+  if not proc.pipe then return end
   if alive(proc.pid) then
     os.execute("kill -TERM -" .. proc.pid .. " 2>/dev/null")
     local deadline = duplex.now() + 2
     while alive(proc.pid) and duplex.now() < deadline do duplex.sleep(0.02) end
     os.execute("kill -KILL -" .. proc.pid .. " 2>/dev/null")
   end
+  proc.pipe:close()   -- reaps it
+  proc.pipe = nil
   os.execute("rm -rf " .. quote(proc.dir))
 end
 
