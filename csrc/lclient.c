@@ -260,6 +260,20 @@ static int start_read(lua_State *L, lx_client *c, int op) {
   return read_k(L, LUA_OK, ctx);
 }
 
+/* read(0) answers "" unless the stream has ended, which only a receive
+ * can tell when nothing is buffered; it never waits. */
+static int read_zero(lua_State *L, lx_client *c) {
+  if (dx_buf_len(&c->rb) == 0 && !c->eof) {
+    long n = fill(lx_state_of(L), c);
+    settle(L, c);
+    if (n == 0) c->eof = 1;
+    else if (n < 0 && n != -EAGAIN) return cfail(L, c, "read", (int)n);
+  }
+  if (dx_buf_len(&c->rb) == 0 && c->eof) luaL_pushfail(L);
+  else lua_pushliteral(L, "");
+  return 1;
+}
+
 static int c_read(lua_State *L) {
   lx_client *c = check_open(L);
   int top = lua_gettop(L), i;
@@ -269,6 +283,8 @@ static int c_read(lua_State *L) {
   }
   luaL_checkstack(L, top + 4, "too many formats");
   for (i = 2; i <= top; i++) check_format(L, i);
+  if (top == 2 && lua_type(L, 2) == LUA_TNUMBER && lua_tointeger(L, 2) == 0)
+    return read_zero(L, c);
   return start_read(L, c, OP_READ);
 }
 
@@ -543,7 +559,11 @@ static int m_connect(lua_State *L) {
   lx_check_opts(L, 3, connect_opts);
   if (!lua_isnil(L, 3)) {
     lua_getfield(L, 3, "timeout");
-    timeout = lx_opt_timeout(L, -1);
+    if (!lua_isnil(L, -1)) {
+      timeout = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || !(timeout >= 0))
+        luaL_argerror(L, 3, "option 'timeout' must be a non-negative number");
+    }
     lua_pop(L, 1);
     lx_opt_bool(L, 3, "nodelay", 0);
   }

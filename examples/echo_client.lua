@@ -16,7 +16,7 @@ if #arg < 2 then
   io.stderr:write("usage: echo_client.lua host port [line ...]\n")
   os.exit(2)
 end
-local host, port = arg[1], math.tointeger(tonumber(arg[2]))
+local host, port = arg[1], math.tointeger(tonumber(arg[2]))  -- unix:/path: any port, e.g. -
 
 local conn, err = duplex.connect(host, port, { timeout = 5 })
 if not conn then io.stderr:write(err, "\n"); os.exit(1) end
@@ -32,10 +32,11 @@ local function each_line()
 end
 
 for line in each_line() do
-  assert(conn:write(line, "\n"))
+  local ok, werr = conn:write(line, "\n")
+  if not ok then io.stderr:write(werr, "\n"); os.exit(1) end
   local echo, rerr = conn:read("l")
   if not echo then
-    io.stderr:write("read: ", rerr or "server closed the connection", "\n")
+    io.stderr:write(rerr or "the server closed the connection", "\n")
     os.exit(1)
   end
   print(echo)

@@ -1,6 +1,7 @@
 -- echo_server.lua: the plain BSD server loop with blocking calls, no scheduler:
 -- listen, then accept clients one after another and send every line back.
--- Run: lua5.4 examples/echo_server.lua [host] [port] [max_clients]   (port 0: any)
+-- Run: lua5.4 examples/echo_server.lua [host] [port] [max_clients]   (port 0: any;
+--      host unix:/some/path listens on a Unix domain socket)
 
 -- find duplex in this checkout unless LUA_PATH / LUA_CPATH say otherwise
 local dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
@@ -18,28 +19,34 @@ local port = math.tointeger(tonumber(arg[2] or 0)) or error("bad port: " .. arg[
 local max_clients = arg[3] and math.tointeger(tonumber(arg[3]))  -- nil: serve forever
 
 local server = assert(duplex.listen(host, port))
-local lhost, lport = server:getsockname()
-io.write("listening ", lhost, " ", lport, "\n")
+local lhost, lport, family = server:getsockname()
+if family == "unix" then
+  io.write("listening unix:", lhost, "\n")   -- a Unix domain socket has no port
+else
+  io.write("listening ", lhost, " ", lport, "\n")
+end
 io.stdout:flush()  -- whoever started us waits for this line
 
 local served = 0
 while not max_clients or served < max_clients do
   local client, err = server:accept()
   if not client then
-    io.stderr:write("accept: ", err, "\n")
+    io.stderr:write(err, "\n")   -- e.g. out of descriptors: pause, then go on
+    duplex.sleep(0.1)
   else
     served = served + 1
     local phost, pport = client:getpeername()
-    io.write("client ", served, " from ", phost, " ", pport, "\n")
+    io.write("client ", served, " from ", phost, " ", pport or "-", "\n")
+    io.stdout:flush()
     local lines = 0
     while true do
       local line, rerr = client:read("L")          -- the line with its "\n"
       if not line then                             -- nil: end of stream (or error)
-        if rerr then io.stderr:write("read: ", rerr, "\n") end
+        if rerr then io.stderr:write(rerr, "\n") end
         break
       end
       local ok, werr = client:write(line)
-      if not ok then io.stderr:write("write: ", werr, "\n"); break end
+      if not ok then io.stderr:write(werr, "\n"); break end
       lines = lines + 1
     end
     client:close()

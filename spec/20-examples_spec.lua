@@ -112,15 +112,23 @@ local function alive(pid)
   return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 
+-- Stop a process we started: TERM to the members of its group but the shell
+-- that leads it (`timeout` passes TERM on to the interpreter), so the shell
+-- reaps them and exits, and we reap the shell; KILL the group if that lags.
 local function stop(proc)
   if not proc.pipe then return end
   if alive(proc.pid) then
-    os.execute("kill -TERM -" .. proc.pid .. " 2>/dev/null")
+    local ps = io.popen("ps -o pid= -g " .. proc.pid)
+    for pid in ps:lines() do
+      pid = math.tointeger(tonumber(pid))
+      if pid and pid ~= proc.pid then os.execute("kill -TERM " .. pid .. " 2>/dev/null") end
+    end
+    ps:close()
     local deadline = duplex.now() + 2
     while alive(proc.pid) and duplex.now() < deadline do duplex.sleep(0.02) end
-    os.execute("kill -KILL -" .. proc.pid .. " 2>/dev/null")
+    if alive(proc.pid) then os.execute("kill -KILL -" .. proc.pid .. " 2>/dev/null") end
   end
-  proc.pipe:close()   -- reaps it
+  proc.pipe:close()   -- reaps the shell
   proc.pipe = nil
   os.execute("rm -rf " .. quote(proc.dir))
 end
@@ -158,6 +166,8 @@ describe("examples", function()
     end
     os.execute("rm -rf " .. quote(tmp))
   end)
+
+  helpers.track_fds()   -- after our after_each, which closes what we started
 
   describe("echo_server.lua and echo_client.lua", function()
     it("echo each line, one client after another; the server exits after N clients", function()

@@ -1,5 +1,6 @@
 -- spec/helpers.lua: small shared helpers for the duplex specs.
--- Everything here uses loopback and port 0 only; nothing here asserts.
+-- Everything here uses loopback and port 0 only. Constructors raise when the
+-- module fails; only track_fds's hooks assert.
 -- Run specs from the repository root: `busted --lua=lua5.4 spec/NAME_spec.lua`
 -- (relative paths below, such as ./build, are resolved from there).
 
@@ -39,7 +40,7 @@ function helpers.pair()
   return c, p, srv
 end
 
--- Close every argument that is open (nil and closed objects are skipped).
+-- Close every argument (nil is skipped; closing twice is harmless).
 function helpers.close(...)
   for i = 1, select("#", ...) do
     local o = select(i, ...)

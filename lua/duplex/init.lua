@@ -175,6 +175,21 @@ end
 
 -- Servers and clients: the methods written in Lua ------------------------
 
+-- The name Lua's own errors use for a value: its __name, else its type.
+local function typename(x)
+  local mt = getmetatable(x)
+  return type(mt) == "table" and type(mt.__name) == "string" and mt.__name or type(x)
+end
+
+-- Raise like luaL_checkudata would for a method's self.
+local function check_self(self, want, method)
+  local kind = core.type(self)
+  if kind == want then return end
+  if kind == "closed " .. want then error("attempt to use a closed duplex." .. want, 3) end
+  error(string.format("bad argument #1 to '%s' (duplex.%s expected, got %s)",
+    method, want, typename(self)), 3)
+end
+
 local function serve_one(handler, c)
   local conn <close> = c
   return handler(conn)
@@ -184,12 +199,9 @@ end
 --- of its own; the client is closed when the handler ends. Returns true
 --- once the server is closed. Outside duplex.run it runs one.
 function server:serve(handler)
-  if core.type(self) ~= "server" then
-    if core.type(self) == "closed server" then error("attempt to use a closed duplex.server", 2) end
-    error("bad argument #1 to 'serve' (duplex.server expected, got " .. type(self) .. ")", 2)
-  end
-  if type(handler) ~= "function" then
-    error("bad argument #2 to 'serve' (function expected, got " .. type(handler) .. ")", 2)
+  check_self(self, "server", "serve")
+  if type(handler) ~= "function" then    -- #1 as in srv:serve(handler)
+    error("bad argument #1 to 'serve' (function expected, got " .. typename(handler) .. ")", 2)
   end
   if not current() then return duplex.run(server.serve, self, handler) end
   local accept = server.accept
@@ -208,11 +220,7 @@ end
 
 --- Iterate over reads of fmt (default "l"); raises on I/O errors.
 function client:lines(fmt)
-  local kind = core.type(self)
-  if kind ~= "client" then
-    if kind == "closed client" then error("attempt to use a closed duplex.client", 2) end
-    error("bad argument #1 to 'lines' (duplex.client expected, got " .. type(self) .. ")", 2)
-  end
+  check_self(self, "client", "lines")
   fmt = fmt or "l"
   local read = client.read
   return function()
