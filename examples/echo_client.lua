@@ -1,6 +1,7 @@
 -- echo_client.lua: the client side of echo_server.lua, with blocking calls:
 -- connect, send each line, print the echo; then half-close and wait for EOF.
--- Run: lua5.4 examples/echo_client.lua host port [line ...]   (no lines: read stdin)
+-- Run: lua5.4 examples/echo_client.lua host port [line ...]   (no lines: read stdin;
+--      for a Unix domain socket: host unix:/some/path, port -)
 
 local dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
 if not (os.getenv("LUA_PATH_5_4") or os.getenv("LUA_PATH")) then

@@ -36,7 +36,7 @@ while not max_clients or served < max_clients do
   else
     served = served + 1
     local phost, pport = client:getpeername()
-    io.write("client ", served, " from ", phost, " ", pport or "-", "\n")
+    io.write("client ", served, " from ", pport and phost .. " " .. pport or "a unix socket", "\n")
     io.stdout:flush()
     local lines = 0
     while true do

@@ -207,6 +207,17 @@ describe("examples", function()
       assert.matches("client 1 done, 3 lines echoed\n$", output(server))
     end)
 
+    it("work over a Unix domain socket too", function()
+      local path = tmp .. "/echo.sock"
+      local server = start("echo_server.lua", { "unix:" .. path, 0, 1 })
+      assert.equal("unix:" .. path, wait_output(server, "^listening (%S+)\n"))
+      local r = run("echo_client.lua", { "unix:" .. path, "-", "over", "unix" })
+      assert.same({ code = 0, out = "over\nunix\n", err = "" }, r)
+      assert.equal(0, wait_exit(server))
+      assert.equal("listening unix:" .. path .. "\nclient 1 from a unix socket\n"
+                   .. "client 1 done, 2 lines echoed\n", output(server))
+    end)
+
     it("the client reports a refused connection and exits 1", function()
       local r = run("echo_client.lua", { "127.0.0.1", free_port(), "x" })
       assert.equal(1, r.code)
