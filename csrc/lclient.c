@@ -32,7 +32,7 @@ typedef struct lx_client {
 enum { OP_READ, OP_UNTIL, OP_SOME };
 
 static lx_client *check_client(lua_State *L) {
-  return (lx_client *)luaL_checkudata(L, 1, LX_CLIENT);
+  return (lx_client *)lx_checkself(L, lx_state_of(L)->client_mt, LX_CLIENT);
 }
 
 static lx_client *check_open(lua_State *L) {
@@ -318,7 +318,7 @@ static int c_readsome(lua_State *L) {
 
 /* Send arguments 2..last, skipping the *done bytes already sent. Returns 1
  * when all is sent, 0 on EAGAIN, or -errno; *done always counts progress. */
-static int send_args(lua_State *L, int fd, int last, size_t *done) {
+static int send_args(lua_State *L, dx_watch *w, int last, size_t *done) {
   for (;;) {
     struct iovec iov[LX_IOV];
     size_t skip = *done, want = 0;
@@ -338,7 +338,7 @@ static int send_args(lua_State *L, int fd, int last, size_t *done) {
       n++;
     }
     if (n == 0) return 1;
-    r = dx_sendv(fd, iov, n);
+    r = dx_sendv(w->fd, iov, n);
     if (r < 0) return r == -EAGAIN ? 0 : (int)r;
     *done += (size_t)r;
     if ((size_t)r < want && i > last) return 0;   /* partial: socket full */
@@ -365,7 +365,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       return wfail(L, c, -ECANCELED, done);
     }
     if (lx_myturn(L, S, &c->s, 1)) {
-      r = send_args(L, c->s.w.fd, base, &done);
+      r = send_args(L, &c->s.w, base, &done);
       if (r != 0) {
         lx_done(S, L);
         if (r < 0) return wfail(L, c, r, done);
@@ -390,8 +390,8 @@ static int c_write(lua_State *L) {
   size_t done = 0;
   for (i = 2; i <= top; i++) luaL_checklstring(L, i, NULL);
   lx_turn(L, S, top, write_k);
-  if (lx_myturn(L, S, &c->s, 1)) {       /* fast path: no state to keep */
-    r = send_args(L, c->s.w.fd, top, &done);
+  if (lx_myturn(L, S, &c->s, 1)) {
+    r = send_args(L, &c->s.w, top, &done);   /* fast path: no state to keep */
     if (r > 0) {
       lua_settop(L, 1);
       return 1;
@@ -629,6 +629,7 @@ static const luaL_Reg metamethods[] = {
 /* Stack on entry: module, state. Adds connect and client_methods. */
 void lx_open_client(lua_State *L) {
   luaL_newmetatable(L, LX_CLIENT);
+  ((lx_state *)lua_touserdata(L, -2))->client_mt = lua_topointer(L, -1);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, metamethods, 1);
   lua_newtable(L);

@@ -53,6 +53,16 @@ int lx_myturn(lua_State *L, lx_state *S, lx_sock *s, int dir) {
   return S->running != L || dx_loop_myturn(&s->w, dir, S->slot);
 }
 
+void *lx_checkself(lua_State *L, const void *mt, const char *tname) {
+  void *p = lua_touserdata(L, 1);
+  if (p != NULL && lua_getmetatable(L, 1)) {
+    const void *m = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (m == mt) return p;
+  }
+  return luaL_checkudata(L, 1, tname);
+}
+
 void lx_sock_close(lua_State *L, lx_state *S, lx_sock *s) {
   (void)L;
   if (s->w.fd < 0) return;

@@ -29,6 +29,7 @@ typedef struct lx_state {
   int slot;                   /* its slot */
   int budget;                 /* operations left before a forced yield */
   int waited;                 /* the last yield was ours, not a bare one */
+  const void *client_mt, *server_mt;   /* metatable identities, for checks */
   char scratch[LX_SCRATCH];
 } lx_state;
 
@@ -58,6 +59,10 @@ static inline void lx_done(lx_state *S, lua_State *L) {
 }
 /* Start of an operation inside a task: yield when the task used its turn. */
 int lx_turn(lua_State *L, lx_state *S, lua_KContext ctx, lua_KFunction k);
+/* Argument 1 as a userdata of the metatable `mt`, else raise as
+ * luaL_checkudata does (a pointer comparison, no registry lookup). */
+void *lx_checkself(lua_State *L, const void *mt, const char *tname);
+
 /* May this task use direction `d` (0 read, 1 write) now, or must it queue
  * behind others? */
 int lx_myturn(lua_State *L, lx_state *S, lx_sock *s, int d);

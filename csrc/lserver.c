@@ -18,7 +18,7 @@ typedef struct lx_server {
 } lx_server;
 
 static lx_server *check_server(lua_State *L) {
-  return (lx_server *)luaL_checkudata(L, 1, LX_SERVER);
+  return (lx_server *)lx_checkself(L, lx_state_of(L)->server_mt, LX_SERVER);
 }
 
 static lx_server *check_open(lua_State *L) {
@@ -207,6 +207,7 @@ static const luaL_Reg metamethods[] = {
 /* Stack on entry: module, state. Adds listen and server_methods. */
 void lx_open_server(lua_State *L) {
   luaL_newmetatable(L, LX_SERVER);
+  ((lx_state *)lua_touserdata(L, -2))->server_mt = lua_topointer(L, -1);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, metamethods, 1);
   lua_newtable(L);

@@ -112,18 +112,19 @@ local function alive(pid)
   return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 
--- Stop a process we started: TERM to the members of its group but the shell
--- that leads it (`timeout` passes TERM on to the interpreter), so the shell
+-- Stop a process we started: TERM to the children of the shell that leads its
+-- group (`timeout`, which passes TERM on to the interpreter), so the shell
 -- reaps them and exits, and we reap the shell; KILL the group if that lags.
+-- (No `ps`: it hangs under `make asan`'s LD_PRELOAD.)
 local function stop(proc)
   if not proc.pipe then return end
   if alive(proc.pid) then
-    local ps = io.popen("ps -o pid= -g " .. proc.pid)
-    for pid in ps:lines() do
-      pid = math.tointeger(tonumber(pid))
-      if pid and pid ~= proc.pid then os.execute("kill -TERM " .. pid .. " 2>/dev/null") end
+    local children = slurp(("/proc/%d/task/%d/children"):format(proc.pid, proc.pid))
+    if children and children:match("%d") then
+      for pid in children:gmatch("%d+") do os.execute("kill -TERM " .. pid .. " 2>/dev/null") end
+    else
+      os.execute("kill -TERM -" .. proc.pid .. " 2>/dev/null")
     end
-    ps:close()
     local deadline = duplex.now() + 2
     while alive(proc.pid) and duplex.now() < deadline do duplex.sleep(0.02) end
     if alive(proc.pid) then os.execute("kill -KILL -" .. proc.pid .. " 2>/dev/null") end
