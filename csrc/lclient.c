@@ -195,7 +195,8 @@ static int try_until(lua_State *L, lx_client *c, int base) {
 }
 
 static int try_some(lua_State *L, lx_client *c) {
-  size_t len = dx_buf_len(&c->rb), max = (size_t)lua_tointeger(L, 2);
+  size_t len = dx_buf_len(&c->rb);
+  size_t max = lua_isnil(L, 2) ? LX_READSOME : (size_t)lua_tointeger(L, 2);
   if (len > 0) {
     if (len > max) len = max;
     lua_pushlstring(L, dx_buf_peek(&c->rb), len);
@@ -211,13 +212,15 @@ static int try_some(lua_State *L, lx_client *c) {
 
 static const char *const opnames[] = {"read", "readuntil", "readsome"};
 
-/* Stack: 1 self, 2..base args, base+1 deadline. ctx = base << 2 | op. */
+/* Stack: 1 self, 2..base args, then the deadline at base+1 once it is
+ * needed (first call: before the first wait; after a yield: always there).
+ * ctx = base << 2 | op. */
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
   lx_state *S = lx_state_of(L);
   lx_client *c = (lx_client *)lua_touserdata(L, 1);
   int base = (int)(ctx >> 2), op = (int)(ctx & 3), r;
-  double deadline = lua_tonumber(L, base + 1);
-  (void)status;
+  int saved = status != LUA_OK;
+  double deadline = saved ? lua_tonumber(L, base + 1) : -1;
   for (;;) {
     if (c->s.w.fd < 0) {               /* closed by another task meanwhile */
       lx_done(S, L);
@@ -243,6 +246,11 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
       }
     }
     settle(L, c);
+    if (!saved) {
+      deadline = lx_deadline(c->s.timeout);
+      lua_pushnumber(L, deadline);
+      saved = 1;
+    }
     r = lx_wait(L, S, &c->s, DX_READ, deadline, ctx, read_k);
     if (r < 0) {
       lx_done(S, L);
@@ -253,10 +261,11 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int start_read(lua_State *L, lx_client *c, int op) {
   lx_state *S = lx_state_of(L);
-  int base = lua_gettop(L);
-  lua_KContext ctx = (lua_KContext)base << 2 | op;
-  lua_pushnumber(L, lx_deadline(c->s.timeout));
-  lx_turn(L, S, ctx, read_k);
+  lua_KContext ctx = (lua_KContext)lua_gettop(L) << 2 | op;
+  if (lx_spent(L, S)) {
+    lua_pushnumber(L, lx_deadline(c->s.timeout));
+    return lx_yield(L, S, ctx, read_k);
+  }
   return read_k(L, LUA_OK, ctx);
 }
 
@@ -307,8 +316,6 @@ static int c_readsome(lua_State *L) {
   lua_Integer max = luaL_optinteger(L, 2, LX_READSOME);
   luaL_argcheck(L, max > 0, 2, "maximum must be positive");
   lua_settop(L, 2);
-  lua_pushinteger(L, max);
-  lua_replace(L, 2);
   return start_read(L, c, OP_SOME);
 }
 
@@ -386,11 +393,11 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 static int c_write(lua_State *L) {
   lx_state *S = lx_state_of(L);
   lx_client *c = check_open(L);
-  int top = lua_gettop(L), i, r;
+  int top = lua_gettop(L), i, r, spent;
   size_t done = 0;
   for (i = 2; i <= top; i++) luaL_checklstring(L, i, NULL);
-  lx_turn(L, S, top, write_k);
-  if (lx_myturn(L, S, &c->s, 1)) {
+  spent = lx_spent(L, S);
+  if (!spent && lx_myturn(L, S, &c->s, 1)) {
     r = send_args(L, &c->s.w, top, &done);   /* fast path: no state to keep */
     if (r > 0) {
       lua_settop(L, 1);
@@ -400,6 +407,7 @@ static int c_write(lua_State *L) {
   }
   lua_pushnumber(L, lx_deadline(c->s.timeout));
   lua_pushinteger(L, (lua_Integer)done);
+  if (spent) return lx_yield(L, S, top, write_k);
   return write_k(L, LUA_OK, top);
 }
 

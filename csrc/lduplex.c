@@ -40,13 +40,14 @@ int lx_wait(lua_State *L, lx_state *S, lx_sock *s, int dir, double deadline,
   return rc < 0 ? rc : 0;
 }
 
-int lx_turn(lua_State *L, lx_state *S, lua_KContext ctx, lua_KFunction k) {
-  if (S->running == L && --S->budget < 0 && lua_isyieldable(L)) {
-    dx_loop_ready(&S->loop, S->slot);   /* back of the queue */
-    S->waited = 1;
-    return lua_yieldk(L, 0, ctx, k);
-  }
-  return 0;
+int lx_spent(lua_State *L, lx_state *S) {
+  return S->running == L && --S->budget < 0 && lua_isyieldable(L);
+}
+
+int lx_yield(lua_State *L, lx_state *S, lua_KContext ctx, lua_KFunction k) {
+  dx_loop_ready(&S->loop, S->slot);     /* back of the queue */
+  S->waited = 1;
+  return lua_yieldk(L, 0, ctx, k);
 }
 
 int lx_myturn(lua_State *L, lx_state *S, lx_sock *s, int dir) {

@@ -57,8 +57,12 @@ static inline void lx_done(lx_state *S, lua_State *L) {
     if (t->watch != NULL || t->heap >= 0) dx_loop_leave(&S->loop, S->slot);
   }
 }
-/* Start of an operation inside a task: yield when the task used its turn. */
-int lx_turn(lua_State *L, lx_state *S, lua_KContext ctx, lua_KFunction k);
+/* Start of an operation: has this task used up its turn? Then the caller
+ * saves its state on the stack and lets the others run with lx_yield,
+ * which continues in k(ctx). This keeps a task that always finds data
+ * ready from starving the rest. */
+int lx_spent(lua_State *L, lx_state *S);
+int lx_yield(lua_State *L, lx_state *S, lua_KContext ctx, lua_KFunction k);
 /* Argument 1 as a userdata of the metatable `mt`, else raise as
  * luaL_checkudata does (a pointer comparison, no registry lookup). */
 void *lx_checkself(lua_State *L, const void *mt, const char *tname);

@@ -73,7 +73,7 @@ static int s_accept(lua_State *L) {
   lua_settop(L, 2);
   lua_pushnumber(L, lx_deadline(timeout));
   lx_client_new(L);
-  lx_turn(L, S, 0, accept_k);
+  if (lx_spent(L, S)) return lx_yield(L, S, 0, accept_k);
   return accept_k(L, LUA_OK, 0);
 }
 
