@@ -171,7 +171,7 @@ int dx_loop_spawn(dx_loop *l) {
   t->watch = NULL;
   t->heap = -1;
   t->live = 1;
-  t->waiting = t->fired = 0;
+  t->waiting = t->fired = t->detached = 0;
   t->queued = 1;
   l->live++;
   return slot;

@@ -24,6 +24,7 @@ typedef struct dx_task {
   int dir;
   int heap;               /* index in the timer heap, or -1 */
   unsigned char live, waiting, queued, fired;
+  unsigned char detached;   /* nobody wants its results (set by the binding) */
 } dx_task;
 
 typedef struct dx_timer {

@@ -30,6 +30,7 @@ typedef struct lx_state {
   int budget;                 /* operations left before a forced yield */
   int waited;                 /* the last yield was ours, not a bare one */
   const void *client_mt, *server_mt;   /* metatable identities, for checks */
+  int npool;                  /* idle coroutines in uservalue 3 */
   char scratch[LX_SCRATCH];
 } lx_state;
 

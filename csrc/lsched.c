@@ -7,6 +7,8 @@
  * fn(id, false, err, traceback).
  *
  * A task's id is gen << 24 | slot, so an id outlives its slot harmlessly.
+ * Coroutines of tasks that returned are kept in a small pool and reused:
+ * a server spawning a task per connection then allocates no coroutine.
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
@@ -22,6 +24,7 @@
 #define lx_closethread(co, from) ((void)(from), lua_resetthread(co))
 #endif
 
+#define POOL_MAX 256      /* idle coroutines kept for reuse */
 #define SLOT_BITS 24
 #define SLOT_MASK ((1 << SLOT_BITS) - 1)
 
@@ -45,15 +48,37 @@ static void need_loop(lua_State *L, lx_state *S) {
   }
 }
 
-/* spawn(fn, ...) -> id */
-static int k_spawn(lua_State *L) {
+/* Push an idle coroutine: one from the pool, else a new one. */
+static lua_State *new_thread(lua_State *L, lx_state *S) {
+  lua_State *co;
+  if (S->npool == 0) return lua_newthread(L);
+  lua_getiuservalue(L, lua_upvalueindex(1), 3);
+  lua_rawgeti(L, -1, S->npool);
+  co = lua_tothread(L, -1);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, S->npool--);
+  lua_remove(L, -2);
+  return co;
+}
+
+/* Keep the returned coroutine at the top of L for reuse (and pop it). */
+static void recycle(lua_State *L, lx_state *S) {
+  if (S->npool < POOL_MAX) {
+    lua_getiuservalue(L, lua_upvalueindex(1), 3);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, ++S->npool);
+  }
+  lua_pop(L, 1);
+}
+
+static int spawn_task(lua_State *L, int detached) {
   lx_state *S = lx_state_of(L);
   int n = lua_gettop(L), slot;
   lua_State *co;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   need_loop(L, S);
   lua_getiuservalue(L, lua_upvalueindex(1), 1);   /* tasks */
-  co = lua_newthread(L);
+  co = new_thread(L, S);
   slot = dx_loop_spawn(&S->loop);
   if (slot < 0) return luaL_error(L, "not enough memory");
   if (slot > SLOT_MASK) {
@@ -63,15 +88,35 @@ static int k_spawn(lua_State *L) {
   lua_rawseti(L, -2, slot);                        /* tasks[slot] = co */
   lua_pop(L, 1);
   lua_xmove(L, co, n);                             /* fn and its arguments */
+  S->loop.tasks[slot].detached = (unsigned char)detached;
   lua_pushinteger(L, id_of(S, slot));
   return 1;
 }
+
+/* spawn(fn, ...) -> id; its end is reported to the done function */
+static int k_spawn(lua_State *L) { return spawn_task(L, 0); }
+
+/* go(fn, ...) -> id; only a failure is reported (serve's per-connection
+ * tasks: no Lua call when one ends well) */
+static int k_go(lua_State *L) { return spawn_task(L, 1); }
 
 /* Report a finished task and free its slot. Stack: tasks at T. */
 static void finish(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
                    int status, int nres) {
   int nargs;
   lua_Integer id = id_of(S, slot);
+  if (status == LUA_OK) {          /* returned: its coroutine can be reused */
+    lua_rawgeti(L, T, slot);
+    if (S->loop.tasks[slot].detached) {
+      lua_settop(co, 0);
+      dx_loop_kill(&S->loop, slot);
+      lua_pushnil(L);
+      lua_rawseti(L, T, slot);
+      recycle(L, S);
+      return;
+    }
+    recycle(L, S);                 /* still anchored in tasks until below */
+  }
   lua_getiuservalue(L, lua_upvalueindex(1), 2);    /* the done function */
   lua_pushinteger(L, id);
   if (status == LUA_OK) {
@@ -270,6 +315,7 @@ static int k_ids(lua_State *L) {
 static const luaL_Reg funcs[] = {
   {"ids", k_ids},
   {"spawn", k_spawn},
+  {"go", k_go},
   {"step", k_step},
   {"setdone", k_setdone},
   {"live", k_live},

@@ -18,7 +18,7 @@ local duplex = {
 }
 
 local client, server = core.client_methods, core.server_methods
-local spawn_raw, current, suspend, wake = core.spawn, core.current, core.suspend, core.wake
+local spawn_raw, go, current, suspend, wake = core.spawn, core.go, core.current, core.suspend, core.wake
 local pack, unpack = table.pack, table.unpack
 
 -- Errors in tasks --------------------------------------------------------
@@ -208,7 +208,7 @@ function server:serve(handler)
   while true do
     local c, msg, code = accept(self, math.huge)
     if c then
-      spawn_raw(serve_one, handler, c)
+      go(serve_one, handler, c)
     elseif code == "ECANCELED" or core.type(self) ~= "server" then
       return true
     else                                  -- EMFILE and friends: let others finish
