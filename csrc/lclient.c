@@ -26,7 +26,9 @@ typedef struct lx_client {
   dx_buf rb;
   size_t maxline;
   unsigned char eof;          /* the peer ended its stream */
-  dx_addr peer;               /* for messages, kept after close */
+  unsigned char isunix;       /* a Unix domain socket */
+  struct sockaddr_in6 peer;   /* an inet/inet6 peer for messages (kept after
+                                 close); family 0 for Unix sockets */
 } lx_client;
 
 enum { OP_READ, OP_UNTIL, OP_SOME };
@@ -47,27 +49,35 @@ lx_client *lx_client_new(lua_State *L) {
   c->s.timeout = -1;
   dx_buf_init(&c->rb);
   c->maxline = LX_MAXLINE;
-  c->eof = 0;
+  c->eof = c->isunix = 0;
   memset(&c->peer, 0, sizeof c->peer);
-  luaL_setmetatable(L, LX_CLIENT);
+  lua_getiuservalue(L, lua_upvalueindex(1), 4);   /* the client metatable */
+  lua_setmetatable(L, -2);
   return c;
+}
+
+static void set_peer(lx_client *c, const dx_addr *a) {
+  c->isunix = a->ss.ss_family == AF_UNIX;
+  memset(&c->peer, 0, sizeof c->peer);
+  if (!c->isunix && a->len <= sizeof c->peer) memcpy(&c->peer, &a->ss, a->len);
 }
 
 void lx_client_set(lx_client *c, int fd, const dx_addr *peer) {
   dx_watch_init(&c->s.w, fd);
-  if (peer) c->peer = *peer;
+  if (peer) set_peer(c, peer);
 }
 
 static void label(lx_client *c, char *out, size_t n) {
+  dx_addr a;
   out[0] = '\0';
-  if (c->peer.len > 0 && c->peer.ss.ss_family != AF_UNIX) {
-    dx_addr_label(&c->peer, out, n);
+  if (c->peer.sin6_family != 0) {
+    memset(&a, 0, sizeof a);
+    memcpy(&a.ss, &c->peer, sizeof c->peer);
+    a.len = c->peer.sin6_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof c->peer;
+    dx_addr_label(&a, out, n);
   } else if (c->s.w.fd >= 0) {     /* unix: the peer, else our own path */
-    dx_addr a;
     if (dx_sockname(c->s.w.fd, 1, &a) == 0) dx_addr_label(&a, out, n);
     if (out[0] == '\0' && dx_sockname(c->s.w.fd, 0, &a) == 0) dx_addr_label(&a, out, n);
-  } else if (c->peer.len > 0) {
-    dx_addr_label(&c->peer, out, n);
   }
 }
 
@@ -473,12 +483,21 @@ static int c_fileno(lua_State *L) {
   return 1;
 }
 
-static int c_close(lua_State *L) {
-  lx_client *c = check_client(L);
+static void release(lua_State *L, lx_client *c) {
   lx_sock_close(L, lx_state_of(L), &c->s);
   dx_buf_free(&c->rb);
+}
+
+static int c_close(lua_State *L) {
+  release(L, check_client(L));
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* __gc and __close: Lua calls them only on our own objects */
+static int c_gc(lua_State *L) {
+  release(L, (lx_client *)lua_touserdata(L, 1));
+  return 0;
 }
 
 static int c_tostring(lua_State *L) {
@@ -508,7 +527,7 @@ typedef struct lx_targets {
 
 /* Apply what the options ask of a connected socket. */
 static int connected(lua_State *L, lx_client *c) {
-  if (lx_opt_bool(L, 3, "nodelay", 0) && c->peer.ss.ss_family != AF_UNIX)
+  if (lx_opt_bool(L, 3, "nodelay", 0) && !c->isunix)
     dx_setopt(c->s.w.fd, IPPROTO_TCP, TCP_NODELAY, 1);
   lua_settop(L, 5);
   return 1;
@@ -545,7 +564,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
       i++;
     }
     if (i >= t->n) break;
-    c->peer = t->a[i];
+    set_peer(c, &t->a[i]);
     rc = dx_connect_start(&t->a[i], t->hasbind ? &t->bind : NULL, &c->s.w.fd);
     if (rc == 0) return connected(L, c);
     if (rc != -EINPROGRESS) {
@@ -628,8 +647,8 @@ static const luaL_Reg methods[] = {
 };
 
 static const luaL_Reg metamethods[] = {
-  {"__gc", c_close},
-  {"__close", c_close},
+  {"__gc", c_gc},
+  {"__close", c_gc},
   {"__tostring", c_tostring},
   {NULL, NULL}
 };
@@ -638,6 +657,8 @@ static const luaL_Reg metamethods[] = {
 void lx_open_client(lua_State *L) {
   luaL_newmetatable(L, LX_CLIENT);
   ((lx_state *)lua_touserdata(L, -2))->client_mt = lua_topointer(L, -1);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, -3, 4);              /* for lx_client_new */
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, metamethods, 1);
   lua_newtable(L);

@@ -214,12 +214,12 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L);
 LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   /* The state lives in a userdata created first, so that at lua_close it is
    * finalised after every socket that still needs its loop. */
-  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 3);
+  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 4);
   memset(S, 0, sizeof *S);
   lua_newtable(L);                         /* uservalue 1: tasks by slot */
   lua_setiuservalue(L, -2, 1);
   lua_newtable(L);                         /* uservalue 3: idle coroutines */
-  lua_setiuservalue(L, -2, 3);
+  lua_setiuservalue(L, -2, 3);             /* (4: the client metatable) */
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc");
