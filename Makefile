@@ -12,7 +12,7 @@ HDRS = $(wildcard csrc/*.h)
 OUT  = build/duplex/core.so
 BUSTED = busted --lua=$(LUA)
 
-.PHONY: all test demo asan memcheck bench clean deps check-deps
+.PHONY: all test test-poll demo asan memcheck bench clean deps
 
 all: $(OUT)
 
@@ -52,6 +52,12 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	DUPLEX_CPATH=./build/asan/?.so \
 	$(BUSTED) --cpath=./build/asan/?.so -o utfTerminal spec
+
+# The poll(2) backend (used where epoll is missing), tried on Linux.
+test-poll: deps
+	@mkdir -p build/poll/duplex
+	$(CC) $(CFLAGS) -DDX_USE_POLL $(LDFLAGS_SO) -o build/poll/duplex/core.so $(SRCS)
+	DUPLEX_CPATH=./build/poll/?.so $(BUSTED) --cpath=./build/poll/?.so -o utfTerminal spec
 
 memcheck: all
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \

@@ -24,7 +24,6 @@
 typedef struct lx_state {
   dx_loop loop;
   int loop_ok;                /* loop initialised (backend created) */
-  int in_run;                 /* a dispatcher is running */
   lua_State *running;         /* the task being resumed, or NULL */
   int slot;                   /* its slot */
   int budget;                 /* operations left before a forced yield */
@@ -44,10 +43,11 @@ typedef struct lx_sock {
 
 /* Deadline for an operation starting now: -1 none, 0 never wait. */
 double lx_deadline(double timeout);
-/* Wait for `dir` (DX_READ or DX_WRITE) on s until `deadline`. Inside a task this yields and
- * continues in k(ctx) (it does not return); outside it polls and returns 0
- * for "try again", or a negative code (-EAGAIN, -ETIMEDOUT, ...). Raises
- * where a wait is impossible (a coroutine of a task, a non-yieldable call). */
+/* Wait for `dir` (DX_READ or DX_WRITE) on s until `deadline`. Inside a
+ * task this yields and continues in k(ctx) (it does not return); outside
+ * it polls and returns 0 for "try again", or a negative code (-EAGAIN,
+ * -ETIMEDOUT, ...). Raises where a wait is impossible (a coroutine of a
+ * task, a non-yieldable C call). */
 int lx_wait(lua_State *L, lx_state *S, lx_sock *s, int dir, double deadline,
             lua_KContext ctx, lua_KFunction k);
 /* Called once an operation that may have waited is over: leave the FIFO

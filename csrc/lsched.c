@@ -172,7 +172,6 @@ static int k_step(lua_State *L) {
   if (rc < 0) return luaL_error(L, "duplex.run: %s", dx_strerror(rc));
   lua_getiuservalue(L, lua_upvalueindex(1), 1);
   T = lua_gettop(L);
-  S->in_run = 1;
   for (n = dx_loop_batch(&S->loop); n > 0; n--) {
     int slot = dx_loop_pop(&S->loop);
     if (slot) resume_one(L, S, T, slot);
