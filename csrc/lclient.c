@@ -655,19 +655,9 @@ static const luaL_Reg metamethods[] = {
 
 /* Stack on entry: module, state. Adds connect and client_methods. */
 void lx_open_client(lua_State *L) {
-  luaL_newmetatable(L, LX_CLIENT);
-  ((lx_state *)lua_touserdata(L, -2))->client_mt = lua_topointer(L, -1);
-  lua_pushvalue(L, -1);
-  lua_setiuservalue(L, -3, 4);              /* for lx_client_new */
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, metamethods, 1);
-  lua_newtable(L);
-  lua_pushvalue(L, -3);
-  luaL_setfuncs(L, methods, 1);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -5, "client_methods");
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  lx_state *S = (lx_state *)lua_touserdata(L, -1);
+  S->client_mt = lx_newclass(L, LX_CLIENT, methods, metamethods, "client_methods");
+  lua_setiuservalue(L, -2, 4);              /* for lx_client_new */
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, m_connect, 1);
   lua_setfield(L, -3, "connect");

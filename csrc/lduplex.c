@@ -189,6 +189,20 @@ static int m_resolve(lua_State *L) {
   return 1;
 }
 
+const void *lx_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                        const luaL_Reg *metamethods, const char *field) {
+  luaL_newmetatable(L, name);              /* module, state, mt */
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, metamethods, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, methods, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -5, field);              /* module[field] = methods */
+  lua_setfield(L, -2, "__index");
+  return lua_topointer(L, -1);
+}
+
 static int state_gc(lua_State *L) {
   lx_state *S = lua_touserdata(L, 1);
   if (S->loop_ok) dx_loop_free(&S->loop);

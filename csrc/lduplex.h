@@ -91,6 +91,12 @@ int lx_resolve(lua_State *L, int hostarg, int portarg, int passive,
  * not a socket option (the caller's own, like maxline). */
 int lx_sockopt(lua_State *L, lx_sock *s, int set, const char *const allowed[]);
 
+/* With module and state on the stack: a metatable `name` (pushed) whose
+ * __index is a table of `methods`, also stored as module[field]; every
+ * function gets the state as upvalue 1. Returns the metatable's identity. */
+const void *lx_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                        const luaL_Reg *metamethods, const char *field);
+
 void lx_open_server(lua_State *L);
 void lx_open_client(lua_State *L);
 void lx_open_sched(lua_State *L);

@@ -206,16 +206,8 @@ static const luaL_Reg metamethods[] = {
 
 /* Stack on entry: module, state. Adds listen and server_methods. */
 void lx_open_server(lua_State *L) {
-  luaL_newmetatable(L, LX_SERVER);
-  ((lx_state *)lua_touserdata(L, -2))->server_mt = lua_topointer(L, -1);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, metamethods, 1);
-  lua_newtable(L);
-  lua_pushvalue(L, -3);
-  luaL_setfuncs(L, methods, 1);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -5, "server_methods");
-  lua_setfield(L, -2, "__index");
+  lx_state *S = (lx_state *)lua_touserdata(L, -1);
+  S->server_mt = lx_newclass(L, LX_SERVER, methods, metamethods, "server_methods");
   lua_pop(L, 1);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, m_listen, 1);

@@ -2,13 +2,7 @@
 -- task per client): every line a client sends goes to all the other clients.
 -- Run: lua5.4 examples/chat_server.lua [host] [port]; then e.g. `nc HOST PORT`
 
-local dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
-if not (os.getenv("LUA_PATH_5_4") or os.getenv("LUA_PATH")) then
-  package.path = dir .. "/../lua/?.lua;" .. dir .. "/../lua/?/init.lua;" .. package.path
-end
-if not (os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")) then
-  package.cpath = dir .. "/../build/?.so;" .. package.cpath
-end
+dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 

@@ -2,13 +2,7 @@
 -- task per connection) and three client tasks talk over loopback, all at once.
 -- Run: lua5.4 examples/demo.lua   (or `make demo`); it exits 0 when all went well.
 
-local dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
-if not (os.getenv("LUA_PATH_5_4") or os.getenv("LUA_PATH")) then
-  package.path = dir .. "/../lua/?.lua;" .. dir .. "/../lua/?/init.lua;" .. package.path
-end
-if not (os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")) then
-  package.cpath = dir .. "/../build/?.so;" .. package.cpath
-end
+dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 

@@ -3,13 +3,7 @@
 -- Run: lua5.4 examples/echo_client.lua host port [line ...]   (no lines: read stdin;
 --      for a Unix domain socket: host unix:/some/path, port -)
 
-local dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
-if not (os.getenv("LUA_PATH_5_4") or os.getenv("LUA_PATH")) then
-  package.path = dir .. "/../lua/?.lua;" .. dir .. "/../lua/?/init.lua;" .. package.path
-end
-if not (os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")) then
-  package.cpath = dir .. "/../build/?.so;" .. package.cpath
-end
+dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 

@@ -2,13 +2,7 @@
 -- target and copy both directions at once (two tasks), passing half-closes on.
 -- Run: lua5.4 examples/forward.lua listen_port target_host target_port [listen_host]
 
-local dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
-if not (os.getenv("LUA_PATH_5_4") or os.getenv("LUA_PATH")) then
-  package.path = dir .. "/../lua/?.lua;" .. dir .. "/../lua/?/init.lua;" .. package.path
-end
-if not (os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")) then
-  package.cpath = dir .. "/../build/?.so;" .. package.cpath
-end
+dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 

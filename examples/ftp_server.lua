@@ -9,13 +9,7 @@
 --   QUIT               -> OK bye, and the server closes the connection
 -- Names are plain file names inside DIR: "/" and ".." are refused.
 
-local dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
-if not (os.getenv("LUA_PATH_5_4") or os.getenv("LUA_PATH")) then
-  package.path = dir .. "/../lua/?.lua;" .. dir .. "/../lua/?/init.lua;" .. package.path
-end
-if not (os.getenv("LUA_CPATH_5_4") or os.getenv("LUA_CPATH")) then
-  package.cpath = dir .. "/../build/?.so;" .. package.cpath
-end
+dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 

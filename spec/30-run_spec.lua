@@ -12,20 +12,8 @@ local function recorder(log, name)
   return setmetatable({}, { __close = function() log[#log + 1] = name end })
 end
 
--- Cleanups for the running test, run last-in first-out by an after_each
--- that every describe registers before helpers.track_fds (busted keeps only
--- the last function given to `finally`, so it cannot hold several).
-local cleanups = {}
-local function defer(fn) cleanups[#cleanups + 1] = fn end
-local function run_cleanups()
-  local list, first_err = cleanups, nil
-  cleanups = {}
-  for i = #list, 1, -1 do
-    local ok, err = pcall(list[i])
-    if not ok and first_err == nil then first_err = err end
-  end
-  if first_err ~= nil then error(first_err, 0) end
-end
+-- Cleanups for the running test (see helpers.defer).
+local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 
 -- A connected pair (5 s timeouts) closed when the test ends.
 local function pair()

@@ -84,6 +84,22 @@ function helpers.track_fds()
   end)
 end
 
+-- Cleanups for the running test, run last-in first-out by
+-- helpers.run_cleanups, which a describe registers as an after_each before
+-- helpers.track_fds (busted keeps only the last function given to
+-- `finally`, so it cannot hold several).
+local cleanups = {}
+function helpers.defer(fn) cleanups[#cleanups + 1] = fn end
+function helpers.run_cleanups()
+  local list, first_err = cleanups, nil
+  cleanups = {}
+  for i = #list, 1, -1 do
+    local ok, err = pcall(list[i])
+    if not ok and first_err == nil then first_err = err end
+  end
+  if first_err ~= nil then error(first_err, 0) end
+end
+
 -- A fresh path for a Unix domain socket (the file does not exist yet; the
 -- test removes it when done).
 function helpers.tmpname()
