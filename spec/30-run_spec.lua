@@ -15,12 +15,7 @@ end
 -- Cleanups for the running test (see helpers.defer).
 local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 
--- A connected pair (5 s timeouts) closed when the test ends.
-local function pair()
-  local c, p, srv = helpers.pair()
-  defer(function() helpers.close(c, p, srv) end)
-  return c, p, srv
-end
+local pair = helpers.deferred_pair
 
 -- Install fn as the onerror handler for this test; the previous handler is
 -- put back when the test ends.

@@ -13,12 +13,7 @@ local KiB, MiB = 1024, 1024 * 1024
 -- Cleanups for the running test (see helpers.defer).
 local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 
--- A connected pair (5 s timeouts) closed when the test ends.
-local function pair()
-  local c, p, srv = helpers.pair()
-  defer(function() helpers.close(c, p, srv) end)
-  return c, p, srv
-end
+local pair = helpers.deferred_pair
 
 -- Collect onerror reports ({ err =, traceback = }) for this test.
 local function collect_errors()

@@ -100,6 +100,13 @@ function helpers.run_cleanups()
   if first_err ~= nil then error(first_err, 0) end
 end
 
+-- helpers.pair(), closed by helpers.run_cleanups when the test ends.
+function helpers.deferred_pair()
+  local c, p, srv = helpers.pair()
+  helpers.defer(function() helpers.close(c, p, srv) end)
+  return c, p, srv
+end
+
 -- A fresh path for a Unix domain socket (the file does not exist yet; the
 -- test removes it when done).
 function helpers.tmpname()
