@@ -211,8 +211,8 @@ int dx_connect_start(const dx_addr *a, const dx_addr *bind_to, int *fdp) {
   if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0) return 0;
   /* An interrupted connect goes on in the background: same as EINPROGRESS. */
   if (errno == EINPROGRESS || errno == EINTR) return -EINPROGRESS;
-  /* Unix sockets with a full listen queue say EAGAIN: report it as refused
-   * by the queue, which the caller treats like any other failure. */
+  /* Anything else failed at once. (A Unix socket whose listen queue is full
+   * says EAGAIN here: there is no connection in progress to wait for.) */
   *fdp = -1;
   return fail_close(fd);
 }
