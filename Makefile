@@ -23,7 +23,8 @@ $(OUT): $(SRCS) $(HDRS) Makefile
 # Install what is missing on Debian (as root), or say the exact command.
 DEPS_PKGS = lua5.4 liblua5.4-dev lua-busted luarocks python3 netcat-openbsd
 deps:
-	@missing=""; for p in $(DEPS_PKGS); do \
+	@command -v dpkg-query >/dev/null || exit 0; \
+	missing=""; for p in $(DEPS_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
