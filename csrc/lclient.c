@@ -33,12 +33,12 @@ typedef struct lx_client {
 
 enum { OP_READ, OP_UNTIL, OP_SOME };
 
-static lx_client *check_client(lua_State *L) {
-  return (lx_client *)lx_checkself(L, lx_state_of(L)->client_mt, LX_CLIENT);
+static lx_client *check_client(lua_State *L, const lx_state *S) {
+  return (lx_client *)lx_checkself(L, S->client_mt, LX_CLIENT);
 }
 
-static lx_client *check_open(lua_State *L) {
-  lx_client *c = check_client(L);
+static lx_client *check_open(lua_State *L, const lx_state *S) {
+  lx_client *c = check_client(L, S);
   if (c->s.w.fd < 0) luaL_error(L, "attempt to use a closed " LX_CLIENT);
   return c;
 }
@@ -123,6 +123,8 @@ static void check_format(lua_State *L, int i) {
     if (*f == '*') f++;                   /* skip optional '*' (for compatibility) */
     luaL_argcheck(L, (f[0] == 'l' || f[0] == 'L' || f[0] == 'a') && f[1] == '\0',
                   i, "invalid format");
+    lua_pushlstring(L, f, 1);             /* try_read sees "l", "L" or "a" */
+    lua_replace(L, i);
   }
 }
 
@@ -146,7 +148,6 @@ static int try_read(lua_State *L, lx_client *c, int first, int last) {
       if (!c->eof) goto more;
     } else {
       const char *f = lua_tostring(L, i);
-      if (*f == '*') f++;
       if (*f == 'a') {
         if (!c->eof) goto more;
         lua_pushlstring(L, p + off, avail);
@@ -184,12 +185,11 @@ toolong:
   return -EMSGSIZE;
 }
 
-static int try_until(lua_State *L, lx_client *c, int base) {
+static int try_until(lua_State *L, lx_client *c) {
   size_t dlen, max = (size_t)lua_tointeger(L, 3);
   const char *d = lua_tolstring(L, 2, &dlen);
   size_t len = dx_buf_len(&c->rb);
   long pos = dx_buf_find(&c->rb, 0, d, dlen);
-  (void)base;
   if (pos >= 0) {
     if ((size_t)pos > max) return -EMSGSIZE;
     lua_pushlstring(L, dx_buf_peek(&c->rb), (size_t)pos);
@@ -239,7 +239,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
     if (lx_myturn(L, S, &c->s, 0)) {
       long n;
       r = op == OP_READ ? try_read(L, c, 2, base)
-        : op == OP_UNTIL ? try_until(L, c, base) : try_some(L, c);
+        : op == OP_UNTIL ? try_until(L, c) : try_some(L, c);
       if (r == 0) {
         n = fill(S, c);
         if (n > 0) continue;
@@ -269,8 +269,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   }
 }
 
-static int start_read(lua_State *L, lx_client *c, int op) {
-  lx_state *S = lx_state_of(L);
+static int start_read(lua_State *L, lx_state *S, lx_client *c, int op) {
   lua_KContext ctx = (lua_KContext)lua_gettop(L) << 2 | op;
   if (lx_spent(L, S)) {
     lua_pushnumber(L, lx_deadline(c->s.timeout));
@@ -281,9 +280,9 @@ static int start_read(lua_State *L, lx_client *c, int op) {
 
 /* read(0) answers "" unless the stream has ended, which only a receive
  * can tell when nothing is buffered; it never waits. */
-static int read_zero(lua_State *L, lx_client *c) {
+static int read_zero(lua_State *L, lx_state *S, lx_client *c) {
   if (dx_buf_len(&c->rb) == 0 && !c->eof) {
-    long n = fill(lx_state_of(L), c);
+    long n = fill(S, c);
     settle(L, c);
     if (n == 0) c->eof = 1;
     else if (n < 0 && n != -EAGAIN) return cfail(L, c, "read", (int)n);
@@ -294,7 +293,8 @@ static int read_zero(lua_State *L, lx_client *c) {
 }
 
 static int c_read(lua_State *L) {
-  lx_client *c = check_open(L);
+  lx_state *S = lx_state_of(L);
+  lx_client *c = check_open(L, S);
   int top = lua_gettop(L), i;
   if (top == 1) {
     lua_pushliteral(L, "l");
@@ -303,12 +303,13 @@ static int c_read(lua_State *L) {
   luaL_checkstack(L, top + 4, "too many formats");
   for (i = 2; i <= top; i++) check_format(L, i);
   if (top == 2 && lua_type(L, 2) == LUA_TNUMBER && lua_tointeger(L, 2) == 0)
-    return read_zero(L, c);
-  return start_read(L, c, OP_READ);
+    return read_zero(L, S, c);
+  return start_read(L, S, c, OP_READ);
 }
 
 static int c_readuntil(lua_State *L) {
-  lx_client *c = check_open(L);
+  lx_state *S = lx_state_of(L);
+  lx_client *c = check_open(L, S);
   size_t dlen;
   lua_Integer max;
   luaL_checklstring(L, 2, &dlen);
@@ -318,15 +319,16 @@ static int c_readuntil(lua_State *L) {
   lua_settop(L, 3);
   lua_pushinteger(L, max);
   lua_replace(L, 3);
-  return start_read(L, c, OP_UNTIL);
+  return start_read(L, S, c, OP_UNTIL);
 }
 
 static int c_readsome(lua_State *L) {
-  lx_client *c = check_open(L);
+  lx_state *S = lx_state_of(L);
+  lx_client *c = check_open(L, S);
   lua_Integer max = luaL_optinteger(L, 2, LX_READSOME);
   luaL_argcheck(L, max > 0, 2, "maximum must be positive");
   lua_settop(L, 2);
-  return start_read(L, c, OP_SOME);
+  return start_read(L, S, c, OP_SOME);
 }
 
 /* --- writing ------------------------------------------------------------------ */
@@ -368,14 +370,16 @@ static int wfail(lua_State *L, lx_client *c, int code, size_t done) {
   return 4;
 }
 
-/* Stack: 1 self, 2..base data, base+1 deadline, base+2 bytes done. */
+/* Stack: 1 self, 2..base data, then base+1 deadline and base+2 bytes done
+ * once a wait is needed (first call: before the first wait; after a yield:
+ * always there). ctx = base. */
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
   lx_state *S = lx_state_of(L);
   lx_client *c = (lx_client *)lua_touserdata(L, 1);
   int base = (int)ctx, r;
-  double deadline = lua_tonumber(L, base + 1);
-  size_t done = (size_t)lua_tointeger(L, base + 2);
-  (void)status;
+  int saved = status != LUA_OK;
+  double deadline = saved ? lua_tonumber(L, base + 1) : -1;
+  size_t done = saved ? (size_t)lua_tointeger(L, base + 2) : 0;
   for (;;) {
     if (c->s.w.fd < 0) {
       lx_done(S, L);
@@ -389,6 +393,13 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
         lua_settop(L, 1);
         return 1;
       }
+    }
+    if (!saved) {
+      deadline = lx_deadline(c->s.timeout);
+      lua_pushnumber(L, deadline);
+      lua_pushinteger(L, (lua_Integer)done);
+      saved = 1;
+    } else {
       lua_pushinteger(L, (lua_Integer)done);
       lua_replace(L, base + 2);
     }
@@ -402,22 +413,14 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int c_write(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  lx_client *c = check_open(L);
-  int top = lua_gettop(L), i, r, spent;
-  size_t done = 0;
+  lx_client *c = check_open(L, S);
+  int top = lua_gettop(L), i;
   for (i = 2; i <= top; i++) luaL_checklstring(L, i, NULL);
-  spent = lx_spent(L, S);
-  if (!spent && lx_myturn(L, S, &c->s, 1)) {
-    r = send_args(L, &c->s.w, top, &done);   /* fast path: no state to keep */
-    if (r > 0) {
-      lua_settop(L, 1);
-      return 1;
-    }
-    if (r < 0) return wfail(L, c, r, done);
+  if (lx_spent(L, S)) {
+    lua_pushnumber(L, lx_deadline(c->s.timeout));
+    lua_pushinteger(L, 0);
+    return lx_yield(L, S, top, write_k);
   }
-  lua_pushnumber(L, lx_deadline(c->s.timeout));
-  lua_pushinteger(L, (lua_Integer)done);
-  if (spent) return lx_yield(L, S, top, write_k);
   return write_k(L, LUA_OK, top);
 }
 
@@ -426,7 +429,7 @@ static int c_write(lua_State *L) {
 static int c_shutdown(lua_State *L) {
   static const char *const hows[] = {"r", "w", "rw", NULL};
   static const int how_of[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
-  lx_client *c = check_open(L);
+  lx_client *c = check_open(L, lx_state_of(L));
   int how = how_of[luaL_checkoption(L, 2, "rw", hows)];
   int rc = dx_shutdown(c->s.w.fd, how);
   if (rc < 0) return cfail(L, c, "shutdown", rc);
@@ -435,14 +438,14 @@ static int c_shutdown(lua_State *L) {
 }
 
 static int c_settimeout(lua_State *L) {
-  lx_client *c = check_open(L);
+  lx_client *c = check_open(L, lx_state_of(L));
   c->s.timeout = lx_opt_timeout(L, 2);
   lua_settop(L, 1);
   return 1;
 }
 
 static int c_name(lua_State *L, int peer) {
-  lx_client *c = check_open(L);
+  lx_client *c = check_open(L, lx_state_of(L));
   dx_addr a;
   int rc = dx_sockname(c->s.w.fd, peer, &a);
   if (rc < 0) return cfail(L, c, peer ? "getpeername" : "getsockname", rc);
@@ -457,7 +460,7 @@ static const char *const client_opts[] = {
 };
 
 static int c_setoption(lua_State *L) {
-  lx_client *c = check_open(L);
+  lx_client *c = check_open(L, lx_state_of(L));
   int r = lx_sockopt(L, &c->s, 1, client_opts);
   if (r >= 0) return r;
   {                                        /* maxline */
@@ -470,7 +473,7 @@ static int c_setoption(lua_State *L) {
 }
 
 static int c_getoption(lua_State *L) {
-  lx_client *c = check_open(L);
+  lx_client *c = check_open(L, lx_state_of(L));
   int r = lx_sockopt(L, &c->s, 0, client_opts);
   if (r >= 0) return r;
   lua_pushinteger(L, (lua_Integer)c->maxline);
@@ -478,7 +481,7 @@ static int c_getoption(lua_State *L) {
 }
 
 static int c_fileno(lua_State *L) {
-  lx_client *c = check_open(L);
+  lx_client *c = check_open(L, lx_state_of(L));
   lua_pushinteger(L, c->s.w.fd);
   return 1;
 }
@@ -489,7 +492,7 @@ static void release(lua_State *L, lx_client *c) {
 }
 
 static int c_close(lua_State *L) {
-  release(L, check_client(L));
+  release(L, check_client(L, lx_state_of(L)));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -501,7 +504,7 @@ static int c_gc(lua_State *L) {
 }
 
 static int c_tostring(lua_State *L) {
-  lx_client *c = check_client(L);
+  lx_client *c = check_client(L, lx_state_of(L));
   char local[128] = "?", remote[128];
   dx_addr a;
   if (c->s.w.fd < 0) {
