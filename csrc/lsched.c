@@ -187,13 +187,6 @@ static int k_setdone(lua_State *L) {
   return 0;
 }
 
-/* live() -> number of tasks not finished */
-static int k_live(lua_State *L) {
-  lx_state *S = lx_state_of(L);
-  lua_pushinteger(L, S->loop_ok ? S->loop.live : 0);
-  return 1;
-}
-
 /* current() -> id of the task running this code, or nil */
 static int k_current(lua_State *L) {
   lx_state *S = lx_state_of(L);
@@ -317,7 +310,6 @@ static const luaL_Reg funcs[] = {
   {"go", k_go},
   {"step", k_step},
   {"setdone", k_setdone},
-  {"live", k_live},
   {"current", k_current},
   {"suspend", k_suspend},
   {"wake", k_wake},
