@@ -21,6 +21,12 @@ local client, server = core.client_methods, core.server_methods
 local spawn_raw, go, current, suspend, wake = core.spawn, core.go, core.current, core.suspend, core.wake
 local pack, unpack = table.pack, table.unpack
 
+-- The name Lua's own errors use for a value: its __name, else its type.
+local function typename(x)
+  local mt = getmetatable(x)
+  return type(mt) == "table" and type(mt.__name) == "string" and mt.__name or type(x)
+end
+
 -- Errors in tasks --------------------------------------------------------
 
 local function default_onerror(err, traceback)
@@ -33,7 +39,7 @@ local onerror = default_onerror
 --- task; returns the previous handler. nil restores the default (stderr).
 function duplex.onerror(fn)
   if fn ~= nil and type(fn) ~= "function" then
-    error("bad argument #1 to 'onerror' (function expected, got " .. type(fn) .. ")", 2)
+    error("bad argument #1 to 'onerror' (function expected, got " .. typename(fn) .. ")", 2)
   end
   local old = onerror
   onerror = fn or default_onerror
@@ -56,8 +62,17 @@ Task.__index = Task
 local objects = {}        -- id -> Task, for tasks that have an object
 local run_state = nil     -- { main = id, result = packed } while run runs
 
+local done
+
+-- End every task still alive (run's main failed, or run itself did).
+local function cancel_all()
+  for _, id in ipairs(core.ids()) do
+    if core.cancel(id) == true then done(id, false, CANCELED) end
+  end
+end
+
 -- Called by core.step (and by cancel) when a task ends.
-local function done(id, ok, ...)
+function done(id, ok, ...)
   local t = objects[id]
   objects[id] = nil
   local result
@@ -78,11 +93,7 @@ local function done(id, ok, ...)
   end
   if run_state and run_state.main == id then
     run_state.result = result
-    if not ok then          -- the main function failed: nothing else goes on
-      for _, other in ipairs(core.ids()) do
-        if core.cancel(other) == true then done(other, false, CANCELED) end
-      end
-    end
+    if not ok then cancel_all() end   -- the main function failed: nothing goes on
   end
 end
 core.setdone(done)
@@ -96,7 +107,7 @@ end
 --- Start fn(...) as a task of the running duplex.run; returns the task.
 function duplex.spawn(fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+    error("bad argument #1 to 'spawn' (function expected, got " .. typename(fn) .. ")", 2)
   end
   if not run_state then error("duplex.spawn: not inside duplex.run", 2) end
   local id = spawn_raw(fn, ...)
@@ -109,7 +120,7 @@ end
 --- nil, msg, "ETIMEDOUT" when timeout seconds pass first.
 function Task:join(timeout)
   if getmetatable(self) ~= Task then
-    error("bad argument #1 to 'join' (duplex.task expected, got " .. type(self) .. ")", 2)
+    error("bad argument #1 to 'join' (duplex.task expected, got " .. typename(self) .. ")", 2)
   end
   if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
     error("bad argument #2 to 'join' (timeout must be a non-negative number)", 2)
@@ -138,7 +149,7 @@ end
 --- join returns false, "canceled". Returns true.
 function Task:cancel()
   if getmetatable(self) ~= Task then
-    error("bad argument #1 to 'cancel' (duplex.task expected, got " .. type(self) .. ")", 2)
+    error("bad argument #1 to 'cancel' (duplex.task expected, got " .. typename(self) .. ")", 2)
   end
   if not self.result then cancel_id(self.id) end
   return true
@@ -152,7 +163,7 @@ end
 --- ended. If fn raises, the other tasks are cancelled and the error raised.
 function duplex.run(fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'run' (function expected, got " .. type(fn) .. ")", 2)
+    error("bad argument #1 to 'run' (function expected, got " .. typename(fn) .. ")", 2)
   end
   if run_state then error("duplex.run: already running", 2) end
   local state = {}
@@ -161,11 +172,7 @@ function duplex.run(fn, ...)
   local ok, err = pcall(function()
     while core.step() > 0 do end
   end)
-  if not ok then                          -- a deadlock, or a failing handler
-    for _, id in ipairs(core.ids()) do
-      if core.cancel(id) == true then done(id, false, CANCELED) end
-    end
-  end
+  if not ok then cancel_all() end        -- a deadlock, or a failing handler
   run_state = nil
   if not ok then error(err, 0) end
   local r = state.result
@@ -174,12 +181,6 @@ function duplex.run(fn, ...)
 end
 
 -- Servers and clients: the methods written in Lua ------------------------
-
--- The name Lua's own errors use for a value: its __name, else its type.
-local function typename(x)
-  local mt = getmetatable(x)
-  return type(mt) == "table" and type(mt.__name) == "string" and mt.__name or type(x)
-end
 
 -- Raise like luaL_checkudata would for a method's self.
 local function check_self(self, want, method)
