@@ -171,16 +171,15 @@ static int m_listen(lua_State *L) {
   dx_watch_init(&s->s.w, -1);
   s->s.timeout = -1;
   luaL_setmetatable(L, LX_SERVER);
+  /* Only a family this host lacks moves on to the next address ("*" on a
+   * host without IPv6 becomes 0.0.0.0); a port in use or forbidden is the
+   * answer, or "*" would quietly listen on IPv4 alone. */
   for (i = 0; i < n; i++) {
     s->addr = addrs[i];
     fd = dx_listen(&addrs[i], &o);
-    if (fd >= 0) break;
+    if (fd >= 0 || (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)) break;
   }
-  if (fd < 0) {
-    /* "*" on a host without IPv6 falls through to 0.0.0.0 above; report the
-     * first address's failure otherwise, it is the one the user meant. */
-    return sfail(L, s, "listen", fd);
-  }
+  if (fd < 0) return sfail(L, s, "listen", fd);
   dx_watch_init(&s->s.w, fd);
   dx_sockname(fd, 0, &s->addr);           /* the port the kernel chose */
   return 1;

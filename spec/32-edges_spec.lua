@@ -16,6 +16,17 @@ describe("edge failures", function()
     assert.matches("^connect ", cmsg)
   end)
 
+  it('"*" on a port whose IPv6 side is taken fails, instead of listening on IPv4 alone', function()
+    if not helpers.has_ipv6() then return pending("no IPv6 on this machine") end
+    local v6 = assert(duplex.listen("::", 0, { v6only = true, reuseaddr = false }))
+    finally(function() v6:close() end)
+    local _, port = v6:getsockname()
+    local s, msg, code = duplex.listen("*", port, { reuseaddr = false })
+    if s then s:close() end
+    assert.same({ nil, "EADDRINUSE" }, { s, code })
+    assert.matches("^listen %[::%]:" .. port .. ": ", msg)
+  end)
+
   it("an empty Unix path is an argument error", function()
     assert.has_error(function() duplex.listen("unix:") end,
       "bad argument #1 to 'listen' (empty unix socket path)")
