@@ -487,7 +487,7 @@ static int c_fileno(lua_State *L) {
 }
 
 static void release(lua_State *L, lx_client *c) {
-  lx_sock_close(L, lx_state_of(L), &c->s);
+  lx_sock_close(lx_state_of(L), &c->s);
   dx_buf_free(&c->rb);
 }
 
@@ -561,7 +561,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
         }
       }
       lx_done(S, L);
-      lx_sock_close(L, S, &c->s);
+      lx_sock_close(S, &c->s);
       last = rc;
       if (rc == -ETIMEDOUT || rc == -EAGAIN) break;   /* the deadline is shared */
       i++;

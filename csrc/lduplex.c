@@ -64,8 +64,7 @@ void *lx_checkself(lua_State *L, const void *mt, const char *tname) {
   return luaL_checkudata(L, 1, tname);
 }
 
-void lx_sock_close(lua_State *L, lx_state *S, lx_sock *s) {
-  (void)L;
+void lx_sock_close(lx_state *S, lx_sock *s) {
   if (s->w.fd < 0) return;
   if (S->loop_ok) dx_loop_close_watch(&S->loop, &s->w);
   dx_close(s->w.fd);

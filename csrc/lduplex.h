@@ -75,7 +75,7 @@ int lx_myturn(lua_State *L, lx_state *S, lx_sock *s, int d);
 /* nil, "<op> <label>: <strerror>", code  (3 results) */
 int lx_fail(lua_State *L, const char *op, const char *label, int code);
 /* Close the descriptor, waking every task that waits on it. */
-void lx_sock_close(lua_State *L, lx_state *S, lx_sock *s);
+void lx_sock_close(lx_state *S, lx_sock *s);
 /* Push host, port, family (3 results). */
 int lx_push_addr(lua_State *L, const dx_addr *a);
 double lx_opt_timeout(lua_State *L, int arg);

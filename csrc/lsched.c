@@ -212,10 +212,11 @@ static void must_be_task(lua_State *L, lx_state *S, const char *what) {
 /* suspend([timeout]) -> true when woken by wake(id), false on timeout */
 static int k_suspend(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  double timeout = lx_opt_timeout(L, 1);
+  double deadline = lx_deadline(lx_opt_timeout(L, 1));
   int rc;
   must_be_task(L, S, "suspend");
-  rc = dx_loop_suspend(&S->loop, S->slot, NULL, 0, lx_deadline(timeout) == 0 ? dx_now() : lx_deadline(timeout));
+  if (deadline == 0) deadline = dx_now();   /* timeout 0: just a turn */
+  rc = dx_loop_suspend(&S->loop, S->slot, NULL, 0, deadline);
   if (rc < 0) return luaL_error(L, "suspend: %s", dx_strerror(rc));
   S->waited = 1;
   return lua_yieldk(L, 0, 0, suspend_k);

@@ -116,7 +116,7 @@ static int s_close(lua_State *L) {
   lx_server *s = check_server(L);
   if (s->s.w.fd >= 0) {
     const struct sockaddr_un *su = (const struct sockaddr_un *)&s->addr.ss;
-    lx_sock_close(L, lx_state_of(L), &s->s);
+    lx_sock_close(lx_state_of(L), &s->s);
     if (su->sun_family == AF_UNIX && su->sun_path[0] != '\0')
       unlink(su->sun_path);       /* we made it: leave no stale path */
   }
