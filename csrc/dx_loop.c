@@ -69,18 +69,10 @@ static void heap_down(dx_loop *l, int i) {
   heap_set(l, i, t);
 }
 
-static int heap_add(dx_loop *l, int slot, double when) {
-  if (l->nheap == l->capheap) {
-    int cap = l->capheap ? 2 * l->capheap : 64;
-    dx_timer *h = realloc(l->heap, sizeof *h * (size_t)cap);
-    if (h == NULL) return -ENOMEM;
-    l->heap = h;
-    l->capheap = cap;
-  }
+static void heap_add(dx_loop *l, int slot, double when) {
   l->heap[l->nheap].when = when;
   l->heap[l->nheap].slot = slot;
   heap_up(l, l->nheap++);
-  return 0;
 }
 
 static void heap_remove(dx_loop *l, int slot) {
@@ -95,20 +87,32 @@ static void heap_remove(dx_loop *l, int slot) {
   }
 }
 
-/* --- ready queue -------------------------------------------------------- */
+/* --- ready queue (a ring as large as the task table) --------------------- */
 
-static int ring_push(dx_loop *l, int slot) {
-  if (l->rcount == l->rcap) {
-    int cap = l->rcap ? 2 * l->rcap : 256, i;
-    int *r = malloc(sizeof *r * (size_t)cap);
-    if (r == NULL) return -ENOMEM;
-    for (i = 0; i < l->rcount; i++) r[i] = l->ring[(l->rhead + i) & (l->rcap - 1)];
-    free(l->ring);
-    l->ring = r;
-    l->rhead = 0;
-    l->rcap = cap;
+/* A slot has at most one entry (inring), so the ring never overflows; an
+ * entry left by a task that was killed serves the slot's next task. */
+static void queue(dx_loop *l, int slot) {
+  dx_task *t = &l->tasks[slot];
+  t->queued = 1;
+  if (!t->inring) {
+    t->inring = 1;
+    l->ring[(l->rhead + l->rcount++) & (l->rcap - 1)] = slot;
   }
-  l->ring[(l->rhead + l->rcount++) & (l->rcap - 1)] = slot;
+}
+
+/* Make ring and heap hold `n` tasks each. */
+static int reserve(dx_loop *l, int n) {
+  int *r, i;
+  dx_timer *h = realloc(l->heap, sizeof *h * (size_t)n);
+  if (h == NULL) return -ENOMEM;
+  l->heap = h;
+  r = malloc(sizeof *r * (size_t)n);
+  if (r == NULL) return -ENOMEM;
+  for (i = 0; i < l->rcount; i++) r[i] = l->ring[(l->rhead + i) & (l->rcap - 1)];
+  free(l->ring);
+  l->ring = r;
+  l->rhead = 0;
+  l->rcap = n;
   return 0;
 }
 
@@ -120,7 +124,8 @@ int dx_loop_pop(dx_loop *l) {
   slot = l->ring[l->rhead];
   l->rhead = (l->rhead + 1) & (l->rcap - 1);
   l->rcount--;
-  if (!l->tasks[slot].queued) return 0;     /* cancelled or freed since */
+  l->tasks[slot].inring = 0;
+  if (!l->tasks[slot].queued) return 0;     /* killed since */
   l->tasks[slot].queued = 0;
   return slot;
 }
@@ -150,29 +155,31 @@ static void fifo_remove(dx_loop *l, int slot) {
 int dx_loop_spawn(dx_loop *l) {
   int slot;
   dx_task *t;
-  if (l->freelist == 0) {
+  if (l->freelist == 0) {                 /* grow: n stays a power of two */
     int n = l->ntasks ? 2 * l->ntasks : 64, i;
-    dx_task *ts = realloc(l->tasks, sizeof *ts * (size_t)n);
+    dx_task *ts;
+    if (n > (1 << 24)) return -ENOMEM;
+    ts = realloc(l->tasks, sizeof *ts * (size_t)n);
     if (ts == NULL) return -ENOMEM;
+    l->tasks = ts;
+    if (reserve(l, n) < 0) return -ENOMEM;
     memset(ts + l->ntasks, 0, sizeof *ts * (size_t)(n - l->ntasks));
     for (i = n - 1; i >= (l->ntasks ? l->ntasks : 1); i--) {
       ts[i].next = l->freelist;
       ts[i].heap = -1;
       l->freelist = i;
     }
-    l->tasks = ts;
     l->ntasks = n;
   }
   slot = l->freelist;
   t = &l->tasks[slot];
-  if (ring_push(l, slot) < 0) return -ENOMEM;
   l->freelist = t->next;
   t->next = 0;
   t->watch = NULL;
   t->heap = -1;
   t->live = 1;
-  t->waiting = t->fired = t->detached = 0;
-  t->queued = 1;
+  t->waiting = t->fired = 0;
+  queue(l, slot);
   l->live++;
   return slot;
 }
@@ -202,10 +209,8 @@ int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline)
     else w->head[dir] = slot;
     w->tail[dir] = slot;
   }
-  if (deadline >= 0 && heap_add(l, slot, deadline) < 0) {
-    fifo_remove(l, slot);
-    return -ENOMEM;
-  }
+  heap_remove(l, slot);
+  if (deadline >= 0) heap_add(l, slot, deadline);
   t->waiting = 1;
   t->fired = 0;
   if (t->watch) l->nio++;
@@ -219,7 +224,7 @@ void dx_loop_ready(dx_loop *l, int slot) {
     if (t->watch) l->nio--;
   }
   heap_remove(l, slot);
-  if (!t->queued && ring_push(l, slot) == 0) t->queued = 1;
+  queue(l, slot);
 }
 
 void dx_loop_leave(dx_loop *l, int slot) {
@@ -232,13 +237,20 @@ void dx_loop_leave(dx_loop *l, int slot) {
   fifo_remove(l, slot);
 }
 
+/* A task in the FIFO that is not suspended is running or already queued
+ * to run (a connect between two addresses closes its own socket): it only
+ * leaves the FIFO. */
 void dx_loop_close_watch(dx_loop *l, dx_watch *w) {
   int d;
   for (d = 0; d < 2; d++) {
     while (w->head[d]) {
       int s = w->head[d];
-      dx_loop_ready(l, s);
-      fifo_remove(l, s);
+      dx_task *t = &l->tasks[s];
+      if (t->waiting) dx_loop_ready(l, s);
+      w->head[d] = t->next;
+      if (w->head[d] == 0) w->tail[d] = 0;
+      t->watch = NULL;
+      t->next = 0;
     }
   }
   if (w->reg) dx_backend_del(l, w);

@@ -23,8 +23,9 @@ typedef struct dx_task {
   dx_watch *watch;        /* the FIFO it stands in, or NULL */
   int dir;
   int heap;               /* index in the timer heap, or -1 */
-  unsigned char live, waiting, queued, fired;
-  unsigned char detached;   /* nobody wants its results (set by the binding) */
+  unsigned char live, waiting, fired;
+  unsigned char queued;   /* wants to run: ready */
+  unsigned char inring;   /* has an entry in the ring (maybe stale) */
 } dx_task;
 
 typedef struct dx_timer {
@@ -37,34 +38,49 @@ typedef struct dx_loop {
   dx_task *tasks;                     /* slot 0 unused */
   int ntasks, freelist, live, nio;    /* nio: tasks suspended on a socket */
   int *ring, rhead, rcount, rcap;     /* ready queue, rcap a power of two */
-  dx_timer *heap;
-  int nheap, capheap;
+  dx_timer *heap;                     /* capacity ntasks, like the ring: a */
+  int nheap;                          /* task is in each at most once */
   void *backend;                      /* poll backend's table */
 } dx_loop;
 
 int dx_loop_init(dx_loop *l);
 void dx_loop_free(dx_loop *l);
 
-/* A new task slot, ready to run; or -ENOMEM. */
+/* A new task slot, ready to run; or -ENOMEM. Every other call below
+ * works without allocating, so no wakeup is ever lost to memory. */
 int dx_loop_spawn(dx_loop *l);
 /* Forget a task: leave its FIFO and timer, free the slot. */
 void dx_loop_kill(dx_loop *l, int slot);
 
-/* Suspend `slot` until `w` is ready for `dir` (w may be NULL: timer or an
- * explicit wake only), or until `deadline` (< 0: none). Joins w's FIFO if
- * not in it yet. 0, or -errno if the backend refuses the descriptor. */
+/* Suspend `slot` until `w` is ready for `dir` (0 read, 1 write; w may be
+ * NULL: timer or an explicit wake only), or until `deadline` (< 0: none).
+ * Joins w's FIFO if not in it yet. 0, or -errno if the backend refuses the
+ * descriptor. */
 int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline);
 /* Make a task ready now (clears its timer; keeps its FIFO place). */
 void dx_loop_ready(dx_loop *l, int slot);
 /* The task is done with its socket operation: leave FIFO and timer; the
  * next task in line, if suspended, becomes ready. */
 void dx_loop_leave(dx_loop *l, int slot);
-/* Every task waiting on w becomes ready and leaves the FIFO; the backend
- * forgets w. Call before closing w->fd. */
+/* Every task in w's FIFOs leaves them, and those suspended become ready
+ * (they will find w closed); the backend forgets w. Call before closing
+ * w->fd. */
 void dx_loop_close_watch(dx_loop *l, dx_watch *w);
 
 /* May `slot` operate on w's direction now (nobody ahead of it)? */
 #define dx_loop_myturn(w, dir, slot) ((w)->head[dir] == 0 || (w)->head[dir] == (slot))
+/* Is anybody queued on w's direction? */
+#define dx_loop_busy(w, dir) ((w)->head[dir] != 0)
+
+/* What the binding may know of a task slot. */
+#define dx_loop_gen(l, slot)   ((l)->tasks[slot].gen)
+#define dx_loop_alive(l, slot) ((slot) > 0 && (slot) < (l)->ntasks && (l)->tasks[slot].live)
+/* Its last suspension ended by its deadline. */
+#define dx_loop_fired(l, slot) ((l)->tasks[slot].fired)
+/* Suspended on nothing but a timer or an explicit wake. */
+#define dx_loop_sleeping(l, slot) ((l)->tasks[slot].waiting && (l)->tasks[slot].watch == NULL)
+#define dx_loop_nslots(l) ((l)->ntasks)
+#define dx_loop_nlive(l)  ((l)->live)
 
 /* Wait for events (not at all if tasks are ready), fire due timers.
  * 0, -EDEADLK if live tasks wait on nothing that can wake them, or -errno. */

@@ -22,6 +22,7 @@ void dx_backend_free(dx_loop *l) {
 
 int dx_backend_add(dx_loop *l, dx_watch *w) {
   struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = w;
   if (epoll_ctl(l->fd, EPOLL_CTL_ADD, w->fd, &ev) < 0) {
@@ -35,6 +36,7 @@ int dx_backend_add(dx_loop *l, dx_watch *w) {
 
 void dx_backend_del(dx_loop *l, dx_watch *w) {
   struct epoll_event ev;   /* non-NULL for kernels before 2.6.9 */
+  memset(&ev, 0, sizeof ev);
   if (w->fd >= 0) epoll_ctl(l->fd, EPOLL_CTL_DEL, w->fd, &ev);
   w->reg = 0;
 }

@@ -23,6 +23,32 @@ static int neg_errno(void) {
   return -e;
 }
 
+/* --- resolver codes: an explicit table, as libuv does -------------------- */
+
+static const struct { int eai; const char *name; } eai_names[] = {
+  {EAI_AGAIN, "EAI_AGAIN"}, {EAI_BADFLAGS, "EAI_BADFLAGS"}, {EAI_FAIL, "EAI_FAIL"},
+  {EAI_FAMILY, "EAI_FAMILY"}, {EAI_MEMORY, "EAI_MEMORY"}, {EAI_NONAME, "EAI_NONAME"},
+  {EAI_SERVICE, "EAI_SERVICE"}, {EAI_SOCKTYPE, "EAI_SOCKTYPE"},
+#ifdef EAI_OVERFLOW
+  {EAI_OVERFLOW, "EAI_OVERFLOW"},
+#endif
+#ifdef EAI_NODATA
+  {EAI_NODATA, "EAI_NODATA"},
+#endif
+#ifdef EAI_ADDRFAMILY
+  {EAI_ADDRFAMILY, "EAI_ADDRFAMILY"},
+#endif
+};
+#define NEAI ((int)(sizeof eai_names / sizeof eai_names[0]))
+
+/* Our code for getaddrinfo's result; an unknown one reads as EAI_FAIL. */
+static int eai_code(int eai) {
+  int i;
+  for (i = 0; i < NEAI; i++)
+    if (eai_names[i].eai == eai) return -(DX_EAI_BASE + i);
+  return -(DX_EAI_BASE + 2);                     /* EAI_FAIL */
+}
+
 /* --- addresses --------------------------------------------------------- */
 
 static void set_port(dx_addr *a, int port) {
@@ -63,12 +89,15 @@ int dx_resolve(const char *host, int port, int passive, dx_addr *out, int max) {
   if (rc == EAI_NONAME) {                 /* not numeric: ask the resolver */
     hints.ai_flags = (passive ? AI_PASSIVE : 0) | AI_ADDRCONFIG;
     rc = getaddrinfo(host, NULL, &hints, &res);
-    if (rc == EAI_NONAME || rc == EAI_ADDRFAMILY) {
+#ifdef EAI_ADDRFAMILY
+    if (rc == EAI_ADDRFAMILY) rc = EAI_NONAME;
+#endif
+    if (rc == EAI_NONAME) {
       hints.ai_flags &= ~AI_ADDRCONFIG;   /* loopback-only hosts */
       rc = getaddrinfo(host, NULL, &hints, &res);
     }
   }
-  if (rc != 0) return rc == EAI_SYSTEM ? neg_errno() : -(DX_EAI_BASE - rc);
+  if (rc != 0) return rc == EAI_SYSTEM ? neg_errno() : eai_code(rc);
   for (ai = res; ai != NULL && n < max; ai = ai->ai_next) {
     if (ai->ai_addrlen > sizeof(out[n].ss)) continue;
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
@@ -78,7 +107,7 @@ int dx_resolve(const char *host, int port, int passive, dx_addr *out, int max) {
     set_port(&out[n++], port);
   }
   freeaddrinfo(res);
-  return n > 0 ? n : -(DX_EAI_BASE - EAI_NONAME);
+  return n > 0 ? n : eai_code(EAI_NONAME);
 }
 
 int dx_addr_unix(const char *spec, dx_addr *out) {
@@ -218,8 +247,14 @@ int dx_connect_start(const dx_addr *a, const dx_addr *bind_to, int *fdp) {
 }
 
 int dx_connect_result(int fd) {
+  struct pollfd p;
   int err = 0;
   socklen_t len = sizeof err;
+  p.fd = fd;
+  p.events = POLLOUT;
+  p.revents = 0;
+  /* A wakeup is no proof: SO_ERROR reads 0 while still connecting. */
+  if (poll(&p, 1, 0) <= 0) return -EINPROGRESS;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return neg_errno();
   return -err;
 }
@@ -255,6 +290,11 @@ int dx_sockname(int fd, int peer, dx_addr *out) {
   rc = peer ? getpeername(fd, (struct sockaddr *)&out->ss, &out->len)
             : getsockname(fd, (struct sockaddr *)&out->ss, &out->len);
   return rc < 0 ? neg_errno() : 0;
+}
+
+void dx_unlink_unix(const dx_addr *a) {
+  const struct sockaddr_un *su = (const struct sockaddr_un *)&a->ss;
+  if (su->sun_family == AF_UNIX && su->sun_path[0] != '\0') unlink(su->sun_path);
 }
 
 int dx_setopt(int fd, int level, int name, int value) {
@@ -307,18 +347,10 @@ int dx_wait_fd(int fd, int events, int ms) {
   X(ENOTCONN) X(ESHUTDOWN) X(ETIMEDOUT) X(ECONNREFUSED) X(EHOSTDOWN) \
   X(EHOSTUNREACH) X(EALREADY) X(EINPROGRESS) X(ECANCELED) X(ELOOP)
 
-#define DX_EAINAMES(X) \
-  X(EAI_AGAIN) X(EAI_BADFLAGS) X(EAI_FAIL) X(EAI_FAMILY) X(EAI_MEMORY) \
-  X(EAI_NONAME) X(EAI_SERVICE) X(EAI_SOCKTYPE) X(EAI_OVERFLOW) X(EAI_NODATA) \
-  X(EAI_ADDRFAMILY)
-
 const char *dx_errname(int code) {
   if (DX_ISEAI(code)) {
-    int gai = DX_EAI_BASE + code;    /* back to the (negative) EAI_ value */
-#define X(n) if (gai == n) return #n;
-    DX_EAINAMES(X)
-#undef X
-    return "EAI_FAIL";
+    int i = -code - DX_EAI_BASE;
+    return i < NEAI ? eai_names[i].name : "EAI_FAIL";
   }
 #define X(n) if (-code == n) return #n;
   DX_ERRNAMES(X)
@@ -327,6 +359,9 @@ const char *dx_errname(int code) {
 }
 
 const char *dx_strerror(int code) {
-  if (DX_ISEAI(code)) return gai_strerror(DX_EAI_BASE + code);
+  if (DX_ISEAI(code)) {
+    int i = -code - DX_EAI_BASE;
+    return gai_strerror(i < NEAI ? eai_names[i].eai : EAI_FAIL);
+  }
   return strerror(-code);
 }

@@ -1,6 +1,8 @@
 /*
  * dx_net.h - addresses and socket syscalls. Every function returns >= 0 (an
- * fd, a count) or -errno; resolver failures are -(DX_EAI_BASE - EAI_xxx).
+ * fd, a count) or -errno; resolver failures are codes <= -DX_EAI_BASE of
+ * our own (dx_errname and dx_strerror read them), whatever values the C
+ * library gives its EAI_ constants.
  * Every descriptor is born non-blocking and close-on-exec; sends never raise
  * SIGPIPE. EINTR is retried here and nowhere else. No Lua in this file.
  */
@@ -45,7 +47,8 @@ int dx_accept(int fd, dx_addr *peer);
 /* Start connecting: returns an fd in *fdp and 0 (connected) or -EINPROGRESS;
  * on any other error the fd is closed and -errno returned. */
 int dx_connect_start(const dx_addr *a, const dx_addr *bind, int *fdp);
-/* After writability: 0 if connected, else the pending -errno. */
+/* 0 once connected, -EINPROGRESS while still connecting, else the
+ * connection's -errno. */
 int dx_connect_result(int fd);
 
 long dx_recv(int fd, char *p, size_t n);            /* 0 is end of stream */
@@ -53,6 +56,8 @@ long dx_sendv(int fd, struct iovec *iov, int iovcnt);
 int dx_shutdown(int fd, int how);                    /* SHUT_RD/WR/RDWR */
 int dx_close(int fd);
 int dx_sockname(int fd, int peer, dx_addr *out);
+/* Remove the file of a Unix socket bound to a path (not abstract). */
+void dx_unlink_unix(const dx_addr *a);
 
 int dx_setopt(int fd, int level, int name, int value);
 int dx_getopt(int fd, int level, int name, int *value);

@@ -25,4 +25,7 @@ static inline int dx_ms_until(double deadline) {
   return (int)left + 1;
 }
 
+/* Block the process for `seconds` (inf: for ever). */
+void dx_sleep(double seconds);
+
 #endif

@@ -1,9 +1,9 @@
 /*
  * lduplex.h - what the binding files share: the module state (upvalue 1 of
- * every C function), the common head of server and client handles, and the
- * one place where an operation waits (lx_wait): it yields to the scheduler
- * inside a task and polls the descriptor outside one. The binding never
- * makes socket syscalls itself; the core (dx_*) does.
+ * every C function), the common head of server and client handles, the
+ * operation driver (ldrive.c: the one place that decides to wait) and the
+ * helpers for arguments, options and results (lxaux.c). The binding makes
+ * no syscall itself and reaches tasks only through dx_loop's functions.
  */
 #ifndef LDUPLEX_H
 #define LDUPLEX_H
@@ -13,6 +13,8 @@
 #include "dx_loop.h"
 #include "dx_net.h"
 
+#include <netinet/in.h>
+
 #include "lua.h"
 #include "lauxlib.h"
 
@@ -21,64 +23,120 @@
 #define LX_SCRATCH 65536      /* receive scratch lent to empty buffers */
 #define LX_BUDGET 64          /* operations a task may complete per turn */
 
+enum { LX_CLS_SERVER, LX_CLS_CLIENT, LX_NCLS };
+
 typedef struct lx_state {
   dx_loop loop;
   int loop_ok;                /* loop initialised (backend created) */
+  int in_run;                 /* inside duplex.run: only tasks may wait */
   lua_State *running;         /* the task being resumed, or NULL */
   int slot;                   /* its slot */
   int budget;                 /* operations left before a forced yield */
   int waited;                 /* the last yield was ours, not a bare one */
-  const void *client_mt, *server_mt;   /* metatable identities, for checks */
-  int npool;                  /* idle coroutines in uservalue 3 */
-  char scratch[LX_SCRATCH];
+  const void *mt[LX_NCLS];    /* metatable identities, for type checks */
+  unsigned char *detached;    /* per task slot: nobody wants its results */
+  int ndetached;
+  dx_scratch scratch;         /* lent to one empty receive buffer at a time */
+  char scratch_mem[LX_SCRATCH];
 } lx_state;
 
 /* Common head of servers and clients. */
 typedef struct lx_sock {
   dx_watch w;                 /* w.fd < 0: closed */
   double timeout;             /* seconds; < 0 waits forever */
+  int cls;                    /* LX_CLS_* */
 } lx_sock;
 
 #define lx_state_of(L) ((lx_state *)lua_touserdata(L, lua_upvalueindex(1)))
 
+/* --- the operation driver (ldrive.c) ------------------------------------
+ * An operation that may wait supplies a try that only decides and a push
+ * of its results; the driver owns the rest: the closed check, the turn in
+ * the socket's FIFO, the deadline, the wait (a yield inside a task, poll
+ * outside), leaving the FIFO, and only then the push. Per-call state lives
+ * on the Lua stack, so a continuation after a yield finds it again. */
+
+/* What try answers: done, wait (for the socket's direction, or for a
+ * timer or an explicit wake), or a negative error code. */
+enum { LX_DONE = 0, LX_WAIT_READ = 1, LX_WAIT_WRITE = 2, LX_WAIT_TIMER = 3 };
+
+typedef struct lx_call {
+  lx_state *S;
+  lx_sock *sock;              /* what the operation works on; NULL: timers */
+  int base;                   /* last argument; the driver's slots follow */
+  double deadline;            /* -1 none, 0 never wait, else monotonic time */
+  lua_Integer k[2];           /* the operation's progress, kept across waits */
+  int fired;                  /* the last wait ended by the deadline */
+  size_t vlen, used;          /* what try found, for push: */
+  int eof, ended;             /* ...the stream had ended; a nil result */
+} lx_call;
+
+typedef struct lx_op {
+  const char *name;           /* for messages: "read", "accept" */
+  int dir;                    /* FIFO it queues in: 0 readers, 1 writers */
+  int sockarg;                /* stack index of the socket; 0: none */
+  int opens;                  /* the operation opens its socket (connect) */
+  int (*try)(lua_State *L, lx_call *c);
+  int (*push)(lua_State *L, lx_call *c);            /* after LX_DONE */
+  /* optional: */
+  int (*fail)(lua_State *L, lx_call *c, int code);  /* default nil, msg, code */
+  void (*stall)(lua_State *L, lx_call *c);          /* before a wait or a failure */
+} lx_op;
+
+/* Run op on the arguments 1..top with this deadline (lx_deadline); returns
+ * (or, inside a task, yields and later returns) op's results. */
+int lx_drive(lua_State *L, const lx_op *op, double deadline);
 /* Deadline for an operation starting now: -1 none, 0 never wait. */
 double lx_deadline(double timeout);
-/* Wait for `dir` (DX_READ or DX_WRITE) on s until `deadline`. Inside a
- * task this yields and continues in k(ctx) (it does not return); outside
- * it polls and returns 0 for "try again", or a negative code (-EAGAIN,
- * -ETIMEDOUT, ...). Raises where a wait is impossible (a coroutine of a
- * task, a non-yieldable C call). */
-int lx_wait(lua_State *L, lx_state *S, lx_sock *s, int dir, double deadline,
-            lua_KContext ctx, lua_KFunction k);
-/* Called once an operation that may have waited is over: leave the FIFO
- * and the timer so the next task in line gets its turn. */
-static inline void lx_done(lx_state *S, lua_State *L) {
-  if (S->running == L) {
-    const dx_task *t = &S->loop.tasks[S->slot];
-    if (t->watch != NULL || t->heap >= 0) dx_loop_leave(&S->loop, S->slot);
-  }
-}
-/* Start of an operation: has this task used up its turn? Then the caller
- * saves its state on the stack and lets the others run with lx_yield,
- * which continues in k(ctx). This keeps a task that always finds data
- * ready from starving the rest. */
-int lx_spent(lua_State *L, lx_state *S);
-int lx_yield(lua_State *L, lx_state *S, lua_KContext ctx, lua_KFunction k);
-/* Argument 1 as a userdata of the metatable `mt`, else raise as
- * luaL_checkudata does (a pointer comparison, no registry lookup). */
-void *lx_checkself(lua_State *L, const void *mt, const char *tname);
+/* Yield one turn inside a task (then return `true`); false elsewhere. */
+int lx_pass(lua_State *L, lx_state *S);
+/* Who is calling, for ownership: the running task's id (also from a
+ * coroutine it created), or -1 outside tasks. */
+lua_Integer lx_who(lua_State *L, const lx_state *S);
+/* A task id: gen << 24 | slot, so an id outlives its slot harmlessly. */
+#define LX_SLOT_BITS 24
+#define lx_task_id(S, slot) ((lua_Integer)dx_loop_gen(&(S)->loop, slot) << LX_SLOT_BITS | (slot))
+/* Raise: a wait is impossible here. */
+int lx_cannot_wait(lua_State *L);
 
-/* May this task use direction `d` (0 read, 1 write) now, or must it queue
- * behind others? */
-int lx_myturn(lua_State *L, lx_state *S, lx_sock *s, int d);
+/* --- sockets (lsock.c) --------------------------------------------------- */
+
+/* Argument 1 as a socket of class cls, else raise as luaL_checkudata does
+ * (a pointer comparison, no registry lookup); lx_checkopen also raises
+ * for a closed one. */
+lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls);
+lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls);
+/* Close the descriptor, waking every task that waits on it. */
+void lx_sock_close(lx_state *S, lx_sock *s);
+/* nil, "<op> <where>: <strerror>", code (3 results) for socket s. */
+int lx_sockfail(lua_State *L, lx_sock *s, const char *op, int code);
+/* setoption/getoption for socket-level names (self at 1, name at 2, value
+ * at 3). Raises for names not in `allowed`; -1 for an allowed name that is
+ * not a socket option (the caller's own, like maxline). */
+int lx_sockopt(lua_State *L, lx_sock *s, int set, const char *const allowed[]);
+/* With module and state on the stack: a metatable `name` (pushed) whose
+ * __index is a table of `methods` plus the shared ones (settimeout,
+ * fileno, getsockname), also stored as module[field]; every function gets
+ * the state as upvalue 1. Returns the metatable's identity. */
+const void *lx_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                        const luaL_Reg *metamethods, const char *field, int cls);
+/* Where a server listens, for messages (lserver.c). */
+void lx_server_label(lx_sock *s, char *out, size_t n);
+
+/* --- arguments and results (lxaux.c) -------------------------------------- */
 
 /* nil, "<op> <label>: <strerror>", code  (3 results) */
 int lx_fail(lua_State *L, const char *op, const char *label, int code);
-/* Close the descriptor, waking every task that waits on it. */
-void lx_sock_close(lx_state *S, lx_sock *s);
 /* Push host, port, family (3 results). */
 int lx_push_addr(lua_State *L, const dx_addr *a);
+/* A timeout argument: nil -> -1 (none); else a number >= 0 (math.huge:
+ * none). NaN, negatives and non-numbers raise. */
 double lx_opt_timeout(lua_State *L, int arg);
+/* The same check for a value at idx; NULL if good, else why not. */
+const char *lx_timeout_error(lua_State *L, int idx, double *out);
+/* A string argument without embedded zero bytes ("what contains a zero
+ * byte" otherwise). */
+const char *lx_checkcstring(lua_State *L, int arg, const char *what);
 /* Raise "unknown option" for keys of table `arg` not in `known`. */
 void lx_check_opts(lua_State *L, int arg, const char *const known[]);
 int lx_opt_bool(lua_State *L, int arg, const char *key, int dflt);
@@ -86,23 +144,29 @@ int lx_opt_bool(lua_State *L, int arg, const char *key, int dflt);
 int lx_resolve(lua_State *L, int hostarg, int portarg, int passive,
                dx_addr *out, int max);
 
-/* setoption/getoption for socket-level names (self at 1, name at 2, value
- * at 3). Raises for names not in `allowed`; -1 for an allowed name that is
- * not a socket option (the caller's own, like maxline). */
-int lx_sockopt(lua_State *L, lx_sock *s, int set, const char *const allowed[]);
-
-/* With module and state on the stack: a metatable `name` (pushed) whose
- * __index is a table of `methods`, also stored as module[field]; every
- * function gets the state as upvalue 1. Returns the metatable's identity. */
-const void *lx_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
-                        const luaL_Reg *metamethods, const char *field);
-
 void lx_open_server(lua_State *L);
 void lx_open_client(lua_State *L);
+void lx_open_read(lua_State *L);
+void lx_open_write(lua_State *L);
 void lx_open_sched(lua_State *L);
-/* From lclient.c: wrap an fd (connected) into a new client on the stack. */
-struct lx_client;
-struct lx_client *lx_client_new(lua_State *L);
-void lx_client_set(struct lx_client *c, int fd, const dx_addr *peer);
+
+/* --- clients (lclient.c) --------------------------------------------------- */
+
+typedef struct lx_client {
+  lx_sock s;
+  dx_buf rb;
+  size_t maxline;
+  lua_Integer cut;            /* who cut a write short (lx_who), 0: nobody */
+  unsigned char eof;          /* the peer ended its stream */
+  unsigned char isunix;       /* a Unix domain socket */
+  struct sockaddr_in6 peer;   /* an inet/inet6 peer for messages (kept after
+                                 close); family 0 for Unix sockets */
+} lx_client;
+
+/* A new closed client on the stack. */
+lx_client *lx_client_new(lua_State *L);
+void lx_client_set(lx_client *c, int fd, const dx_addr *peer);
+/* Where the client talks to, for messages. */
+void lx_client_label(lx_client *c, char *out, size_t n);
 
 #endif

@@ -1,22 +1,23 @@
 /*
  * lsched.c - the dispatcher under duplex.run: task slots hold coroutines,
- * step() waits for readiness and resumes every ready task once. Policy
- * (task objects, join, error reports, cancelling on failure) is Lua's, in
- * lua/duplex/init.lua; this file only resumes and reports completions to
- * the function installed with setdone(fn): fn(id, true, results...) or
- * fn(id, false, err, traceback).
+ * step() waits for readiness and resumes every ready task once; sleep and
+ * suspend are timer operations of the driver. Policy (task objects, join,
+ * error reports, cancelling on failure) is Lua's, in lua/duplex/init.lua;
+ * this file only resumes and reports to the functions installed with
+ * sethooks(done, report): done(id, true, results...) or done(id, false,
+ * err, traceback) when a task ends, report(err, traceback) for an error of
+ * a <close> handler.
  *
- * A task's id is gen << 24 | slot, so an id outlives its slot harmlessly.
- * Coroutines of tasks that returned are kept in a small pool and reused:
- * a server spawning a task per connection then allocates no coroutine.
+ * Every task gets a new coroutine: one that ran another task would carry
+ * its hooks and, to code that kept coroutine.running(), its identity.
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
 #include "dx_time.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #if LUA_VERSION_RELEASE_NUM >= 50406
 #define lx_closethread(co, from) lua_closethread(co, from)
@@ -24,20 +25,13 @@
 #define lx_closethread(co, from) ((void)(from), lua_resetthread(co))
 #endif
 
-#define POOL_MAX 256      /* idle coroutines kept for reuse */
-#define SLOT_BITS 24
-#define SLOT_MASK ((1 << SLOT_BITS) - 1)
-
-static lua_Integer id_of(lx_state *S, int slot) {
-  return (lua_Integer)S->loop.tasks[slot].gen << SLOT_BITS | slot;
-}
+#define SLOT_MASK ((1 << LX_SLOT_BITS) - 1)
 
 /* The slot of a live task id, or 0. */
 static int slot_of(lx_state *S, lua_Integer id) {
   int slot = (int)(id & SLOT_MASK);
-  if (!S->loop_ok || id < 0 || slot <= 0 || slot >= S->loop.ntasks) return 0;
-  if (!S->loop.tasks[slot].live || (lua_Integer)S->loop.tasks[slot].gen != id >> SLOT_BITS) return 0;
-  return slot;
+  if (!S->loop_ok || id < 0 || !dx_loop_alive(&S->loop, slot)) return 0;
+  return (lua_Integer)dx_loop_gen(&S->loop, slot) == id >> LX_SLOT_BITS ? slot : 0;
 }
 
 static void need_loop(lua_State *L, lx_state *S) {
@@ -48,27 +42,27 @@ static void need_loop(lua_State *L, lx_state *S) {
   }
 }
 
-/* Push an idle coroutine: one from the pool, else a new one. */
-static lua_State *new_thread(lua_State *L, lx_state *S) {
-  lua_State *co;
-  if (S->npool == 0) return lua_newthread(L);
+/* Call the report function (uservalue 3) with the error on the top of L
+ * and a traceback. */
+static void report(lua_State *L, const char *traceback) {
   lua_getiuservalue(L, lua_upvalueindex(1), 3);
-  lua_rawgeti(L, -1, S->npool);
-  co = lua_tothread(L, -1);
-  lua_pushnil(L);
-  lua_rawseti(L, -3, S->npool--);
-  lua_remove(L, -2);
-  return co;
+  lua_insert(L, -2);
+  lua_pushstring(L, traceback);
+  lua_call(L, 2, 0);
 }
 
-/* Keep the returned coroutine at the top of L for reuse (and pop it). */
-static void recycle(lua_State *L, lx_state *S) {
-  if (S->npool < POOL_MAX) {
-    lua_getiuservalue(L, lua_upvalueindex(1), 3);
-    lua_insert(L, -2);
-    lua_rawseti(L, -2, ++S->npool);
+/* Close a coroutine's pending to-be-closed variables; an error one of
+ * them raises is reported, not lost. err: stack index in L of the error
+ * the coroutine ended with, or 0. */
+static void close_thread(lua_State *L, lua_State *co, int err) {
+  int status = lx_closethread(co, L);
+  if (status == LUA_OK || lua_gettop(co) < 1) return;
+  lua_xmove(co, L, 1);
+  if (err != 0 && lua_rawequal(L, -1, err)) {
+    lua_pop(L, 1);                 /* only the task's own error came back */
+    return;
   }
-  lua_pop(L, 1);
+  report(L, "(raised by a <close> handler of a task that was ending)");
 }
 
 static int spawn_task(lua_State *L, int detached) {
@@ -78,18 +72,26 @@ static int spawn_task(lua_State *L, int detached) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   need_loop(L, S);
   lua_getiuservalue(L, lua_upvalueindex(1), 1);   /* tasks */
-  co = new_thread(L, S);
+  co = lua_newthread(L);           /* never reused: a task inherits nothing */
+  if (!lua_checkstack(co, n + LUA_MINSTACK))
+    return luaL_error(L, "duplex: too many arguments for a task");
   slot = dx_loop_spawn(&S->loop);
-  if (slot < 0) return luaL_error(L, "not enough memory");
-  if (slot > SLOT_MASK) {
-    dx_loop_kill(&S->loop, slot);
-    return luaL_error(L, "duplex: too many tasks");
+  if (slot < 0) return luaL_error(L, "duplex: cannot start a task: %s", dx_strerror(slot));
+  if (slot >= S->ndetached) {
+    int want = dx_loop_nslots(&S->loop);
+    unsigned char *d = realloc(S->detached, (size_t)want);
+    if (d == NULL) {
+      dx_loop_kill(&S->loop, slot);
+      return luaL_error(L, "not enough memory");
+    }
+    S->detached = d;
+    S->ndetached = want;
   }
+  S->detached[slot] = (unsigned char)detached;
   lua_rawseti(L, -2, slot);                        /* tasks[slot] = co */
   lua_pop(L, 1);
   lua_xmove(L, co, n);                             /* fn and its arguments */
-  S->loop.tasks[slot].detached = (unsigned char)detached;
-  lua_pushinteger(L, id_of(S, slot));
+  lua_pushinteger(L, lx_task_id(S, slot));
   return 1;
 }
 
@@ -103,19 +105,13 @@ static int k_go(lua_State *L) { return spawn_task(L, 1); }
 /* Report a finished task and free its slot. Stack: tasks at T. */
 static void finish(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
                    int status, int nres) {
+  lua_Integer id = lx_task_id(S, slot);
   int nargs;
-  lua_Integer id = id_of(S, slot);
-  if (status == LUA_OK) {          /* returned: its coroutine can be reused */
-    lua_rawgeti(L, T, slot);
-    if (S->loop.tasks[slot].detached) {
-      lua_settop(co, 0);
-      dx_loop_kill(&S->loop, slot);
-      lua_pushnil(L);
-      lua_rawseti(L, T, slot);
-      recycle(L, S);
-      return;
-    }
-    recycle(L, S);                 /* still anchored in tasks until below */
+  if (status == LUA_OK && S->detached[slot]) {
+    dx_loop_kill(&S->loop, slot);
+    lua_pushnil(L);
+    lua_rawseti(L, T, slot);
+    return;
   }
   lua_getiuservalue(L, lua_upvalueindex(1), 2);    /* the done function */
   lua_pushinteger(L, id);
@@ -126,9 +122,10 @@ static void finish(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
     nargs = nres + 2;
   } else {
     lua_pushboolean(L, 0);
-    lua_xmove(co, L, 1);                           /* the error object */
+    lua_pushvalue(co, -1);         /* the error stays on co for its closers */
+    lua_xmove(co, L, 1);
     luaL_traceback(L, co, NULL, 0);
-    lx_closethread(co, L);                         /* close its <close> variables */
+    close_thread(L, co, lua_gettop(L) - 1);
     nargs = 4;
   }
   dx_loop_kill(&S->loop, slot);
@@ -176,14 +173,24 @@ static int k_step(lua_State *L) {
     int slot = dx_loop_pop(&S->loop);
     if (slot) resume_one(L, S, T, slot);
   }
-  lua_pushinteger(L, S->loop.live);
+  lua_pushinteger(L, dx_loop_nlive(&S->loop));
   return 1;
 }
 
-static int k_setdone(lua_State *L) {
+/* sethooks(done, report): done(id, ok, ...) when a task ends; report(err,
+ * traceback) for an error nothing else reports (a <close> handler's) */
+static int k_sethooks(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, lua_upvalueindex(1), 3);
   lua_setiuservalue(L, lua_upvalueindex(1), 2);
+  return 0;
+}
+
+/* inrun(flag): duplex.run begins or ends; meanwhile only tasks may wait */
+static int k_inrun(lua_State *L) {
+  lx_state_of(L)->in_run = lua_toboolean(L, 1);
   return 0;
 }
 
@@ -191,18 +198,40 @@ static int k_setdone(lua_State *L) {
 static int k_current(lua_State *L) {
   lx_state *S = lx_state_of(L);
   if (S->running != L) return 0;
-  lua_pushinteger(L, id_of(S, S->slot));
+  lua_pushinteger(L, lx_task_id(S, S->slot));
   return 1;
 }
 
-static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
-  lx_state *S = lx_state_of(L);
-  (void)status;
-  (void)ctx;
-  lua_pushboolean(L, !S->loop.tasks[S->slot].fired);
-  dx_loop_leave(&S->loop, S->slot);
+/* alive(id) -> whether the task still runs */
+static int k_alive(lua_State *L) {
+  lua_pushboolean(L, slot_of(lx_state_of(L), luaL_checkinteger(L, 1)) != 0);
   return 1;
 }
+
+/* suspend: stack 1 timeout. Done when woken (true); false when the
+ * deadline passed first (or at once for timeout 0). */
+static int try_suspend(lua_State *L, lx_call *k) {
+  (void)L;
+  if (k->k[0] == 0) {
+    k->k[0] = 1;
+    return LX_WAIT_TIMER;
+  }
+  return k->fired ? -ETIMEDOUT : LX_DONE;
+}
+
+static int push_true(lua_State *L, lx_call *k) {
+  (void)k;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int push_false(lua_State *L, lx_call *k, int code) {
+  (void)k, (void)code;
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+static const lx_op op_suspend = {"suspend", -1, 0, 0, try_suspend, push_true, push_false, NULL};
 
 static void must_be_task(lua_State *L, lx_state *S, const char *what) {
   if (S->running != L || !lua_isyieldable(L))
@@ -212,22 +241,17 @@ static void must_be_task(lua_State *L, lx_state *S, const char *what) {
 /* suspend([timeout]) -> true when woken by wake(id), false on timeout */
 static int k_suspend(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  double deadline = lx_deadline(lx_opt_timeout(L, 1));
-  int rc;
+  double timeout = lx_opt_timeout(L, 1);
   must_be_task(L, S, "suspend");
-  if (deadline == 0) deadline = dx_now();   /* timeout 0: just a turn */
-  rc = dx_loop_suspend(&S->loop, S->slot, NULL, 0, deadline);
-  if (rc < 0) return luaL_error(L, "suspend: %s", dx_strerror(rc));
-  S->waited = 1;
-  return lua_yieldk(L, 0, 0, suspend_k);
+  lua_settop(L, 1);
+  return lx_drive(L, &op_suspend, lx_deadline(timeout));
 }
 
 /* wake(id) -> true if the task was suspended and is now ready */
 static int k_wake(lua_State *L) {
   lx_state *S = lx_state_of(L);
   int slot = slot_of(S, luaL_checkinteger(L, 1));
-  dx_task *t = slot ? &S->loop.tasks[slot] : NULL;
-  int ok = t != NULL && t->waiting && t->watch == NULL;
+  int ok = slot != 0 && dx_loop_sleeping(&S->loop, slot);
   if (ok) dx_loop_ready(&S->loop, slot);
   lua_pushboolean(L, ok);
   return 1;
@@ -253,43 +277,32 @@ static int k_cancel(lua_State *L) {
   dx_loop_kill(&S->loop, slot);
   lua_pushnil(L);
   lua_rawseti(L, -3, slot);
-  lx_closethread(co, L);           /* close its <close> variables; it stays anchored on our stack */
+  close_thread(L, co, 0);          /* co stays anchored on our stack */
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int k_sleep_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  (void)ctx;
-  dx_loop_leave(&lx_state_of(L)->loop, lx_state_of(L)->slot);
-  lua_pushboolean(L, 1);
-  return 1;
+/* sleep: stack 1 seconds; the deadline is the goal, not a limit. */
+static int try_sleep(lua_State *L, lx_call *k) {
+  (void)L, (void)k;
+  return LX_WAIT_TIMER;
 }
 
-/* sleep(s): yields inside a task, blocks the process outside one. */
+static int slept(lua_State *L, lx_call *k, int code) {
+  if (code != -ETIMEDOUT) return luaL_error(L, "sleep: %s", dx_strerror(code));
+  return push_true(L, k);
+}
+
+static const lx_op op_sleep = {"sleep", -1, 0, 0, try_sleep, push_true, slept, NULL};
+
+/* sleep(s): yields inside a task, blocks the process outside duplex.run. */
 static int k_sleep(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  double s = luaL_checknumber(L, 1), deadline;
-  luaL_argcheck(L, s >= 0 && s == s, 1, "seconds must be a non-negative number");
-  deadline = dx_now() + s;
-  if (S->running != NULL) {
-    int rc;
-    must_be_task(L, S, "sleep");
-    rc = dx_loop_suspend(&S->loop, S->slot, NULL, 0, deadline);
-    if (rc < 0) return luaL_error(L, "sleep: %s", dx_strerror(rc));
-    S->waited = 1;
-    return lua_yieldk(L, 0, 0, k_sleep_k);
-  }
-  for (;;) {                      /* nanosleep again after a signal */
-    double left = deadline - dx_now();
-    struct timespec ts;
-    if (left <= 0) break;
-    ts.tv_sec = (time_t)left;
-    ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-    nanosleep(&ts, NULL);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  double s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0, 1, "seconds must be a non-negative number");
+  if (s == 0 && lx_pass(L, S)) return 1;          /* not reached: yields */
+  lua_settop(L, 1);
+  return lx_drive(L, &op_sleep, dx_now() + s);
 }
 
 /* ids() -> array of the ids of every live task */
@@ -297,9 +310,9 @@ static int k_ids(lua_State *L) {
   lx_state *S = lx_state_of(L);
   int slot, n = 0;
   lua_newtable(L);
-  for (slot = 1; S->loop_ok && slot < S->loop.ntasks; slot++) {
-    if (!S->loop.tasks[slot].live) continue;
-    lua_pushinteger(L, id_of(S, slot));
+  for (slot = 1; S->loop_ok && slot < dx_loop_nslots(&S->loop); slot++) {
+    if (!dx_loop_alive(&S->loop, slot)) continue;
+    lua_pushinteger(L, lx_task_id(S, slot));
     lua_rawseti(L, -2, ++n);
   }
   return 1;
@@ -310,8 +323,10 @@ static const luaL_Reg funcs[] = {
   {"spawn", k_spawn},
   {"go", k_go},
   {"step", k_step},
-  {"setdone", k_setdone},
+  {"sethooks", k_sethooks},
+  {"inrun", k_inrun},
   {"current", k_current},
+  {"alive", k_alive},
   {"suspend", k_suspend},
   {"wake", k_wake},
   {"cancel", k_cancel},

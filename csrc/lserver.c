@@ -9,87 +9,43 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 typedef struct lx_server {
   lx_sock s;
   dx_addr addr;               /* where it listens, for messages and unlink */
 } lx_server;
 
-static lx_server *check_server(lua_State *L) {
-  return (lx_server *)lx_checkself(L, lx_state_of(L)->server_mt, LX_SERVER);
+#define check_server(L) ((lx_server *)lx_checksock(L, lx_state_of(L), LX_CLS_SERVER))
+#define check_open(L) ((lx_server *)lx_checkopen(L, lx_state_of(L), LX_CLS_SERVER))
+
+void lx_server_label(lx_sock *s, char *out, size_t n) {
+  dx_addr_label(&((lx_server *)s)->addr, out, n);
 }
 
-static lx_server *check_open(lua_State *L) {
-  lx_server *s = check_server(L);
-  if (s->s.w.fd < 0) luaL_error(L, "attempt to use a closed " LX_SERVER);
-  return s;
+/* Stack: 1 self, 2 timeout, 3 the client to fill. */
+static int try_accept(lua_State *L, lx_call *k) {
+  dx_addr peer;
+  int fd = dx_accept(k->sock->w.fd, &peer);
+  if (fd == -EAGAIN) return LX_WAIT_READ;
+  if (fd < 0) return fd;
+  lx_client_set((lx_client *)lua_touserdata(L, 3), fd, &peer);
+  return LX_DONE;
 }
 
-static int sfail(lua_State *L, lx_server *s, const char *op, int code) {
-  char where[128];
-  dx_addr_label(&s->addr, where, sizeof where);
-  return lx_fail(L, op, where, code);
+static int push_accept(lua_State *L, lx_call *k) {
+  (void)k;
+  lua_pushvalue(L, 3);
+  return 1;
 }
 
-/* Stack: 1 self, 2 timeout, 3 deadline, 4 the client to fill. */
-static int accept_k(lua_State *L, int status, lua_KContext ctx) {
-  lx_state *S = lx_state_of(L);
-  lx_server *s = (lx_server *)lua_touserdata(L, 1);
-  double deadline = lua_tonumber(L, 3);
-  int r;
-  (void)status;
-  for (;;) {
-    if (s->s.w.fd < 0) {
-      lx_done(S, L);
-      return sfail(L, s, "accept", -ECANCELED);
-    }
-    if (lx_myturn(L, S, &s->s, 0)) {
-      dx_addr peer;
-      int fd = dx_accept(s->s.w.fd, &peer);
-      if (fd >= 0) {
-        lx_done(S, L);
-        lx_client_set(lua_touserdata(L, 4), fd, &peer);
-        return 1;
-      }
-      if (fd != -EAGAIN) {
-        lx_done(S, L);
-        return sfail(L, s, "accept", fd);
-      }
-    }
-    r = lx_wait(L, S, &s->s, DX_READ, deadline, ctx, accept_k);
-    if (r < 0) {
-      lx_done(S, L);
-      return sfail(L, s, "accept", r);
-    }
-  }
-}
+static const lx_op op_accept = {"accept", 0, 1, 0, try_accept, push_accept, NULL, NULL};
 
 static int s_accept(lua_State *L) {
-  lx_state *S = lx_state_of(L);
-  lx_server *s = check_open(L);
+  lx_server *s = check_server(L);
   double timeout = lua_isnoneornil(L, 2) ? s->s.timeout : lx_opt_timeout(L, 2);
   lua_settop(L, 2);
-  lua_pushnumber(L, lx_deadline(timeout));
-  lx_client_new(L);
-  if (lx_spent(L, S)) return lx_yield(L, S, 0, accept_k);
-  return accept_k(L, LUA_OK, 0);
-}
-
-static int s_getsockname(lua_State *L) {
-  lx_server *s = check_open(L);
-  dx_addr a;
-  int rc = dx_sockname(s->s.w.fd, 0, &a);
-  if (rc < 0) return sfail(L, s, "getsockname", rc);
-  return lx_push_addr(L, &a);
-}
-
-static int s_settimeout(lua_State *L) {
-  lx_server *s = check_open(L);
-  s->s.timeout = lx_opt_timeout(L, 2);
-  lua_settop(L, 1);
-  return 1;
+  lx_client_new(L);               /* before the descriptor: nothing can leak */
+  return lx_drive(L, &op_accept, lx_deadline(timeout));
 }
 
 static const char *const server_opts[] = {
@@ -97,28 +53,19 @@ static const char *const server_opts[] = {
 };
 
 static int s_setoption(lua_State *L) {
-  lx_server *s = check_open(L);
-  return lx_sockopt(L, &s->s, 1, server_opts);
+  return lx_sockopt(L, &check_open(L)->s, 1, server_opts);
 }
 
 static int s_getoption(lua_State *L) {
-  lx_server *s = check_open(L);
-  return lx_sockopt(L, &s->s, 0, server_opts);
+  return lx_sockopt(L, &check_open(L)->s, 0, server_opts);
 }
 
-static int s_fileno(lua_State *L) {
-  lx_server *s = check_open(L);
-  lua_pushinteger(L, s->s.w.fd);
-  return 1;
-}
-
+/* close, __close and __gc: idempotent */
 static int s_close(lua_State *L) {
   lx_server *s = check_server(L);
   if (s->s.w.fd >= 0) {
-    const struct sockaddr_un *su = (const struct sockaddr_un *)&s->addr.ss;
     lx_sock_close(lx_state_of(L), &s->s);
-    if (su->sun_family == AF_UNIX && su->sun_path[0] != '\0')
-      unlink(su->sun_path);       /* we made it: leave no stale path */
+    dx_unlink_unix(&s->addr);     /* we made it: leave no stale path */
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -170,7 +117,9 @@ static int m_listen(lua_State *L) {
   s = lua_newuserdatauv(L, sizeof(lx_server), 0);
   dx_watch_init(&s->s.w, -1);
   s->s.timeout = -1;
-  luaL_setmetatable(L, LX_SERVER);
+  s->s.cls = LX_CLS_SERVER;
+  lua_getiuservalue(L, lua_upvalueindex(1), 5);   /* the server metatable */
+  lua_setmetatable(L, -2);
   /* Only a family this host lacks moves on to the next address ("*" on a
    * host without IPv6 becomes 0.0.0.0); a port in use or forbidden is the
    * answer, or "*" would quietly listen on IPv4 alone. */
@@ -179,7 +128,7 @@ static int m_listen(lua_State *L) {
     fd = dx_listen(&addrs[i], &o);
     if (fd >= 0 || (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)) break;
   }
-  if (fd < 0) return sfail(L, s, "listen", fd);
+  if (fd < 0) return lx_sockfail(L, &s->s, "listen", fd);
   dx_watch_init(&s->s.w, fd);
   dx_sockname(fd, 0, &s->addr);           /* the port the kernel chose */
   return 1;
@@ -187,11 +136,8 @@ static int m_listen(lua_State *L) {
 
 static const luaL_Reg methods[] = {
   {"accept", s_accept},
-  {"getsockname", s_getsockname},
-  {"settimeout", s_settimeout},
   {"setoption", s_setoption},
   {"getoption", s_getoption},
-  {"fileno", s_fileno},
   {"close", s_close},
   {NULL, NULL}
 };
@@ -206,8 +152,9 @@ static const luaL_Reg metamethods[] = {
 /* Stack on entry: module, state. Adds listen and server_methods. */
 void lx_open_server(lua_State *L) {
   lx_state *S = (lx_state *)lua_touserdata(L, -1);
-  S->server_mt = lx_newclass(L, LX_SERVER, methods, metamethods, "server_methods");
-  lua_pop(L, 1);
+  S->mt[LX_CLS_SERVER] = lx_newclass(L, LX_SERVER, methods, metamethods,
+                                     "server_methods", LX_CLS_SERVER);
+  lua_setiuservalue(L, -2, 5);              /* for listen */
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, m_listen, 1);
   lua_setfield(L, -3, "listen");

@@ -381,7 +381,7 @@ describe("tasks sharing a client", function()
     assert.same({ n = 2, true, "for last" }, r.last)
   end)
 
-  it("a writer queued behind a cancelled writer gets its turn", function()
+  it("a writer queued behind a writer cancelled mid-message fails with EPIPE, never lands inside it", function()
     local c, p = pair()
     c:setoption("sndbuf", 4 * KiB)
     p:setoption("rcvbuf", 4 * KiB)
@@ -391,21 +391,29 @@ describe("tasks sharing a client", function()
       duplex.sleep(0.05)                -- big blocks (p does not read), small waits its turn
       local before = table.pack(small:join(0))
       big:cancel()
-      -- drain what big wrote, then small's line comes whole
+      local after = table.pack(small:join(5))
+      -- what reaches the peer is big's cut-off bytes and nothing else
+      c:shutdown("w")
       local reader = duplex.spawn(function()
-        local s, msg, code = p:readuntil("small\n", 16 * MiB)
-        if s then return #s end
+        local s, msg, code = p:read("a")
+        if s then return #s, (s:find("[^b]")) end
         return nil, msg, code
       end)
-      return { before = before, big = table.pack(big:join(1)),
-               small = table.pack(small:join(5)), reader = table.pack(reader:join(5)) }
+      return { before = before, big = table.pack(big:join(1)), small = after,
+               later = table.pack(c:write("later\n")), reader = table.pack(reader:join(5)) }
     end)
     assert.same({ n = 3, nil, "join: timed out", "ETIMEDOUT" }, r.before)
     assert.same({ n = 2, false, "canceled" }, r.big)
-    assert.same({ n = 2, true, c }, r.small)
-    assert.equal(2, r.reader.n)
-    assert.is_true(r.reader[1])
+    local cut = "^write 127%.0%.0%.1:%d+: an earlier write was cut off mid%-message$"
+    assert.equal(true, r.small[1])
+    assert.same({ nil, "EPIPE", 0 }, { r.small[2], r.small[4], r.small[5] })
+    assert.matches(cut, r.small[3])
+    -- the cut of a cancelled task stays: nobody can complete its message
+    assert.same({ nil, "EPIPE", 0 }, { r.later[1], r.later[3], r.later[4] })
+    assert.matches(cut, r.later[2])
+    assert.equal(true, r.reader[1])
     assert.is_true(r.reader[2] > 0 and r.reader[2] < 8 * MiB, "big wrote " .. tostring(r.reader[2]))
+    assert.is_nil(r.reader[3], "a byte not from big reached the peer")
   end)
 
   it("closing the client wakes every task waiting on it at once with nil, msg, 'ECANCELED'", function()

@@ -2,8 +2,9 @@
 --
 -- This file is the policy layer over duplex.core (C): tasks and their
 -- objects (join, cancel, error reports), duplex.run, server:serve and
--- client:lines. Every socket operation is C; whether it blocks the process
--- or yields to the scheduler is decided in one place (lx_wait in C).
+-- client:lines. Every operation that may wait is C; whether it blocks the
+-- process or yields to the scheduler is decided in one place, the
+-- operation driver (csrc/ldrive.c).
 
 local core = require "duplex.core"
 
@@ -18,7 +19,8 @@ local duplex = {
 }
 
 local client, server = core.client_methods, core.server_methods
-local spawn_raw, go, current, suspend, wake = core.spawn, core.go, core.current, core.suspend, core.wake
+local spawn_raw, go, current, suspend, wake, alive =
+  core.spawn, core.go, core.current, core.suspend, core.wake, core.alive
 local pack, unpack = table.pack, table.unpack
 
 -- The name Lua's own errors use for a value: its __name, else its type.
@@ -71,6 +73,14 @@ local function cancel_all()
   end
 end
 
+-- Whether a task that is still alive waits in join for t.
+local function joined(t)
+  for _, j in ipairs(t.joiners) do
+    if alive(j) then return true end
+  end
+  return false
+end
+
 -- Called by core.step (and by cancel) when a task ends.
 function done(id, ok, ...)
   local t = objects[id]
@@ -81,8 +91,7 @@ function done(id, ok, ...)
   else
     local err, traceback = ...
     result = { n = 2, false, err == CANCELED and "canceled" or err }
-    local joined = t and #t.joiners > 0
-    if err ~= CANCELED and not joined and not (run_state and run_state.main == id) then
+    if err ~= CANCELED and not (t and joined(t)) and not (run_state and run_state.main == id) then
       report(err, traceback)
     end
   end
@@ -96,7 +105,7 @@ function done(id, ok, ...)
     if not ok then cancel_all() end   -- the main function failed: nothing goes on
   end
 end
-core.setdone(done)
+core.sethooks(done, report)
 
 local function cancel_id(id)
   local r = core.cancel(id)
@@ -122,7 +131,7 @@ function Task:join(timeout)
   if getmetatable(self) ~= Task then
     error("bad argument #1 to 'join' (duplex.task expected, got " .. typename(self) .. ")", 2)
   end
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+  if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
     error("bad argument #2 to 'join' (timeout must be a non-negative number)", 2)
   end
   if not self.result then
@@ -169,10 +178,12 @@ function duplex.run(fn, ...)
   local state = {}
   run_state = state
   state.main = spawn_raw(fn, ...)
+  core.inrun(true)
   local ok, err = pcall(function()
     while core.step() > 0 do end
   end)
   if not ok then cancel_all() end        -- a deadlock, or a failing handler
+  core.inrun(false)
   run_state = nil
   if not ok then error(err, 0) end
   local r = state.result
@@ -206,17 +217,16 @@ function server:serve(handler)
   end
   if not current() then return duplex.run(server.serve, self, handler) end
   local accept = server.accept
-  while true do
+  while core.type(self) == "server" do   -- until closed, also during a back-off
     local c, msg, code = accept(self, math.huge)
     if c then
       go(serve_one, handler, c)
-    elseif code == "ECANCELED" or core.type(self) ~= "server" then
-      return true
-    else                                  -- EMFILE and friends: let others finish
+    elseif code ~= "ECANCELED" then       -- EMFILE and friends: let others finish
       report(msg, debug.traceback())
       core.sleep(0.05)
     end
   end
+  return true
 end
 
 --- Iterate over reads of fmt (default "l"); raises on I/O errors.

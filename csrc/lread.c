@@ -1,0 +1,271 @@
+/*
+ * lread.c - reading a client: read (io formats), readuntil, readsome. Each
+ * is a try for the operation driver that scans the buffer (dx_scan) and
+ * receives more until it can answer or the kernel says EAGAIN, and a push
+ * that takes the bytes out of the buffer and copies them into strings.
+ *
+ * Reads are atomic: nothing is consumed until every format of the call can
+ * be answered, so a read that times out or fails leaves every received byte
+ * for the next one. The push copies bytes with one lua_pushlstring only,
+ * consumed beforehand: that call copies before it can run the collector,
+ * and a finalizer run by the collector may close or read this client.
+ */
+#include "dx_prefix.h"
+#include "lduplex.h"
+#include "dx_scan.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#define LX_READSOME 65536
+
+/* Receive once into the buffer: > 0 bytes, 0 end of stream, or -errno. */
+static long fill(lx_state *S, lx_client *c) {
+  char *p = dx_buf_prep(&c->rb, 4096, &S->scratch);
+  long n;
+  if (p == NULL) return -ENOMEM;
+  n = dx_recv(c->s.w.fd, p, dx_buf_space(&c->rb));
+  if (n > 0) dx_buf_commit(&c->rb, (size_t)n);
+  else if (n == 0) c->eof = 1;
+  return n;
+}
+
+/* Before a wait or a failure: give the shared scratch back. */
+static void stall_read(lua_State *L, lx_call *k) {
+  (void)L;
+  dx_buf_settle(&((lx_client *)k->sock)->rb);
+}
+
+typedef int (*lx_scanner)(lua_State *L, lx_call *k, lx_client *c);
+
+/* The try of every read: receive until scan answers (1), or the kernel
+ * says EAGAIN. scan: the op's decision over the buffer, 1 (answered), 0
+ * (more needed) or -errno. */
+static int receive_until(lua_State *L, lx_call *k, lx_scanner scan) {
+  lx_client *c = (lx_client *)k->sock;
+  for (;;) {
+    int r = scan(L, k, c);
+    long n;
+    if (r != 0) return r > 0 ? LX_DONE : r;
+    n = fill(k->S, c);
+    if (n == -EAGAIN) return LX_WAIT_READ;
+    if (n < 0) return (int)n;
+  }
+}
+
+/* Take what try found and settle; push the value (or nil): 1 result. */
+static int push_one(lua_State *L, lx_call *k) {
+  lx_client *c = (lx_client *)k->sock;
+  if (k->ended) luaL_pushfail(L);
+  else lua_pushlstring(L, dx_buf_take(&c->rb, k->used), k->vlen);
+  dx_buf_settle(&c->rb);
+  return 1;
+}
+
+/* --- read(fmt, ...) ------------------------------------------------------- */
+
+/* Format at stack index i (normalised by check_format) over p[0..len). */
+static int scan_format(lua_State *L, int i, const char *p, size_t len, int eof,
+                       size_t maxline, dx_scan *s) {
+  if (lua_type(L, i) == LUA_TNUMBER)
+    return dx_scan_format(DX_FMT_COUNT, (size_t)lua_tointeger(L, i), p, len, eof, maxline, s);
+  return dx_scan_format(*lua_tostring(L, i), 0, p, len, eof, maxline, s);
+}
+
+/* Every format of the call over the buffer: 1, 0 or -EMSGSIZE. The format
+ * that needs more bytes keeps how far its search got in k[0] (its index)
+ * and k[1]. */
+static int scan_formats(lua_State *L, lx_call *k, lx_client *c) {
+  const char *p = dx_buf_peek(&c->rb);
+  size_t len = dx_buf_len(&c->rb), off = 0;
+  int i;
+  for (i = 2; i <= k->base; i++) {
+    dx_scan s;
+    int r;
+    s.from = i - 2 == k->k[0] ? (size_t)k->k[1] : 0;
+    r = scan_format(L, i, p + off, len - off, c->eof, c->maxline, &s);
+    if (r == DX_SCAN_MORE) {
+      k->k[0] = i - 2;
+      k->k[1] = (lua_Integer)s.from;
+      return 0;
+    }
+    if (r < 0) return r;
+    if (r == DX_SCAN_END) {
+      k->ended = 1;
+      break;
+    }
+    k->vlen = s.vlen;
+    off += s.used;
+  }
+  k->used = off;
+  k->eof = c->eof;
+  return 1;
+}
+
+static int try_read(lua_State *L, lx_call *k) {
+  return receive_until(L, k, scan_formats);
+}
+
+/* Several formats: the bytes of all go into one string first, and the
+ * values are cut from that string, which no finalizer can touch. */
+static int push_read(lua_State *L, lx_call *k) {
+  lx_client *c = (lx_client *)k->sock;
+  const char *all;
+  size_t len, off = 0;
+  int i, top;
+  if (k->base == 2) return push_one(L, k);
+  lua_pushlstring(L, dx_buf_take(&c->rb, k->used), k->used);
+  dx_buf_settle(&c->rb);
+  top = lua_gettop(L);
+  all = lua_tolstring(L, top, &len);
+  for (i = 2; i <= k->base; i++) {
+    dx_scan s;
+    s.from = 0;
+    /* the same bytes and end give the same answers (no limit: try passed it) */
+    if (scan_format(L, i, all + off, len - off, k->eof, SIZE_MAX, &s) != DX_SCAN_VALUE) {
+      luaL_pushfail(L);
+      break;
+    }
+    lua_pushlstring(L, all + off, s.vlen);
+    off += s.used;
+  }
+  lua_remove(L, top);
+  return lua_gettop(L) - top + 1;
+}
+
+static const lx_op op_read = {"read", 0, 1, 0, try_read, push_read, NULL, stall_read};
+
+/* read(0) alone never waits for data: "" unless the stream has ended,
+ * which only a receive can tell when nothing is buffered. */
+static int try_read0(lua_State *L, lx_call *k) {
+  lx_client *c = (lx_client *)k->sock;
+  (void)L;
+  if (dx_buf_len(&c->rb) == 0 && !c->eof) {
+    long n = fill(k->S, c);
+    if (n < 0 && n != -EAGAIN) return (int)n;
+  }
+  k->ended = dx_buf_len(&c->rb) == 0 && c->eof;
+  return LX_DONE;
+}
+
+static const lx_op op_read0 = {"read", 0, 1, 0, try_read0, push_one, NULL, stall_read};
+
+/* Numbers become integers, "*l" becomes "l": try sees "l", "L", "a" or n. */
+static void check_format(lua_State *L, int i) {
+  if (lua_type(L, i) == LUA_TNUMBER) {
+    int isint;
+    lua_Integer n = lua_tointegerx(L, i, &isint);
+    luaL_argcheck(L, isint, i, "byte count must be an integer");
+    luaL_argcheck(L, n >= 0, i, "byte count must be non-negative");
+    lua_pushinteger(L, n);
+  } else {
+    size_t len;
+    const char *f = luaL_checklstring(L, i, &len), *g = f;
+    if (*g == '*') g++;                   /* skip optional '*' (for compatibility) */
+    if (strlen(f) != len)
+      luaL_argerror(L, i, "invalid format (contains a zero byte)");
+    if (!((g[0] == 'l' || g[0] == 'L' || g[0] == 'a') && g[1] == '\0'))
+      luaL_argerror(L, i, lua_pushfstring(L, "invalid format '%s'", f));
+    lua_pushlstring(L, g, 1);
+  }
+  lua_replace(L, i);
+}
+
+static int c_read(lua_State *L) {
+  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
+  int top = lua_gettop(L), i;
+  if (top == 1) {
+    lua_pushliteral(L, "l");
+    top = 2;
+  }
+  luaL_checkstack(L, top + 16, "too many formats");
+  for (i = 2; i <= top; i++) check_format(L, i);
+  if (top == 2 && lua_type(L, 2) == LUA_TNUMBER && lua_tointeger(L, 2) == 0)
+    return lx_drive(L, &op_read0, lx_deadline(c->s.timeout));
+  return lx_drive(L, &op_read, lx_deadline(c->s.timeout));
+}
+
+/* --- readuntil(delim [, max]) ------------------------------------------------ */
+
+/* Stack: 1 self, 2 delim, 3 max. */
+static int scan_until(lua_State *L, lx_call *k, lx_client *c) {
+  size_t dlen;
+  const char *d = lua_tolstring(L, 2, &dlen);
+  dx_scan s;
+  int r;
+  s.from = (size_t)k->k[1];
+  r = dx_scan_until(dx_buf_peek(&c->rb), dx_buf_len(&c->rb), d, dlen,
+                    (size_t)lua_tointeger(L, 3), c->eof, &s);
+  if (r == DX_SCAN_MORE) {
+    k->k[1] = (lua_Integer)s.from;
+    return 0;
+  }
+  if (r < 0) return r;
+  k->ended = r == DX_SCAN_END;     /* the unterminated rest stays buffered */
+  k->vlen = s.vlen;
+  k->used = s.used;
+  return 1;
+}
+
+static int try_until(lua_State *L, lx_call *k) {
+  return receive_until(L, k, scan_until);
+}
+
+static const lx_op op_until = {"readuntil", 0, 1, 0, try_until, push_one, NULL, stall_read};
+
+static int c_readuntil(lua_State *L) {
+  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
+  size_t dlen;
+  lua_Integer max;
+  luaL_checklstring(L, 2, &dlen);
+  luaL_argcheck(L, dlen > 0, 2, "empty delimiter");
+  max = luaL_optinteger(L, 3, (lua_Integer)c->maxline);
+  luaL_argcheck(L, max >= 0, 3, "maximum must be non-negative");
+  lua_settop(L, 3);
+  lua_pushinteger(L, max);
+  lua_replace(L, 3);
+  return lx_drive(L, &op_until, lx_deadline(c->s.timeout));
+}
+
+/* --- readsome([max]) ---------------------------------------------------------- */
+
+static int scan_some(lua_State *L, lx_call *k, lx_client *c) {
+  dx_scan s;
+  int r = dx_scan_some(dx_buf_len(&c->rb), (size_t)lua_tointeger(L, 2), c->eof, &s);
+  if (r == DX_SCAN_MORE) return 0;
+  k->ended = r == DX_SCAN_END;
+  k->vlen = s.vlen;
+  k->used = s.used;
+  return 1;
+}
+
+static int try_some(lua_State *L, lx_call *k) {
+  return receive_until(L, k, scan_some);
+}
+
+static const lx_op op_some = {"readsome", 0, 1, 0, try_some, push_one, NULL, stall_read};
+
+static int c_readsome(lua_State *L) {
+  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
+  lua_Integer max = luaL_optinteger(L, 2, LX_READSOME);
+  luaL_argcheck(L, max > 0, 2, "maximum must be positive");
+  lua_settop(L, 1);
+  lua_pushinteger(L, max);
+  return lx_drive(L, &op_some, lx_deadline(c->s.timeout));
+}
+
+static const luaL_Reg methods[] = {
+  {"read", c_read},
+  {"readuntil", c_readuntil},
+  {"readsome", c_readsome},
+  {NULL, NULL}
+};
+
+/* Stack on entry: module, state. Adds the reading methods to the client's. */
+void lx_open_read(lua_State *L) {
+  lua_getfield(L, -2, "client_methods");
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);
+  lua_pop(L, 1);
+}

@@ -1,0 +1,173 @@
+/*
+ * lsock.c - what servers and clients share behind their common head
+ * (lx_sock): the type and closed checks, closing, failure results, the
+ * making of their classes, and one copy of the methods that do not depend
+ * on the kind of socket: settimeout, fileno, getsockname, and socket
+ * options.
+ */
+#include "dx_prefix.h"
+#include "lduplex.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+
+static const char *const class_names[LX_NCLS] = {LX_SERVER, LX_CLIENT};
+
+lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls) {
+  void *p = lua_touserdata(L, 1);
+  if (p != NULL && lua_getmetatable(L, 1)) {
+    const void *m = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (m == S->mt[cls]) return (lx_sock *)p;
+  }
+  return (lx_sock *)luaL_checkudata(L, 1, class_names[cls]);
+}
+
+lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls) {
+  lx_sock *s = lx_checksock(L, S, cls);
+  if (s->w.fd < 0) luaL_error(L, "attempt to use a closed %s", class_names[cls]);
+  return s;
+}
+
+void lx_sock_close(lx_state *S, lx_sock *s) {
+  if (s->w.fd < 0) return;
+  if (S->loop_ok) dx_loop_close_watch(&S->loop, &s->w);
+  dx_close(s->w.fd);
+  s->w.fd = -1;
+}
+
+int lx_sockfail(lua_State *L, lx_sock *s, const char *op, int code) {
+  char where[128];
+  if (s->cls == LX_CLS_CLIENT) lx_client_label((lx_client *)s, where, sizeof where);
+  else lx_server_label(s, where, sizeof where);
+  return lx_fail(L, op, where, code);
+}
+
+/* --- shared methods (upvalue 2: the class) ------------------------------ */
+
+#define self_of(L) lx_checkopen(L, lx_state_of(L), (int)lua_tointeger(L, lua_upvalueindex(2)))
+
+static int m_settimeout(lua_State *L) {
+  lx_sock *s = self_of(L);
+  s->timeout = lx_opt_timeout(L, 2);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_fileno(lua_State *L) {
+  lua_pushinteger(L, self_of(L)->w.fd);
+  return 1;
+}
+
+static int m_getsockname(lua_State *L) {
+  lx_sock *s = self_of(L);
+  dx_addr a;
+  int rc = dx_sockname(s->w.fd, 0, &a);
+  if (rc < 0) return lx_sockfail(L, s, "getsockname", rc);
+  return lx_push_addr(L, &a);
+}
+
+static const luaL_Reg shared[] = {
+  {"settimeout", m_settimeout},
+  {"fileno", m_fileno},
+  {"getsockname", m_getsockname},
+  {NULL, NULL}
+};
+
+const void *lx_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                        const luaL_Reg *metamethods, const char *field, int cls) {
+  /* The first load registers the metatable under its name; a later load
+   * makes its own, so as not to rebind the objects of the first. */
+  if (!luaL_newmetatable(L, name)) {       /* module, state, mt */
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, metamethods, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, methods, 1);
+  lua_pushvalue(L, -3);
+  lua_pushinteger(L, cls);
+  luaL_setfuncs(L, shared, 2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -5, field);              /* module[field] = methods */
+  lua_setfield(L, -2, "__index");
+  return lua_topointer(L, -1);
+}
+
+/* --- socket options ---------------------------------------------------------- */
+
+typedef struct lx_optdef {
+  const char *name;
+  int level, opt;
+  char kind;            /* 'b' boolean, 'i' integer, 'l' linger, 'r' read-only boolean */
+} lx_optdef;
+
+static const lx_optdef optdefs[] = {
+  {"nodelay", IPPROTO_TCP, TCP_NODELAY, 'b'},
+  {"keepalive", SOL_SOCKET, SO_KEEPALIVE, 'b'},
+  {"linger", SOL_SOCKET, SO_LINGER, 'l'},
+  {"rcvbuf", SOL_SOCKET, SO_RCVBUF, 'i'},
+  {"sndbuf", SOL_SOCKET, SO_SNDBUF, 'i'},
+  {"reuseaddr", SOL_SOCKET, SO_REUSEADDR, 'b'},
+#ifdef SO_REUSEPORT
+  {"reuseport", SOL_SOCKET, SO_REUSEPORT, 'b'},
+#endif
+  {"v6only", IPPROTO_IPV6, IPV6_V6ONLY, 'r'},
+  {NULL, 0, 0, 0}
+};
+
+static int set_option(lua_State *L, lx_sock *s, const lx_optdef *d) {
+  int rc;
+  if (d->kind == 'r')
+    return luaL_argerror(L, 2, lua_pushfstring(L, "option '%s' is read-only", d->name));
+  if (d->kind == 'b') {
+    luaL_checktype(L, 3, LUA_TBOOLEAN);
+    rc = dx_setopt(s->w.fd, d->level, d->opt, lua_toboolean(L, 3));
+  } else if (d->kind == 'i') {
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n > 0 && n <= 0x7fffffff, 3, "size out of range");
+    rc = dx_setopt(s->w.fd, d->level, d->opt, (int)n);
+  } else if (lua_isboolean(L, 3) && !lua_toboolean(L, 3)) {   /* linger off */
+    rc = dx_setlinger(s->w.fd, 0, 0);
+  } else {
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n >= 0 && n <= 0x7fff, 3, "linger out of range");
+    rc = dx_setlinger(s->w.fd, 1, (int)n);
+  }
+  if (rc < 0) return lx_fail(L, "setoption", d->name, rc);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int get_option(lua_State *L, lx_sock *s, const lx_optdef *d) {
+  int rc, v = 0;
+  if (d->kind == 'l') {
+    int on, secs;
+    rc = dx_getlinger(s->w.fd, &on, &secs);
+    if (rc < 0) return lx_fail(L, "getoption", d->name, rc);
+    if (on) lua_pushinteger(L, secs);
+    else lua_pushboolean(L, 0);
+    return 1;
+  }
+  rc = dx_getopt(s->w.fd, d->level, d->opt, &v);
+  if (rc < 0) return lx_fail(L, "getoption", d->name, rc);
+  if (d->kind == 'i') lua_pushinteger(L, v);
+  else lua_pushboolean(L, v != 0);
+  return 1;
+}
+
+int lx_sockopt(lua_State *L, lx_sock *s, int set, const char *const allowed[]) {
+  const char *name = lx_checkcstring(L, 2, "option name");
+  const lx_optdef *d;
+  int i, ok = 0;
+  for (i = 0; allowed[i] && !ok; i++) ok = strcmp(allowed[i], name) == 0;
+  if (!ok) return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s'", name));
+  for (d = optdefs; d->name && strcmp(d->name, name) != 0; d++) {}
+  if (d->name == NULL) return -1;         /* not a socket option: caller's */
+  return set ? set_option(L, s, d) : get_option(L, s, d);
+}

@@ -1,0 +1,126 @@
+/*
+ * lwrite.c - client:write(...): every argument goes out with as few
+ * sendmsg calls as the kernel allows (IOV_MAX pieces each), no
+ * concatenation in Lua. A cursor (argument, offset) keeps the progress, so
+ * a write of many pieces is linear however the kernel cuts it.
+ *
+ * Each write goes out whole, or fails part-way: a write that ends with
+ * part of its bytes sent (timeout, cancel, error) leaves the stream cut in
+ * the middle of a message. Until the same task completes a write, writes
+ * from any other caller fail with EPIPE instead of landing inside the cut
+ * message; the cut of a task that is gone stays for good.
+ */
+#include "dx_prefix.h"
+#include "lduplex.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/uio.h>
+
+#if defined(IOV_MAX) && IOV_MAX < 1024
+#define LX_IOV IOV_MAX
+#else
+#define LX_IOV 1024
+#endif
+
+/* Stack: 1 self, 2..base the pieces. Progress: k[0] the piece being sent
+ * (0 before the first try), k[1] the bytes of it already sent. */
+static int try_write(lua_State *L, lx_call *k) {
+  lx_client *c = (lx_client *)k->sock;
+  int i = (int)k->k[0];
+  size_t off = (size_t)k->k[1];
+  if (i == 0) {
+    if (c->cut != 0 && c->cut != lx_who(L, k->S)) {
+      k->ended = 1;                       /* tell fail_write why */
+      return -EPIPE;
+    }
+    i = 2;
+  }
+  for (;;) {
+    struct iovec iov[LX_IOV];
+    int n = 0, j;
+    long r;
+    for (j = i; j <= k->base && j < i + LX_IOV; j++) {
+      size_t len, skip = j == i ? off : 0;
+      const char *s = lua_tolstring(L, j, &len);
+      if (len == skip) continue;
+      iov[n].iov_base = (void *)(s + skip);
+      iov[n].iov_len = len - skip;
+      n++;
+    }
+    if (n == 0) {
+      c->cut = 0;                         /* the message is whole */
+      return LX_DONE;
+    }
+    r = dx_sendv(c->s.w.fd, iov, n);
+    if (r < 0) {
+      k->k[0] = i;
+      k->k[1] = (lua_Integer)off;
+      return r == -EAGAIN ? LX_WAIT_WRITE : (int)r;
+    }
+    while (i <= k->base) {                /* move the cursor past r bytes */
+      size_t left = lua_rawlen(L, i) - off;
+      if ((size_t)r < left) {
+        off += (size_t)r;
+        break;
+      }
+      r -= (long)left;
+      i++;
+      off = 0;
+    }
+  }
+}
+
+/* Bytes sent so far by this call. */
+static size_t written(lua_State *L, const lx_call *k) {
+  size_t n = (size_t)k->k[1];
+  int i;
+  for (i = 2; i < k->k[0]; i++) n += lua_rawlen(L, i);
+  return n;
+}
+
+static void stall_write(lua_State *L, lx_call *k) {
+  if (written(L, k) > 0) ((lx_client *)k->sock)->cut = lx_who(L, k->S);
+}
+
+static int push_write(lua_State *L, lx_call *k) {
+  (void)k;
+  lua_pushvalue(L, 1);
+  return 1;
+}
+
+static int fail_write(lua_State *L, lx_call *k, int code) {
+  if (k->ended) {
+    char where[128];
+    lx_client_label((lx_client *)k->sock, where, sizeof where);
+    luaL_pushfail(L);
+    lua_pushfstring(L, "write %s: an earlier write was cut off mid-message", where);
+    lua_pushliteral(L, "EPIPE");
+  } else {
+    lx_sockfail(L, k->sock, "write", code);
+  }
+  lua_pushinteger(L, (lua_Integer)written(L, k));
+  return 4;
+}
+
+static const lx_op op_write = {"write", 1, 1, 0, try_write, push_write, fail_write, stall_write};
+
+static int c_write(lua_State *L) {
+  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
+  int top = lua_gettop(L), i;
+  for (i = 2; i <= top; i++) luaL_checklstring(L, i, NULL);
+  return lx_drive(L, &op_write, lx_deadline(c->s.timeout));
+}
+
+static const luaL_Reg methods[] = {
+  {"write", c_write},
+  {NULL, NULL}
+};
+
+/* Stack on entry: module, state. Adds write to the client's methods. */
+void lx_open_write(lua_State *L) {
+  lua_getfield(L, -2, "client_methods");
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);
+  lua_pop(L, 1);
+}
