@@ -298,11 +298,22 @@ static const lx_op op_sleep = {"sleep", -1, 0, 0, try_sleep, push_true, slept, N
 /* sleep(s): yields inside a task, blocks the process outside duplex.run. */
 static int k_sleep(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  double s = luaL_checknumber(L, 1);
-  luaL_argcheck(L, s >= 0, 1, "seconds must be a non-negative number");
+  double s;
+  luaL_checknumber(L, 1);
+  s = lx_opt_timeout(L, 1);
   if (s == 0 && lx_pass(L, S)) return 1;          /* not reached: yields */
   lua_settop(L, 1);
   return lx_drive(L, &op_sleep, dx_now() + s);
+}
+
+/* timeout_error(v) -> nil if v is a good timeout, else why not (for the
+ * timeouts checked in Lua: one rule everywhere) */
+static int k_timeout_error(lua_State *L) {
+  double t;
+  const char *why = lx_timeout_error(L, 1, &t);
+  if (why == NULL) return 0;
+  lua_pushstring(L, why);
+  return 1;
 }
 
 /* ids() -> array of the ids of every live task */
@@ -327,6 +338,7 @@ static const luaL_Reg funcs[] = {
   {"inrun", k_inrun},
   {"current", k_current},
   {"alive", k_alive},
+  {"timeout_error", k_timeout_error},
   {"suspend", k_suspend},
   {"wake", k_wake},
   {"cancel", k_cancel},

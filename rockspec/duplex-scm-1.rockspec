@@ -17,8 +17,9 @@ build = {
     ["duplex"] = "lua/duplex/init.lua",
     ["duplex.core"] = {
       sources = {
-        "csrc/dx_buf.c", "csrc/dx_net.c", "csrc/dx_loop.c",
-        "csrc/lduplex.c", "csrc/lserver.c", "csrc/lclient.c", "csrc/lsched.c",
+        "csrc/dx_buf.c", "csrc/dx_scan.c", "csrc/dx_net.c", "csrc/dx_loop.c", "csrc/dx_time.c",
+        "csrc/lduplex.c", "csrc/lxaux.c", "csrc/ldrive.c", "csrc/lsock.c",
+        "csrc/lserver.c", "csrc/lclient.c", "csrc/lread.c", "csrc/lwrite.c", "csrc/lsched.c",
       },
       incdirs = { "csrc" },
     },

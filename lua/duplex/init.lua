@@ -131,9 +131,8 @@ function Task:join(timeout)
   if getmetatable(self) ~= Task then
     error("bad argument #1 to 'join' (duplex.task expected, got " .. typename(self) .. ")", 2)
   end
-  if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0) then
-    error("bad argument #2 to 'join' (timeout must be a non-negative number)", 2)
-  end
+  local why = core.timeout_error(timeout)
+  if why then error("bad argument #2 to 'join' (" .. why .. ")", 2) end
   if not self.result then
     local me = current()
     if not me then error("join: not inside a duplex task", 2) end
