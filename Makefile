@@ -17,7 +17,7 @@ OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test test-core check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps
+.PHONY: all test test-core check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -40,6 +40,11 @@ deps:
 	    echo "missing packages; run: sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+
+# What memcheck and fuzz need besides.
+DEPS_TOOLS = valgrind clang libclang-rt-dev
+deps-tools:
+	@$(MAKE) -s deps DEPS_PKGS="$(DEPS_TOOLS)"
 
 test: deps
 	$(MAKE) all check-tiers
@@ -90,13 +95,13 @@ test-shortio: all
 # The whole spec suite under valgrind, descriptors tracked: no memory
 # error, no definite leak, no descriptor left open at exit but the three
 # standard ones (spec/memcheck.sh reads valgrind's report).
-memcheck: all
+memcheck: deps-tools all
 	bash spec/memcheck.sh
 
 # libFuzzer on the receive buffer and every read format against a
 # reference model, then a differential fuzz of reads over real sockets;
 # each for FUZZ_SECONDS.
-fuzz: all
+fuzz: deps-tools all
 	@mkdir -p build
 	clang -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc \
 	  -o build/fuzz_read spec/fuzz/fuzz_read.c csrc/dx_buf.c csrc/dx_scan.c

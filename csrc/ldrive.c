@@ -14,9 +14,10 @@
  *   a string may run the garbage collector and with it any finalizer, which
  *   may use this socket or another one.
  *
- * Stack of a call: 1..base the operation's arguments, then the driver's
- * slots: base+1 the op (light userdata), base+2 the deadline, base+3 and
- * base+4 the op's progress k[0], k[1].
+ * Stack of a call: 1..base the operation's arguments; once the call has
+ * yielded, the driver's slots follow: base+1 the op (light userdata),
+ * base+2 the deadline, base+3 and base+4 the op's progress k[0], k[1]. A
+ * call that never waits pushes nothing.
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
@@ -58,7 +59,17 @@ int lx_pass(lua_State *L, lx_state *S) {
   return lua_yieldk(L, 0, 0, pass_k);
 }
 
-static void save(lua_State *L, const lx_call *c) {
+/* Before a yield: the call's state goes onto the stack, the first time in
+ * full, later only the progress. */
+static void save(lua_State *L, const lx_op *op, lx_call *c) {
+  if (!c->saved) {
+    lua_pushlightuserdata(L, (void *)op);
+    lua_pushnumber(L, c->deadline);
+    lua_pushinteger(L, c->k[0]);
+    lua_pushinteger(L, c->k[1]);
+    c->saved = 1;
+    return;
+  }
   lua_pushinteger(L, c->k[0]);
   lua_replace(L, c->base + 3);
   lua_pushinteger(L, c->k[1]);
@@ -75,84 +86,98 @@ static int finish(lua_State *L, const lx_op *op, lx_call *c, int code) {
   return lx_sockfail(L, c->sock, op->name, code);
 }
 
-/* ctx = base << 1 | (the yield was a suspension, not a forced turn) */
-static int drive_k(lua_State *L, int status, lua_KContext ctx) {
-  lx_state *S = lx_state_of(L);
-  lx_call c;
-  const lx_op *op;
+static int drive_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The loop of every call: turn, try, wait, until done or failed. */
+static int drive(lua_State *L, const lx_op *op, lx_call *c) {
+  lx_state *S = c->S;
   int r = LX_WAIT_READ;
-  c.base = (int)(ctx >> 1);
-  lua_settop(L, c.base + NSLOTS);   /* drop anything a stray resume passed */
-  op = (const lx_op *)lua_touserdata(L, c.base + 1);
-  c.S = S;
-  c.sock = op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL;
-  c.deadline = lua_tonumber(L, c.base + 2);
-  c.k[0] = lua_tointeger(L, c.base + 3);
-  c.k[1] = lua_tointeger(L, c.base + 4);
-  c.fired = 0;
-  c.vlen = c.used = 0;
-  c.eof = c.ended = 0;
-  if (status != LUA_OK) {                 /* back from a yield */
-    if (S->running != L)
-      return luaL_error(L, "duplex: a task was resumed from outside the scheduler");
-    c.fired = (ctx & 1) && dx_loop_fired(&S->loop, S->slot);
-  }
   for (;;) {
     int turn = 1, dir;
-    if (c.sock && c.sock->w.fd < 0 && !op->opens)
-      return finish(L, op, &c, -ECANCELED);   /* closed while we waited */
-    if (c.sock && op->dir >= 0) {
-      if (S->running == L) turn = dx_loop_myturn(&c.sock->w, op->dir, S->slot);
-      else if (dx_loop_busy(&c.sock->w, op->dir)) return lx_cannot_wait(L);
+    if (c->sock && c->sock->w.fd < 0 && !op->opens)
+      return finish(L, op, c, -ECANCELED);    /* closed while we waited */
+    if (c->sock && op->dir >= 0) {
+      if (S->running == L) turn = dx_loop_myturn(&c->sock->w, op->dir, S->slot);
+      else if (dx_loop_busy(&c->sock->w, op->dir)) return lx_cannot_wait(L);
     }
     if (turn) {
-      r = op->try(L, &c);
-      if (r <= 0) return finish(L, op, &c, r);
+      r = op->try(L, c);
+      if (r <= 0) return finish(L, op, c, r);
       dir = r == LX_WAIT_WRITE ? 1 : 0;
     } else {
       dir = op->dir;                      /* wait for our turn */
     }
-    if (c.deadline == 0) return finish(L, op, &c, -EAGAIN);
-    if (c.deadline > 0 && dx_now() >= c.deadline) return finish(L, op, &c, -ETIMEDOUT);
-    if (op->stall) op->stall(L, &c);
+    if (c->deadline == 0) return finish(L, op, c, -EAGAIN);
+    if (c->deadline > 0 && dx_now() >= c->deadline) return finish(L, op, c, -ETIMEDOUT);
+    if (op->stall) op->stall(L, c);
     if (S->running == L && lua_isyieldable(L)) {
-      dx_watch *w = r == LX_WAIT_TIMER || c.sock == NULL ? NULL : &c.sock->w;
-      int rc = dx_loop_suspend(&S->loop, S->slot, w, dir, c.deadline);
-      if (rc < 0) return finish(L, op, &c, rc);
-      save(L, &c);
+      dx_watch *w = r == LX_WAIT_TIMER || c->sock == NULL ? NULL : &c->sock->w;
+      int rc = dx_loop_suspend(&S->loop, S->slot, w, dir, c->deadline);
+      if (rc < 0) return finish(L, op, c, rc);
+      save(L, op, c);
       S->waited = 1;
-      return lua_yieldk(L, 0, (lua_KContext)c.base << 1 | 1, drive_k);
+      return lua_yieldk(L, 0, (lua_KContext)c->base << 1 | 1, drive_k);
     }
     if (S->running != NULL || S->in_run) return lx_cannot_wait(L);
-    if (c.sock == NULL || r == LX_WAIT_TIMER) {
-      dx_sleep(c.deadline < 0 ? HUGE_VAL : c.deadline - dx_now());
-      c.fired = 1;
+    if (c->sock == NULL || r == LX_WAIT_TIMER) {
+      dx_sleep(c->deadline < 0 ? HUGE_VAL : c->deadline - dx_now());
+      c->fired = 1;
     } else {
-      int rc = dx_wait_fd(c.sock->w.fd, dir == 1 ? DX_WRITE : DX_READ,
-                          dx_ms_until(c.deadline));
-      if (rc < 0) return finish(L, op, &c, rc);
+      int rc = dx_wait_fd(c->sock->w.fd, dir == 1 ? DX_WRITE : DX_READ,
+                          dx_ms_until(c->deadline));
+      if (rc < 0) return finish(L, op, c, rc);
     }
   }
 }
 
+static void init_call(lx_call *c, lx_state *S, lx_sock *sock, int base, double deadline) {
+  c->S = S;
+  c->sock = sock;
+  c->base = base;
+  c->deadline = deadline;
+  c->k[0] = c->k[1] = 0;
+  c->fired = 0;
+  c->saved = 0;
+  c->vlen = c->used = 0;
+  c->eof = c->ended = 0;
+}
+
+/* After a yield. ctx = base << 1 | (the yield was a suspension, not a
+ * forced turn). */
+static int drive_k(lua_State *L, int status, lua_KContext ctx) {
+  lx_state *S = lx_state_of(L);
+  int base = (int)(ctx >> 1);
+  const lx_op *op;
+  lx_call c;
+  (void)status;
+  if (S->running != L)
+    return luaL_error(L, "duplex: a task was resumed from outside the scheduler");
+  lua_settop(L, base + NSLOTS);     /* drop anything a stray resume passed */
+  op = (const lx_op *)lua_touserdata(L, base + 1);
+  init_call(&c, S, op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL,
+            base, lua_tonumber(L, base + 2));
+  c.k[0] = lua_tointeger(L, base + 3);
+  c.k[1] = lua_tointeger(L, base + 4);
+  c.saved = 1;
+  c.fired = (ctx & 1) && dx_loop_fired(&S->loop, S->slot);
+  return drive(L, op, &c);
+}
+
 int lx_drive(lua_State *L, const lx_op *op, double deadline) {
   lx_state *S = lx_state_of(L);
-  int base = lua_gettop(L);
-  luaL_checkstack(L, NSLOTS + 8, "too many arguments");
-  if (op->sockarg && !op->opens && ((lx_sock *)lua_touserdata(L, op->sockarg))->w.fd < 0)
+  lx_sock *sock = op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL;
+  lx_call c;
+  if (sock && !op->opens && sock->w.fd < 0)
     return luaL_error(L, "attempt to use a closed %s",
-                      ((lx_sock *)lua_touserdata(L, op->sockarg))->cls == LX_CLS_CLIENT
-                        ? LX_CLIENT : LX_SERVER);
-  lua_pushlightuserdata(L, (void *)op);
-  lua_pushnumber(L, deadline);
-  lua_pushinteger(L, 0);
-  lua_pushinteger(L, 0);
+                      sock->cls == LX_CLS_CLIENT ? LX_CLIENT : LX_SERVER);
+  init_call(&c, S, sock, lua_gettop(L), deadline);
   /* A task that always finds its data ready yields now and then, so that
    * it cannot starve the others. */
   if (S->running == L && --S->budget < 0 && lua_isyieldable(L)) {
     dx_loop_ready(&S->loop, S->slot);
+    save(L, op, &c);
     S->waited = 1;
-    return lua_yieldk(L, 0, (lua_KContext)base << 1, drive_k);
+    return lua_yieldk(L, 0, (lua_KContext)c.base << 1, drive_k);
   }
-  return drive_k(L, LUA_OK, (lua_KContext)base << 1);
+  return drive(L, op, &c);
 }

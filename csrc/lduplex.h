@@ -54,7 +54,8 @@ typedef struct lx_sock {
  * of its results; the driver owns the rest: the closed check, the turn in
  * the socket's FIFO, the deadline, the wait (a yield inside a task, poll
  * outside), leaving the FIFO, and only then the push. Per-call state lives
- * on the Lua stack, so a continuation after a yield finds it again. */
+ * in C while the call runs and goes onto the Lua stack when it yields, so
+ * that the continuation finds it again. */
 
 /* What try answers: done, wait (for the socket's direction, or for a
  * timer or an explicit wake), or a negative error code. */
@@ -67,6 +68,7 @@ typedef struct lx_call {
   double deadline;            /* -1 none, 0 never wait, else monotonic time */
   lua_Integer k[2];           /* the operation's progress, kept across waits */
   int fired;                  /* the last wait ended by the deadline */
+  int saved;                  /* the driver's slots are on the stack */
   size_t vlen, used;          /* what try found, for push: */
   int eof, ended;             /* ...the stream had ended; a nil result */
 } lx_call;

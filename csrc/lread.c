@@ -65,12 +65,13 @@ static int push_one(lua_State *L, lx_call *k) {
 
 /* --- read(fmt, ...) ------------------------------------------------------- */
 
-/* Format at stack index i (normalised by check_format) over p[0..len). */
+/* Format at stack index i (normalised by check_format: a count n >= 0,
+ * or -'l', -'L', -'a') over p[0..len). */
 static int scan_format(lua_State *L, int i, const char *p, size_t len, int eof,
                        size_t maxline, dx_scan *s) {
-  if (lua_type(L, i) == LUA_TNUMBER)
-    return dx_scan_format(DX_FMT_COUNT, (size_t)lua_tointeger(L, i), p, len, eof, maxline, s);
-  return dx_scan_format(*lua_tostring(L, i), 0, p, len, eof, maxline, s);
+  lua_Integer f = lua_tointeger(L, i);
+  if (f >= 0) return dx_scan_format(DX_FMT_COUNT, (size_t)f, p, len, eof, maxline, s);
+  return dx_scan_format((int)-f, 0, p, len, eof, maxline, s);
 }
 
 /* Every format of the call over the buffer: 1, 0 or -EMSGSIZE. The format
@@ -151,7 +152,8 @@ static int try_read0(lua_State *L, lx_call *k) {
 
 static const lx_op op_read0 = {"read", 0, 1, 0, try_read0, push_one, NULL, stall_read};
 
-/* Numbers become integers, "*l" becomes "l": try sees "l", "L", "a" or n. */
+/* Formats become integers: a count n as n, "l" (or "*l") as -'l', and so
+ * on, so that a try reads each with one lua_tointeger. */
 static void check_format(lua_State *L, int i) {
   if (lua_type(L, i) == LUA_TNUMBER) {
     int isint;
@@ -167,7 +169,7 @@ static void check_format(lua_State *L, int i) {
       luaL_argerror(L, i, "invalid format (contains a zero byte)");
     if (!((g[0] == 'l' || g[0] == 'L' || g[0] == 'a') && g[1] == '\0'))
       luaL_argerror(L, i, lua_pushfstring(L, "invalid format '%s'", f));
-    lua_pushlstring(L, g, 1);
+    lua_pushinteger(L, -(lua_Integer)g[0]);
   }
   lua_replace(L, i);
 }
@@ -181,7 +183,7 @@ static int c_read(lua_State *L) {
   }
   luaL_checkstack(L, top + 16, "too many formats");
   for (i = 2; i <= top; i++) check_format(L, i);
-  if (top == 2 && lua_type(L, 2) == LUA_TNUMBER && lua_tointeger(L, 2) == 0)
+  if (top == 2 && lua_tointeger(L, 2) == 0)
     return lx_drive(L, &op_read0, lx_deadline(c->s.timeout));
   return lx_drive(L, &op_read, lx_deadline(c->s.timeout));
 }
