@@ -27,7 +27,8 @@ typedef struct dx_buf {
 } dx_buf;
 
 #define dx_buf_len(b)   ((b)->end - (b)->start)
-#define dx_buf_peek(b)  ((b)->data + (b)->start)
+/* The unread bytes (never NULL, so that p + 0 is defined C). */
+#define dx_buf_peek(b)  ((b)->data ? (b)->data + (b)->start : (char *)"")
 #define dx_buf_space(b) ((b)->cap - (b)->end)
 #define dx_buf_commit(b, n) ((b)->end += (n))
 

@@ -211,6 +211,8 @@ int dx_listen(const dx_addr *a, const dx_listen_opts *o) {
       if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof v6) < 0)
         return fail_close(fd);
     }
+    if (o->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+      return fail_close(fd);
   }
   if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) return fail_close(fd);
   if (listen(fd, o->backlog) < 0) return fail_close(fd);
@@ -230,10 +232,21 @@ int dx_accept(int fd, dx_addr *peer) {
   }
 }
 
-int dx_connect_start(const dx_addr *a, const dx_addr *bind_to, int *fdp) {
-  int fd = new_socket(a->ss.ss_family);
+int dx_nodelay_inherited(void) {
+#ifdef __linux__
+  return 1;          /* the accepted socket is a clone of the listener's */
+#else
+  return 0;
+#endif
+}
+
+int dx_connect_start(const dx_addr *a, const dx_addr *bind_to, int nodelay, int *fdp) {
+  int fd = new_socket(a->ss.ss_family), one = 1;
   *fdp = -1;
   if (fd < 0) return fd;
+  if (nodelay && a->ss.ss_family != AF_UNIX &&
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+    return fail_close(fd);
   if (bind_to && bind(fd, (const struct sockaddr *)&bind_to->ss, bind_to->len) < 0)
     return fail_close(fd);
   *fdp = fd;

@@ -38,15 +38,19 @@ void dx_addr_label(const dx_addr *a, char *out, size_t outlen);
 
 typedef struct dx_listen_opts {
   int backlog, reuseaddr, reuseport, v6only;   /* v6only < 0: leave default */
+  int nodelay;            /* TCP_NODELAY, which accepted sockets inherit */
 } dx_listen_opts;
 
 int dx_listen(const dx_addr *a, const dx_listen_opts *o);
 /* A new connection (its peer in *peer if not NULL), or -EAGAIN;
  * ECONNABORTED is skipped. */
 int dx_accept(int fd, dx_addr *peer);
-/* Start connecting: returns an fd in *fdp and 0 (connected) or -EINPROGRESS;
- * on any other error the fd is closed and -errno returned. */
-int dx_connect_start(const dx_addr *a, const dx_addr *bind, int *fdp);
+/* Start connecting (TCP_NODELAY on first if nodelay): returns an fd in
+ * *fdp and 0 (connected) or -EINPROGRESS; on any other error the fd is
+ * closed and -errno returned. */
+int dx_connect_start(const dx_addr *a, const dx_addr *bind, int nodelay, int *fdp);
+/* Whether accepted sockets inherit TCP_NODELAY from the listener. */
+int dx_nodelay_inherited(void);
 /* 0 once connected, -EINPROGRESS while still connecting, else the
  * connection's -errno. */
 int dx_connect_result(int fd);

@@ -8,8 +8,7 @@
 #include "lduplex.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <math.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -22,6 +21,7 @@ lx_client *lx_client_new(lua_State *L) {
   lx_client *c = lua_newuserdatauv(L, sizeof(lx_client), 0);
   dx_watch_init(&c->s.w, -1);
   c->s.timeout = -1;
+  c->s.idle = -1;
   c->s.cls = LX_CLS_CLIENT;
   dx_buf_init(&c->rb);
   c->maxline = LX_MAXLINE;
@@ -82,17 +82,26 @@ static int c_getpeername(lua_State *L) {
 }
 
 static const char *const client_opts[] = {
-  "nodelay", "keepalive", "linger", "rcvbuf", "sndbuf", "maxline", NULL
+  "nodelay", "keepalive", "linger", "rcvbuf", "sndbuf", "maxline", "idletimeout", NULL
 };
 
+/* The client's own options: maxline, idletimeout (seconds without a byte
+ * moved; false or math.huge: none). */
 static int c_setoption(lua_State *L) {
   lx_client *c = check_open(L, lx_state_of(L));
   int r = lx_sockopt(L, &c->s, 1, client_opts);
-  lua_Integer n;
   if (r >= 0) return r;
-  n = luaL_checkinteger(L, 3);                /* maxline */
-  luaL_argcheck(L, n > 0, 3, "maxline must be positive");
-  c->maxline = (size_t)n;
+  if (lua_tostring(L, 2)[0] == 'm') {
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n > 0, 3, "maxline must be positive");
+    c->maxline = (size_t)n;
+  } else if (lua_isboolean(L, 3) && !lua_toboolean(L, 3)) {
+    c->s.idle = -1;
+  } else {
+    double t = luaL_checknumber(L, 3);
+    luaL_argcheck(L, t > 0, 3, "idletimeout must be a positive number or false");
+    c->s.idle = t == HUGE_VAL ? -1 : t;
+  }
   lua_settop(L, 1);
   return 1;
 }
@@ -101,7 +110,9 @@ static int c_getoption(lua_State *L) {
   lx_client *c = check_open(L, lx_state_of(L));
   int r = lx_sockopt(L, &c->s, 0, client_opts);
   if (r >= 0) return r;
-  lua_pushinteger(L, (lua_Integer)c->maxline);
+  if (lua_tostring(L, 2)[0] == 'm') lua_pushinteger(L, (lua_Integer)c->maxline);
+  else if (c->s.idle < 0) lua_pushboolean(L, 0);
+  else lua_pushnumber(L, c->s.idle);
   return 1;
 }
 
@@ -167,7 +178,8 @@ static int try_connect(lua_State *L, lx_call *k) {
     }
     if (k->k[0] >= t->n) return k->k[1] ? (int)k->k[1] : -ECONNREFUSED;
     set_peer(c, &t->a[k->k[0]]);
-    rc = dx_connect_start(&t->a[k->k[0]], t->hasbind ? &t->bind : NULL, &fd);
+    rc = dx_connect_start(&t->a[k->k[0]], t->hasbind ? &t->bind : NULL,
+                          lx_opt_bool(L, 3, "nodelay", 1), &fd);
     if (fd >= 0) lx_client_set(c, fd, NULL);
     if (rc == 0) return LX_DONE;
     if (rc == -EINPROGRESS) return LX_WAIT_WRITE;
@@ -177,9 +189,7 @@ static int try_connect(lua_State *L, lx_call *k) {
 }
 
 static int push_connect(lua_State *L, lx_call *k) {
-  lx_client *c = (lx_client *)k->sock;
-  if (lx_opt_bool(L, 3, "nodelay", 0) && !c->isunix)
-    dx_setopt(c->s.w.fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  (void)k;
   lua_pushvalue(L, 5);
   return 1;
 }

@@ -9,15 +9,16 @@
  *   nobody is queued, because it cannot queue.
  * - A wait follows only what try said, and try says "wait" only after the
  *   kernel said EAGAIN: a short read or write proves nothing.
- * - One deadline per call, fixed when the call starts.
+ * - One deadline per call, fixed when the call starts; and, with an
+ *   idle timeout, a second one that every byte moved pushes back.
  * - The push runs after the driver has left the FIFO and the timer: pushing
  *   a string may run the garbage collector and with it any finalizer, which
  *   may use this socket or another one.
  *
  * Stack of a call: 1..base the operation's arguments; once the call has
  * yielded, the driver's slots follow: base+1 the op (light userdata),
- * base+2 the deadline, base+3 and base+4 the op's progress k[0], k[1]. A
- * call that never waits pushes nothing.
+ * base+2 the deadline, base+3 the idle deadline, base+4 and base+5 the op's
+ * progress k[0], k[1]. A call that never waits pushes nothing.
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
@@ -26,7 +27,7 @@
 #include <errno.h>
 #include <math.h>
 
-#define NSLOTS 4
+#define NSLOTS 5
 
 double lx_deadline(double timeout) {
   if (timeout < 0 || timeout == HUGE_VAL) return -1;
@@ -65,15 +66,25 @@ static void save(lua_State *L, const lx_op *op, lx_call *c) {
   if (!c->saved) {
     lua_pushlightuserdata(L, (void *)op);
     lua_pushnumber(L, c->deadline);
+    lua_pushnumber(L, c->idle_at);
     lua_pushinteger(L, c->k[0]);
     lua_pushinteger(L, c->k[1]);
     c->saved = 1;
     return;
   }
-  lua_pushinteger(L, c->k[0]);
+  lua_pushnumber(L, c->idle_at);
   lua_replace(L, c->base + 3);
-  lua_pushinteger(L, c->k[1]);
+  lua_pushinteger(L, c->k[0]);
   lua_replace(L, c->base + 4);
+  lua_pushinteger(L, c->k[1]);
+  lua_replace(L, c->base + 5);
+}
+
+/* The earlier of two deadlines (< 0: none). */
+static double earlier(double a, double b) {
+  if (a < 0) return b;
+  if (b < 0) return a;
+  return a < b ? a : b;
 }
 
 /* The call ended: leave FIFO and timer, then push its results. */
@@ -94,6 +105,7 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
   int r = LX_WAIT_READ;
   for (;;) {
     int turn = 1, dir;
+    double until;
     if (c->sock && c->sock->w.fd < 0 && !op->opens)
       return finish(L, op, c, -ECANCELED);    /* closed while we waited */
     if (c->sock && op->dir >= 0) {
@@ -108,11 +120,16 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
       dir = op->dir;                      /* wait for our turn */
     }
     if (c->deadline == 0) return finish(L, op, c, -EAGAIN);
-    if (c->deadline > 0 && dx_now() >= c->deadline) return finish(L, op, c, -ETIMEDOUT);
+    if (c->idle_at >= 0 && (c->moved || c->idle_at == 0)) {
+      c->idle_at = dx_now() + c->sock->idle;   /* bytes moved: idle time restarts */
+      c->moved = 0;
+    }
+    until = earlier(c->deadline, c->idle_at);
+    if (until > 0 && dx_now() >= until) return finish(L, op, c, -ETIMEDOUT);
     if (op->stall) op->stall(L, c);
     if (S->running == L && lua_isyieldable(L)) {
       dx_watch *w = r == LX_WAIT_TIMER || c->sock == NULL ? NULL : &c->sock->w;
-      int rc = dx_loop_suspend(&S->loop, S->slot, w, dir, c->deadline);
+      int rc = dx_loop_suspend(&S->loop, S->slot, w, dir, until);
       if (rc < 0) return finish(L, op, c, rc);
       save(L, op, c);
       S->waited = 1;
@@ -120,11 +137,11 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
     }
     if (S->running != NULL || S->in_run) return lx_cannot_wait(L);
     if (c->sock == NULL || r == LX_WAIT_TIMER) {
-      dx_sleep(c->deadline < 0 ? HUGE_VAL : c->deadline - dx_now());
+      dx_sleep(until < 0 ? HUGE_VAL : until - dx_now());
       c->fired = 1;
     } else {
       int rc = dx_wait_fd(c->sock->w.fd, dir == 1 ? DX_WRITE : DX_READ,
-                          dx_ms_until(c->deadline));
+                          dx_ms_until(until));
       if (rc < 0) return finish(L, op, c, rc);
     }
   }
@@ -135,6 +152,8 @@ static void init_call(lx_call *c, lx_state *S, lx_sock *sock, int base, double d
   c->sock = sock;
   c->base = base;
   c->deadline = deadline;
+  c->idle_at = sock && sock->idle > 0 ? 0 : -1;    /* 0: from the first wait */
+  c->moved = 0;
   c->k[0] = c->k[1] = 0;
   c->fired = 0;
   c->saved = 0;
@@ -156,8 +175,9 @@ static int drive_k(lua_State *L, int status, lua_KContext ctx) {
   op = (const lx_op *)lua_touserdata(L, base + 1);
   init_call(&c, S, op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL,
             base, lua_tonumber(L, base + 2));
-  c.k[0] = lua_tointeger(L, base + 3);
-  c.k[1] = lua_tointeger(L, base + 4);
+  c.idle_at = lua_tonumber(L, base + 3);
+  c.k[0] = lua_tointeger(L, base + 4);
+  c.k[1] = lua_tointeger(L, base + 5);
   c.saved = 1;
   c.fired = (ctx & 1) && dx_loop_fired(&S->loop, S->slot);
   return drive(L, op, &c);

@@ -43,7 +43,8 @@ typedef struct lx_state {
 /* Common head of servers and clients. */
 typedef struct lx_sock {
   dx_watch w;                 /* w.fd < 0: closed */
-  double timeout;             /* seconds; < 0 waits forever */
+  double timeout;             /* seconds for a whole call; < 0 none */
+  double idle;                /* seconds without progress; < 0 none */
   int cls;                    /* LX_CLS_* */
 } lx_sock;
 
@@ -66,6 +67,8 @@ typedef struct lx_call {
   lx_sock *sock;              /* what the operation works on; NULL: timers */
   int base;                   /* last argument; the driver's slots follow */
   double deadline;            /* -1 none, 0 never wait, else monotonic time */
+  double idle_at;             /* idle deadline: -1 none, 0 not started yet */
+  int moved;                  /* try moved bytes: the idle deadline moves */
   lua_Integer k[2];           /* the operation's progress, kept across waits */
   int fired;                  /* the last wait ended by the deadline */
   int saved;                  /* the driver's slots are on the stack */

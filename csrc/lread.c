@@ -51,6 +51,7 @@ static int receive_until(lua_State *L, lx_call *k, lx_scanner scan) {
     n = fill(k->S, c);
     if (n == -EAGAIN) return LX_WAIT_READ;
     if (n < 0) return (int)n;
+    k->moved = 1;
   }
 }
 

@@ -8,11 +8,14 @@
 #include "lduplex.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 
 typedef struct lx_server {
   lx_sock s;
   dx_addr addr;               /* where it listens, for messages and unlink */
+  int nodelay;                /* accepted TCP clients get TCP_NODELAY */
 } lx_server;
 
 #define check_server(L) ((lx_server *)lx_checksock(L, lx_state_of(L), LX_CLS_SERVER))
@@ -24,10 +27,13 @@ void lx_server_label(lx_sock *s, char *out, size_t n) {
 
 /* Stack: 1 self, 2 timeout, 3 the client to fill. */
 static int try_accept(lua_State *L, lx_call *k) {
+  lx_server *s = (lx_server *)k->sock;
   dx_addr peer;
-  int fd = dx_accept(k->sock->w.fd, &peer);
+  int fd = dx_accept(s->s.w.fd, &peer);
   if (fd == -EAGAIN) return LX_WAIT_READ;
   if (fd < 0) return fd;
+  if (s->nodelay && !dx_nodelay_inherited() && peer.ss.ss_family != AF_UNIX)
+    dx_setopt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   lx_client_set((lx_client *)lua_touserdata(L, 3), fd, &peer);
   return LX_DONE;
 }
@@ -49,11 +55,17 @@ static int s_accept(lua_State *L) {
 }
 
 static const char *const server_opts[] = {
-  "reuseaddr", "reuseport", "rcvbuf", "sndbuf", "v6only", NULL
+  "reuseaddr", "reuseport", "rcvbuf", "sndbuf", "v6only", "nodelay", NULL
 };
 
+/* nodelay on a server is for the clients it accepts from now on. */
 static int s_setoption(lua_State *L) {
-  return lx_sockopt(L, &check_open(L)->s, 1, server_opts);
+  lx_server *s = check_open(L);
+  int nodelay = lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "nodelay") == 0;
+  int on = lua_toboolean(L, 3);
+  int r = lx_sockopt(L, &s->s, 1, server_opts);
+  if (nodelay && lua_toboolean(L, -1)) s->nodelay = on;
+  return r;
 }
 
 static int s_getoption(lua_State *L) {
@@ -84,7 +96,7 @@ static int s_tostring(lua_State *L) {
 }
 
 static const char *const listen_opts[] = {
-  "backlog", "reuseaddr", "reuseport", "v6only", NULL
+  "backlog", "reuseaddr", "reuseport", "v6only", "nodelay", NULL
 };
 
 static int m_listen(lua_State *L) {
@@ -97,6 +109,7 @@ static int m_listen(lua_State *L) {
   o.backlog = 128;
   o.reuseaddr = lx_opt_bool(L, 3, "reuseaddr", 1);
   o.reuseport = lx_opt_bool(L, 3, "reuseport", 0);
+  o.nodelay = lx_opt_bool(L, 3, "nodelay", 1);
   o.v6only = -1;
   if (!lua_isnil(L, 3)) {
     lua_getfield(L, 3, "backlog");
@@ -117,7 +130,9 @@ static int m_listen(lua_State *L) {
   s = lua_newuserdatauv(L, sizeof(lx_server), 0);
   dx_watch_init(&s->s.w, -1);
   s->s.timeout = -1;
+  s->s.idle = -1;
   s->s.cls = LX_CLS_SERVER;
+  s->nodelay = o.nodelay;
   lua_getiuservalue(L, lua_upvalueindex(1), 5);   /* the server metatable */
   lua_setmetatable(L, -2);
   /* Only a family this host lacks moves on to the next address ("*" on a

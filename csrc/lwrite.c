@@ -58,6 +58,7 @@ static int try_write(lua_State *L, lx_call *k) {
       k->k[1] = (lua_Integer)off;
       return r == -EAGAIN ? LX_WAIT_WRITE : (int)r;
     }
+    k->moved = 1;
     while (i <= k->base) {                /* move the cursor past r bytes */
       size_t left = lua_rawlen(L, i) - off;
       if ((size_t)r < left) {

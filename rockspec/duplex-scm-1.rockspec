@@ -15,6 +15,8 @@ build = {
   type = "builtin",
   modules = {
     ["duplex"] = "lua/duplex/init.lua",
+    ["duplex.sync"] = "lua/duplex/sync.lua",
+    ["duplex.serve"] = "lua/duplex/serve.lua",
     ["duplex.core"] = {
       sources = {
         "csrc/dx_buf.c", "csrc/dx_scan.c", "csrc/dx_net.c", "csrc/dx_loop.c", "csrc/dx_time.c",

@@ -1,8 +1,9 @@
 -- duplex: BSD client-server sockets for Lua 5.4.
 --
 -- This file is the policy layer over duplex.core (C): tasks and their
--- objects (join, cancel, error reports), duplex.run, server:serve and
--- client:lines. Every operation that may wait is C; whether it blocks the
+-- objects (join, cancel, error reports) and duplex.run; duplex/sync.lua
+-- adds cond and queue, duplex/serve.lua server:serve, server:close(grace)
+-- and client:lines. Every operation that may wait is C; whether it blocks the
 -- process or yields to the scheduler is decided in one place, the
 -- operation driver (csrc/ldrive.c).
 
@@ -18,9 +19,8 @@ local duplex = {
   sleep = core.sleep,
 }
 
-local client, server = core.client_methods, core.server_methods
-local spawn_raw, go, current, suspend, wake, alive =
-  core.spawn, core.go, core.current, core.suspend, core.wake, core.alive
+local spawn_raw, current, suspend, wake, alive =
+  core.spawn, core.current, core.suspend, core.wake, core.alive
 local pack, unpack = table.pack, table.unpack
 
 -- The name Lua's own errors use for a value: its __name, else its type.
@@ -31,8 +31,13 @@ end
 
 -- Errors in tasks --------------------------------------------------------
 
+-- traceback is nil for reports that are not a task's error (serve's).
 local function default_onerror(err, traceback)
-  io.stderr:write("duplex: error in task: ", tostring(err), "\n", traceback, "\n")
+  if traceback then
+    io.stderr:write("duplex: error in task: ", tostring(err), "\n", traceback, "\n")
+  else
+    io.stderr:write("duplex: ", tostring(err), "\n")
+  end
 end
 
 local onerror = default_onerror
@@ -190,54 +195,10 @@ function duplex.run(fn, ...)
   return unpack(r, 2, r.n)
 end
 
--- Servers and clients: the methods written in Lua ------------------------
+-- Coordination between tasks, and serving ----------------------------------
 
--- Raise like luaL_checkudata would for a method's self.
-local function check_self(self, want, method)
-  local kind = core.type(self)
-  if kind == want then return end
-  if kind == "closed " .. want then error("attempt to use a closed duplex." .. want, 3) end
-  error(string.format("bad argument #1 to '%s' (duplex.%s expected, got %s)",
-    method, want, typename(self)), 3)
-end
-
-local function serve_one(handler, c)
-  local conn <close> = c
-  return handler(conn)
-end
-
---- Accept connections for ever, each handled by handler(client) in a task
---- of its own; the client is closed when the handler ends. Returns true
---- once the server is closed. Outside duplex.run it runs one.
-function server:serve(handler)
-  check_self(self, "server", "serve")
-  if type(handler) ~= "function" then    -- #1 as in srv:serve(handler)
-    error("bad argument #1 to 'serve' (function expected, got " .. typename(handler) .. ")", 2)
-  end
-  if not current() then return duplex.run(server.serve, self, handler) end
-  local accept = server.accept
-  while core.type(self) == "server" do   -- until closed, also during a back-off
-    local c, msg, code = accept(self, math.huge)
-    if c then
-      go(serve_one, handler, c)
-    elseif code ~= "ECANCELED" then       -- EMFILE and friends: let others finish
-      report(msg, debug.traceback())
-      core.sleep(0.05)
-    end
-  end
-  return true
-end
-
---- Iterate over reads of fmt (default "l"); raises on I/O errors.
-function client:lines(fmt)
-  check_self(self, "client", "lines")
-  fmt = fmt or "l"
-  local read = client.read
-  return function()
-    local v, msg = read(self, fmt)
-    if v == nil and msg then error(msg, 2) end
-    return v
-  end
-end
+local aux = { typename = typename, report = report }
+require "duplex.sync" (duplex, core, aux)
+require "duplex.serve" (duplex, core, aux)
 
 return duplex

@@ -1,0 +1,173 @@
+-- duplex.serve: server:serve(handler [, opts]), server:close([grace]) and
+-- client:lines(). The policy a server needs to run unattended: a task per
+-- connection, a limit on connections (the rest wait in the listen queue),
+-- an idle timeout on every client, a graceful drain when the server closes,
+-- quiet ends for clients that go away, and one report per episode of
+-- running out of descriptors. Installed into the module by init.lua.
+
+return function(duplex, core, aux)
+  local client, server = core.client_methods, core.server_methods
+  local go, current, timeout_error, now = core.go, core.current, core.timeout_error, core.now
+  local typename, report = aux.typename, aux.report
+
+  -- Raise like luaL_checkudata would for a method's self.
+  local function check_self(self, want, method)
+    local kind = core.type(self)
+    if kind == want then return end
+    if kind == "closed " .. want then error("attempt to use a closed duplex." .. want, 3) end
+    error(string.format("bad argument #1 to '%s' (duplex.%s expected, got %s)",
+      method, want, typename(self)), 3)
+  end
+
+  -- The last error lines() raised for a client: a handler that ends with it
+  -- ends quietly (the client went away or timed out), not as a bug.
+  local quiet = setmetatable({}, { __mode = "k" })
+
+  -- Did handler error e come from lines() on c? (error() put where in front)
+  local function from_lines(c, e)
+    local msg = quiet[c]
+    return msg ~= nil and type(e) == "string" and e:sub(-#msg) == msg
+  end
+
+  --- Iterate over reads of fmt (default "l"); raises on I/O errors.
+  function client:lines(fmt)
+    check_self(self, "client", "lines")
+    fmt = fmt or "l"
+    local read = client.read
+    return function()
+      local v, msg = read(self, fmt)
+      if v == nil and msg then
+        quiet[self] = msg
+        error(msg, 2)
+      end
+      return v
+    end
+  end
+
+  -- The serve running on each server, for close(grace).
+  local serving = setmetatable({}, { __mode = "k" })
+
+  local c_close = server.close
+
+  --- Stop accepting at once. With grace seconds, the serve running on the
+  --- server waits up to grace for its connections to end, then closes the
+  --- clients still open, and only then returns.
+  function server:close(grace)
+    if core.type(self) == "closed server" then return true end   -- idempotent
+    check_self(self, "server", "close")
+    if grace ~= nil then
+      local why = timeout_error(grace)
+      if why then error("bad argument #1 to 'close' (" .. why .. ")", 2) end
+    end
+    local st = serving[self]
+    if st and not st.closing then
+      st.closing = true
+      st.grace = grace
+      st.changed:broadcast()
+    end
+    return c_close(self)
+  end
+  local serve_opts = { maxclients = true, idletimeout = true, nodelay = true }
+
+  local function check_opts(opts)
+    if opts == nil then return end
+    if type(opts) ~= "table" then
+      error("bad argument #2 to 'serve' (table expected, got " .. typename(opts) .. ")", 3)
+    end
+    for k in pairs(opts) do
+      if not serve_opts[k] then
+        error(string.format("bad argument #2 to 'serve' (unknown option '%s')", tostring(k)), 3)
+      end
+    end
+    local m = opts.maxclients
+    if m ~= nil and (math.type(m) ~= "integer" or m < 1) then
+      error("bad argument #2 to 'serve' (option 'maxclients' must be a positive integer)", 3)
+    end
+    local t = opts.idletimeout
+    if t ~= nil and t ~= false and not (type(t) == "number" and t > 0) then
+      error("bad argument #2 to 'serve' (option 'idletimeout' must be a positive number or false)", 3)
+    end
+    if opts.nodelay ~= nil and type(opts.nodelay) ~= "boolean" then
+      error("bad argument #2 to 'serve' (option 'nodelay' must be a boolean)", 3)
+    end
+  end
+
+  -- One connection: its handler in a task of its own. The client closes
+  -- when the handler ends; an error is reported with its traceback unless
+  -- the client went away (an error of lines(), or serve closed it).
+  local function serve_one(st, handler, c)
+    local conn <close> = c
+    st.clients[c] = true
+    st.active = st.active + 1
+    local traceback
+    local ok, err = xpcall(handler, function(e)
+      if not from_lines(c, e) and not st.cut[c] then traceback = debug.traceback(e, 2) end
+      return e
+    end, conn)
+    st.clients[c] = nil
+    st.active = st.active - 1
+    st.changed:broadcast()
+    if not ok and traceback then report(err, traceback) end
+  end
+
+  -- Running out of descriptors (or memory) is an episode: reported when it
+  -- starts and when it ends, with a count, while serve backs off.
+  local scarce = { EMFILE = true, ENFILE = true, ENOBUFS = true, ENOMEM = true }
+
+  --- Accept connections until the server is closed, each handled by
+  --- handler(client) in a task of its own. opts: maxclients, idletimeout,
+  --- nodelay. Returns true. Outside duplex.run it runs one.
+  function server:serve(handler, opts)
+    check_self(self, "server", "serve")
+    if type(handler) ~= "function" then    -- #1 as in srv:serve(handler)
+      error("bad argument #1 to 'serve' (function expected, got " .. typename(handler) .. ")", 2)
+    end
+    check_opts(opts)
+    if not current() then return duplex.run(server.serve, self, handler, opts) end
+    opts = opts or {}
+    if opts.nodelay ~= nil then self:setoption("nodelay", opts.nodelay) end
+    local st = { clients = {}, cut = setmetatable({}, { __mode = "k" }), active = 0,
+                 changed = duplex.cond() }
+    serving[self] = st
+    local accept, max, idle = server.accept, opts.maxclients, opts.idletimeout
+    local episode
+    while core.type(self) == "server" do   -- until closed, also during a back-off
+      if max and st.active >= max then
+        st.changed:wait(1)                  -- a connection ends, or close
+      else
+        local c, msg, code = accept(self, math.huge)
+        if c then
+          if episode then
+            report(string.format("%s; accepting again after %d failures in %.1f s",
+              episode.msg, episode.count, now() - episode.since))
+            episode = nil
+          end
+          if idle then c:setoption("idletimeout", idle) end
+          go(serve_one, st, handler, c)
+        elseif code ~= "ECANCELED" then
+          if not scarce[code] then
+            report(msg, debug.traceback())
+          elseif not episode then
+            episode = { msg = msg, count = 1, since = now() }
+            report(msg .. "; backing off until connections end")
+          else
+            episode.count = episode.count + 1
+          end
+          st.changed:wait(0.05)             -- let connections end meanwhile
+        end
+      end
+    end
+    if st.grace then                        -- drain, then end the stragglers
+      local deadline = now() + st.grace
+      while st.active > 0 and now() < deadline do
+        st.changed:wait(deadline - now())
+      end
+      for c in pairs(st.clients) do
+        st.cut[c] = true
+        c:close()
+      end
+    end
+    serving[self] = nil
+    return true
+  end
+end

@@ -1,0 +1,151 @@
+-- duplex.sync: tasks that coordinate. duplex.cond() (wait, signal,
+-- broadcast) and duplex.queue(n), a bounded FIFO whose put and get wait
+-- inside tasks. Built on the scheduler's suspend/wake (a timer operation of
+-- the driver), so a wait yields like any socket wait and honours the same
+-- timeouts. Installed into the module by init.lua.
+
+return function(duplex, core, aux)
+  local current, suspend, wake, alive, timeout_error =
+    core.current, core.suspend, core.wake, core.alive, core.timeout_error
+  local now, typename = core.now, aux.typename
+
+  local function check(self, mt, what, method)
+    if getmetatable(self) ~= mt then
+      error(string.format("bad argument #1 to '%s' (%s expected, got %s)",
+        method, what, typename(self)), 3)
+    end
+  end
+
+  local function check_timeout(timeout, n, method)
+    local why = timeout_error(timeout)
+    if why then error(string.format("bad argument #%d to '%s' (%s)", n, method, why), 3) end
+  end
+
+  -- Conditions --------------------------------------------------------------
+
+  local Cond = { __name = "duplex.cond" }
+  Cond.__index = Cond
+
+  --- A condition: tasks wait on it until another signals it.
+  function duplex.cond()
+    return setmetatable({ waiters = {}, head = 1, tail = 0 }, Cond)
+  end
+
+  -- Wait until signalled or until the deadline (nil: none). The waiter
+  -- stays listed if its task is cancelled; signal skips tasks gone.
+  local function wait(self, deadline, method)
+    local me = current()
+    if not me then error(method .. ": not inside a duplex task", 3) end
+    local entry = { id = me }
+    self.tail = self.tail + 1
+    self.waiters[self.tail] = entry
+    while not entry.signaled do
+      local left = deadline and math.max(0, deadline - now())
+      if not suspend(left) and not entry.signaled then
+        entry.gone = true
+        return nil, method .. ": timed out", "ETIMEDOUT"
+      end
+    end
+    return true
+  end
+
+  --- Wait until signalled: true, or nil, msg, "ETIMEDOUT" once timeout
+  --- seconds have passed first.
+  function Cond:wait(timeout)
+    check(self, Cond, "duplex.cond", "wait")
+    check_timeout(timeout, 2, "wait")
+    return wait(self, timeout and now() + timeout, "cond:wait")
+  end
+
+  -- The first waiter still waiting, taken off the list; or nil.
+  local function take(self)
+    local w = self.waiters
+    while self.head <= self.tail do
+      local e = w[self.head]
+      w[self.head] = nil
+      self.head = self.head + 1
+      if not e.gone and alive(e.id) then return e end
+    end
+    return nil
+  end
+
+  --- Wake the task that has waited longest; true if there was one.
+  function Cond:signal()
+    check(self, Cond, "duplex.cond", "signal")
+    local e = take(self)
+    if not e then return false end
+    e.signaled = true
+    wake(e.id)
+    return true
+  end
+
+  --- Wake every waiting task; returns how many.
+  function Cond:broadcast()
+    check(self, Cond, "duplex.cond", "broadcast")
+    local n = 0
+    for e in take, self do
+      e.signaled = true
+      wake(e.id)
+      n = n + 1
+    end
+    return n
+  end
+
+  function Cond:__tostring() return "duplex.cond" end
+
+  -- Queues ------------------------------------------------------------------
+
+  local Queue = { __name = "duplex.queue" }
+  Queue.__index = Queue
+
+  --- A FIFO of at most n values (nil is not a value here).
+  function duplex.queue(n)
+    if math.type(n) ~= "integer" or n < 1 then
+      error("bad argument #1 to 'queue' (capacity must be a positive integer)", 2)
+    end
+    return setmetatable({ items = {}, first = 1, count = 0, cap = n,
+                          notfull = duplex.cond(), notempty = duplex.cond() }, Queue)
+  end
+
+  --- Add v at the end, waiting while the queue is full: true, or nil, msg,
+  --- "ETIMEDOUT" (v not added).
+  function Queue:put(v, timeout)
+    check(self, Queue, "duplex.queue", "put")
+    if v == nil then error("bad argument #1 to 'put' (value expected)", 2) end
+    check_timeout(timeout, 2, "put")
+    local deadline = timeout and now() + timeout
+    while self.count >= self.cap do
+      if timeout == 0 then return nil, "queue:put: full", "EAGAIN" end
+      local ok, msg, code = wait(self.notfull, deadline, "queue:put")
+      if not ok then return nil, msg, code end
+    end
+    self.items[self.first + self.count] = v
+    self.count = self.count + 1
+    self.notempty:signal()
+    return true
+  end
+
+  --- Take the first value, waiting while the queue is empty: the value, or
+  --- nil, msg, "ETIMEDOUT".
+  function Queue:get(timeout)
+    check(self, Queue, "duplex.queue", "get")
+    check_timeout(timeout, 1, "get")
+    local deadline = timeout and now() + timeout
+    while self.count == 0 do
+      if timeout == 0 then return nil, "queue:get: empty", "EAGAIN" end
+      local ok, msg, code = wait(self.notempty, deadline, "queue:get")
+      if not ok then return nil, msg, code end
+    end
+    local v = self.items[self.first]
+    self.items[self.first] = nil
+    self.first = self.first + 1
+    self.count = self.count - 1
+    self.notfull:signal()
+    return v
+  end
+
+  function Queue:__len() return self.count end
+  function Queue:__tostring()
+    return string.format("duplex.queue (%d of %d)", self.count, self.cap)
+  end
+end
