@@ -41,6 +41,8 @@ typedef struct dx_loop {
   dx_timer *heap;                     /* capacity ntasks, like the ring: a */
   int nheap;                          /* task is in each at most once */
   void *backend;                      /* poll backend's table */
+  dx_watch sys;                       /* the loop's own descriptor (signals) */
+  int sysready;                       /* it became readable */
 } dx_loop;
 
 int dx_loop_init(dx_loop *l);
@@ -81,6 +83,13 @@ void dx_loop_close_watch(dx_loop *l, dx_watch *w);
 #define dx_loop_sleeping(l, slot) ((l)->tasks[slot].waiting && (l)->tasks[slot].watch == NULL)
 #define dx_loop_nslots(l) ((l)->ntasks)
 #define dx_loop_nlive(l)  ((l)->live)
+
+/* Watch fd (-1: none) for the loop itself: its readiness wakes no task
+ * but sets sysready, and live tasks waiting on nothing else then wait for
+ * it instead of being a deadlock. 0 or -errno. */
+int dx_loop_watch_sys(dx_loop *l, int fd);
+/* Has the loop's own descriptor become readable since the last call? */
+int dx_loop_sys_ready(dx_loop *l);
 
 /* Wait for events (not at all if tasks are ready), fire due timers.
  * 0, -EDEADLK if live tasks wait on nothing that can wake them, or -errno. */

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -191,6 +192,23 @@ static int fail_close(int fd) {
   return rc;
 }
 
+/* A Unix socket file that nobody accepts on: left by a process that died.
+ * A connect to it is refused at once; to a live one it succeeds or would
+ * wait. Anything not a socket is never stale. */
+static int stale_unix(const dx_addr *a) {
+  const struct sockaddr_un *su = (const struct sockaddr_un *)&a->ss;
+  struct stat st;
+  int fd, rc;
+  if (su->sun_path[0] == '\0') return 0;           /* abstract: no file */
+  if (lstat(su->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode)) return 0;
+  fd = new_socket(AF_UNIX);
+  if (fd < 0) return 0;
+  rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+  rc = rc < 0 && errno == ECONNREFUSED;
+  close(fd);
+  return rc;
+}
+
 int dx_listen(const dx_addr *a, const dx_listen_opts *o) {
   int fd = new_socket(a->ss.ss_family), one = 1;
   if (fd < 0) return fd;
@@ -214,7 +232,12 @@ int dx_listen(const dx_addr *a, const dx_listen_opts *o) {
     if (o->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
       return fail_close(fd);
   }
-  if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) return fail_close(fd);
+  if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+    if (!(errno == EADDRINUSE && a->ss.ss_family == AF_UNIX && stale_unix(a)))
+      return fail_close(fd);
+    dx_unlink_unix(a);                       /* replace the stale path */
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) return fail_close(fd);
+  }
   if (listen(fd, o->backlog) < 0) return fail_close(fd);
   return fd;
 }

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -26,7 +27,8 @@ lx_client *lx_client_new(lua_State *L) {
   dx_buf_init(&c->rb);
   c->maxline = LX_MAXLINE;
   c->cut = 0;
-  c->eof = c->isunix = 0;
+  c->eof = c->isunix = c->notsock = c->adopted = c->keepfd = 0;
+  c->oldflags = 0;
   memset(&c->peer, 0, sizeof c->peer);
   lua_getiuservalue(L, lua_upvalueindex(1), 4);   /* the client metatable */
   lua_setmetatable(L, -2);
@@ -47,7 +49,9 @@ void lx_client_set(lx_client *c, int fd, const dx_addr *peer) {
 void lx_client_label(lx_client *c, char *out, size_t n) {
   dx_addr a;
   out[0] = '\0';
-  if (c->peer.sin6_family != 0) {
+  if (c->notsock) {
+    snprintf(out, n, "fd %d", c->s.w.fd);
+  } else if (c->peer.sin6_family != 0) {
     memset(&a, 0, sizeof a);
     memcpy(&a.ss, &c->peer, sizeof c->peer);
     a.len = c->peer.sin6_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof c->peer;
@@ -117,6 +121,13 @@ static int c_getoption(lua_State *L) {
 }
 
 static void release(lx_state *S, lx_client *c) {
+  if (c->adopted && c->s.w.fd >= 0) {        /* duplex.stream: give it back */
+    dx_fd_restore(c->s.w.fd, c->oldflags);
+    if (c->keepfd) {
+      if (S->loop_ok) dx_loop_close_watch(&S->loop, &c->s.w);
+      c->s.w.fd = -1;
+    }
+  }
   lx_sock_close(S, &c->s);
   dx_buf_free(&c->rb);
 }
@@ -146,7 +157,41 @@ static int c_tostring(lua_State *L) {
   if (dx_sockname(c->s.w.fd, 0, &a) == 0) dx_addr_label(&a, local, sizeof local);
   if (local[0] == '\0') strcpy(local, "unix");
   lx_client_label(c, remote, sizeof remote);
-  lua_pushfstring(L, LX_CLIENT " (%s -> %s)", local, remote);
+  if (c->notsock) lua_pushfstring(L, LX_CLIENT " (%s)", remote);
+  else lua_pushfstring(L, LX_CLIENT " (%s -> %s)", local, remote);
+  return 1;
+}
+
+/* --- stream ------------------------------------------------------------------ */
+
+static const char *const stream_opts[] = {"close", NULL};
+
+/* stream(fd [, opts]) -> a client over a descriptor we did not make. Its
+ * O_NONBLOCK is set, and put back by close, which also closes the
+ * descriptor unless opts.close is false (the default for 0, 1 and 2). */
+static int m_stream(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  int oldflags, kind;
+  lx_client *c;
+  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "not a descriptor number");
+  lua_settop(L, 2);
+  lx_check_opts(L, 2, stream_opts);
+  c = lx_client_new(L);                   /* before adopting: nothing leaks */
+  c->keepfd = !lx_opt_bool(L, 2, "close", fd > 2);
+  kind = dx_fd_adopt((int)fd, &oldflags);
+  if (kind < 0) {
+    lua_pushfstring(L, "fd %d", (int)fd);
+    return lx_fail(L, "stream", lua_tostring(L, -1), kind);
+  }
+  dx_watch_init(&c->s.w, (int)fd);
+  c->adopted = 1;
+  c->oldflags = oldflags;
+  c->notsock = kind == 0;
+  if (kind == 1) {
+    dx_addr a;
+    c->isunix = 1;                          /* no inet peer: label by name */
+    if (dx_sockname((int)fd, 1, &a) == 0) set_peer(c, &a);
+  }
   return 1;
 }
 
@@ -309,4 +354,7 @@ void lx_open_client(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, m_connect, 1);
   lua_setfield(L, -3, "connect");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, m_stream, 1);
+  lua_setfield(L, -3, "stream");
 }

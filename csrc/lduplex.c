@@ -59,6 +59,7 @@ static int state_gc(lua_State *L) {
   lx_state *S = lua_touserdata(L, 1);
   if (S->loop_ok) dx_loop_free(&S->loop);
   S->loop_ok = 0;
+  dx_sigs_free(&S->sigs);                  /* the signals as they were */
   free(S->detached);
   S->detached = NULL;
   S->ndetached = 0;
@@ -84,9 +85,10 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   /* The state lives in a userdata created first, so that at lua_close it is
    * finalised after every socket that still needs its loop. Uservalues:
    * 1 tasks by slot, 2 and 3 the done and report hooks, 4 and 5 the client
-   * and server metatables. */
-  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 5);
+   * and server metatables, 6 the signal hook. */
+  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 6);
   memset(S, 0, sizeof *S);
+  dx_sigs_init(&S->sigs);
   S->scratch.mem = S->scratch_mem;
   S->scratch.cap = LX_SCRATCH;
   lua_newtable(L);

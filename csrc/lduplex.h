@@ -10,8 +10,10 @@
 
 #include "dx_prefix.h"
 #include "dx_buf.h"
+#include "dx_fd.h"
 #include "dx_loop.h"
 #include "dx_net.h"
+#include "dx_sig.h"
 
 #include <netinet/in.h>
 
@@ -36,6 +38,7 @@ typedef struct lx_state {
   const void *mt[LX_NCLS];    /* metatable identities, for type checks */
   unsigned char *detached;    /* per task slot: nobody wants its results */
   int ndetached;
+  dx_sigs sigs;               /* signals the program asked for (onsignal) */
   dx_scratch scratch;         /* lent to one empty receive buffer at a time */
   char scratch_mem[LX_SCRATCH];
 } lx_state;
@@ -164,6 +167,10 @@ typedef struct lx_client {
   lua_Integer cut;            /* who cut a write short (lx_who), 0: nobody */
   unsigned char eof;          /* the peer ended its stream */
   unsigned char isunix;       /* a Unix domain socket */
+  unsigned char notsock;      /* duplex.stream of a pipe, tty, file: read/write */
+  unsigned char adopted;      /* duplex.stream: restore oldflags on close */
+  unsigned char keepfd;       /* ...and leave the descriptor open */
+  int oldflags;
   struct sockaddr_in6 peer;   /* an inet/inet6 peer for messages (kept after
                                  close); family 0 for Unix sockets */
 } lx_client;

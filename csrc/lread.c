@@ -25,7 +25,8 @@ static long fill(lx_state *S, lx_client *c) {
   char *p = dx_buf_prep(&c->rb, 4096, &S->scratch);
   long n;
   if (p == NULL) return -ENOMEM;
-  n = dx_recv(c->s.w.fd, p, dx_buf_space(&c->rb));
+  n = c->notsock ? dx_read(c->s.w.fd, p, dx_buf_space(&c->rb))
+                 : dx_recv(c->s.w.fd, p, dx_buf_space(&c->rb));
   if (n > 0) dx_buf_commit(&c->rb, (size_t)n);
   else if (n == 0) c->eof = 1;
   return n;

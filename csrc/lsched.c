@@ -167,6 +167,14 @@ static int k_step(lua_State *L) {
   if (rc == -EDEADLK)
     return luaL_error(L, "duplex.run: deadlock: every task waits for another task");
   if (rc < 0) return luaL_error(L, "duplex.run: %s", dx_strerror(rc));
+  if (dx_loop_sys_ready(&S->loop)) {     /* signals: hook(name) for each */
+    int signo;
+    while ((signo = dx_sig_next(&S->sigs)) > 0) {
+      lua_getiuservalue(L, lua_upvalueindex(1), 6);
+      lua_pushstring(L, dx_signame(signo));
+      lua_call(L, 1, 0);
+    }
+  }
   lua_getiuservalue(L, lua_upvalueindex(1), 1);
   T = lua_gettop(L);
   for (n = dx_loop_batch(&S->loop); n > 0; n--) {
@@ -177,15 +185,39 @@ static int k_step(lua_State *L) {
   return 1;
 }
 
-/* sethooks(done, report): done(id, ok, ...) when a task ends; report(err,
- * traceback) for an error nothing else reports (a <close> handler's) */
+/* sethooks(done, report, signal): done(id, ok, ...) when a task ends;
+ * report(err, traceback) for an error nothing else reports (a <close>
+ * handler's); signal(name) when a watched signal arrives */
 static int k_sethooks(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_settop(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  lua_setiuservalue(L, lua_upvalueindex(1), 6);
   lua_setiuservalue(L, lua_upvalueindex(1), 3);
   lua_setiuservalue(L, lua_upvalueindex(1), 2);
   return 0;
+}
+
+/* sigwatch(name, on) -> true, or nil, msg, code: start or stop receiving
+ * a signal through the signal hook; an unknown name is nil, nil, "EINVAL". */
+static int k_sigwatch(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  size_t len;
+  const char *name = luaL_checklstring(L, 1, &len);
+  int signo = strlen(name) == len ? dx_signo(name) : 0, rc;
+  if (signo == 0) {
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushliteral(L, "EINVAL");
+    return 3;
+  }
+  need_loop(L, S);
+  rc = lua_toboolean(L, 2) ? dx_sig_watch(&S->sigs, signo) : dx_sig_unwatch(&S->sigs, signo);
+  if (rc == 0) rc = dx_loop_watch_sys(&S->loop, dx_sig_any(&S->sigs) ? S->sigs.fd : -1);
+  if (rc < 0) return lx_fail(L, "onsignal", name, rc);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* inrun(flag): duplex.run begins or ends; meanwhile only tasks may wait */
@@ -335,6 +367,7 @@ static const luaL_Reg funcs[] = {
   {"go", k_go},
   {"step", k_step},
   {"sethooks", k_sethooks},
+  {"sigwatch", k_sigwatch},
   {"inrun", k_inrun},
   {"current", k_current},
   {"alive", k_alive},

@@ -52,7 +52,7 @@ static int try_write(lua_State *L, lx_call *k) {
       c->cut = 0;                         /* the message is whole */
       return LX_DONE;
     }
-    r = dx_sendv(c->s.w.fd, iov, n);
+    r = c->notsock ? dx_writev(c->s.w.fd, iov, n) : dx_sendv(c->s.w.fd, iov, n);
     if (r < 0) {
       k->k[0] = i;
       k->k[1] = (lua_Integer)off;

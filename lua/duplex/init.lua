@@ -13,6 +13,7 @@ local duplex = {
   _VERSION = core._VERSION,
   listen = core.listen,
   connect = core.connect,
+  stream = core.stream,
   resolve = core.resolve,
   type = core.type,
   now = core.now,
@@ -110,7 +111,38 @@ function done(id, ok, ...)
     if not ok then cancel_all() end   -- the main function failed: nothing goes on
   end
 end
-core.sethooks(done, report)
+-- Signals -----------------------------------------------------------------
+
+local on_signal = {}      -- name -> fn
+
+local function signal_arrived(name)
+  local fn = on_signal[name]
+  if fn then core.go(fn, name) end
+end
+
+core.sethooks(done, report, signal_arrived)
+
+--- Run fn(name) as a task whenever signal `name` ("TERM", "INT", "HUP",
+--- ...) arrives; nil stops, and puts back what was there before. Nothing
+--- about signals changes until a program calls this. Returns the previous
+--- function; raises for an unknown name.
+function duplex.onsignal(name, fn)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'onsignal' (string expected, got " .. typename(name) .. ")", 2)
+  end
+  if fn ~= nil and type(fn) ~= "function" then
+    error("bad argument #2 to 'onsignal' (function expected, got " .. typename(fn) .. ")", 2)
+  end
+  name = name:gsub("^SIG", "")
+  local ok, msg, code = core.sigwatch(name, fn ~= nil)
+  if code == "EINVAL" then
+    error(string.format("bad argument #1 to 'onsignal' (unknown signal %q)", name), 2)
+  end
+  if not ok then return nil, msg, code end
+  local old = on_signal[name]
+  on_signal[name] = fn
+  return old or true
+end
 
 local function cancel_id(id)
   local r = core.cancel(id)
