@@ -17,7 +17,7 @@ OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test test-core check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
+.PHONY: all test test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -47,7 +47,7 @@ deps-tools:
 	@$(MAKE) -s deps DEPS_PKGS="$(DEPS_TOOLS)"
 
 test: deps
-	$(MAKE) all check-tiers
+	$(MAKE) all check-tiers test-core
 	$(BUSTED) -o utfTerminal spec
 
 # The core compiles without Lua: no csrc/dx_* file may include a Lua header.
@@ -66,6 +66,15 @@ build/test_core_poll: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Mak
 test-core: build/test_core build/test_core_poll
 	build/test_core
 	build/test_core_poll
+test-core-asan:
+	@mkdir -p build
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(ASAN_FLAGS) -o build/test_core_asan spec/core/test_core.c $(CORE_SRCS)
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(ASAN_FLAGS) -DDX_USE_POLL -o build/test_core_asan_poll spec/core/test_core.c $(CORE_SRCS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 build/test_core_asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 build/test_core_asan_poll
+test-core-memcheck: build/test_core build/test_core_poll
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all build/test_core
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all build/test_core_poll
 
 demo: deps
 	$(MAKE) all
@@ -74,6 +83,7 @@ demo: deps
 # AddressSanitizer + UBSan: a stock interpreter needs the runtimes preloaded.
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps
+	$(MAKE) test-core-asan
 	@mkdir -p build/asan/duplex
 	$(CC) $(CFLAGS) -O1 $(ASAN_FLAGS) $(LDFLAGS_SO) -o build/asan/duplex/core.so $(SRCS)
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
@@ -95,7 +105,7 @@ test-shortio: all
 # The whole spec suite under valgrind, descriptors tracked: no memory
 # error, no definite leak, no descriptor left open at exit but the three
 # standard ones (spec/memcheck.sh reads valgrind's report).
-memcheck: deps-tools all
+memcheck: deps-tools all test-core-memcheck
 	bash spec/memcheck.sh
 
 # libFuzzer on the receive buffer and every read format against a

@@ -30,14 +30,15 @@ typedef struct dx_scan {
 } dx_scan;
 
 /* One io format over p[0..len); eof: the stream has ended. A line ("l"
- * drops "\n" and a "\r" before it, "L" keeps its end) longer than maxline
- * is -EMSGSIZE; at end of stream an unterminated rest is the last line and
- * a count returns what is left. "a" answers only at end of stream. */
+ * drops "\n" and a "\r" before it, "L" keeps its end) whose bytes before
+ * the "\n" (a "\r" counts) exceed maxline is -EMSGSIZE; at end of stream
+ * an unterminated rest is the last line and a count returns what is left.
+ * "a" answers only at end of stream. */
 int dx_scan_format(int fmt, size_t count, const char *p, size_t len, int eof,
                    size_t maxline, dx_scan *s);
-/* The bytes before delimiter d (consumed with it); -EMSGSIZE once no
- * delimiter can start within max bytes; END at end of stream without one
- * (the unterminated rest is left). */
+/* The bytes before delimiter d (dlen >= 1; consumed with it); -EMSGSIZE
+ * once no delimiter can start within max bytes; END at end of stream
+ * without one (the unterminated rest is left). */
 int dx_scan_until(const char *p, size_t len, const char *d, size_t dlen,
                   size_t max, int eof, dx_scan *s);
 /* 1 to max bytes of what has arrived. */
