@@ -176,10 +176,12 @@ void dx_addr_label(const dx_addr *a, char *out, size_t outlen) {
 
 /* --- sockets ----------------------------------------------------------- */
 
-static int new_socket(int family) {
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+int dx_socket(int family, int type) {
+  int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   return fd < 0 ? neg_errno() : fd;
 }
+
+static int new_socket(int family) { return dx_socket(family, SOCK_STREAM); }
 
 int dx_close(int fd) {
   /* Linux closes the descriptor even when close reports EINTR: no retry. */

@@ -41,6 +41,8 @@ typedef struct dx_listen_opts {
   int nodelay;            /* TCP_NODELAY, which accepted sockets inherit */
 } dx_listen_opts;
 
+/* A new socket of this family and type (SOCK_STREAM, SOCK_DGRAM). */
+int dx_socket(int family, int type);
 int dx_listen(const dx_addr *a, const dx_listen_opts *o);
 /* A new connection (its peer in *peer if not NULL), or -EAGAIN;
  * ECONNABORTED is skipped. */

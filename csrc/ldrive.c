@@ -189,7 +189,8 @@ int lx_drive(lua_State *L, const lx_op *op, double deadline) {
   lx_call c;
   if (sock && !op->opens && sock->w.fd < 0)
     return luaL_error(L, "attempt to use a closed %s",
-                      sock->cls == LX_CLS_CLIENT ? LX_CLIENT : LX_SERVER);
+                      sock->cls == LX_CLS_CLIENT ? LX_CLIENT
+                      : sock->cls == LX_CLS_UDP ? LX_UDP : LX_SERVER);
   init_call(&c, S, sock, lua_gettop(L), deadline);
   /* A task that always finds its data ready yields now and then, so that
    * it cannot starve the others. */

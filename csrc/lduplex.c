@@ -14,7 +14,7 @@
 static int m_type(lua_State *L) {
   lx_state *S = lx_state_of(L);
   static const char *const names[LX_NCLS][2] = {
-    {"server", "closed server"}, {"client", "closed client"}
+    {"server", "closed server"}, {"client", "closed client"}, {"udp", "closed udp"}
   };
   int cls;
   luaL_checkany(L, 1);
@@ -85,8 +85,8 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   /* The state lives in a userdata created first, so that at lua_close it is
    * finalised after every socket that still needs its loop. Uservalues:
    * 1 tasks by slot, 2 and 3 the done and report hooks, 4 and 5 the client
-   * and server metatables, 6 the signal hook. */
-  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 6);
+   * and server metatables, 6 the signal hook, 7 the udp metatable. */
+  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 7);
   memset(S, 0, sizeof *S);
   dx_sigs_init(&S->sigs);
   S->scratch.mem = S->scratch_mem;
@@ -108,6 +108,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_client(L);
   lx_open_read(L);
   lx_open_write(L);
+  lx_open_udp(L);
   lx_open_sched(L);
   lua_pop(L, 1);
   return 1;

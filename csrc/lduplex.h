@@ -22,10 +22,11 @@
 
 #define LX_SERVER "duplex.server"
 #define LX_CLIENT "duplex.client"
+#define LX_UDP "duplex.udp"
 #define LX_SCRATCH 65536      /* receive scratch lent to empty buffers */
 #define LX_BUDGET 64          /* operations a task may complete per turn */
 
-enum { LX_CLS_SERVER, LX_CLS_CLIENT, LX_NCLS };
+enum { LX_CLS_SERVER, LX_CLS_CLIENT, LX_CLS_UDP, LX_NCLS };
 
 typedef struct lx_state {
   dx_loop loop;
@@ -41,6 +42,8 @@ typedef struct lx_state {
   dx_sigs sigs;               /* signals the program asked for (onsignal) */
   dx_scratch scratch;         /* lent to one empty receive buffer at a time */
   char scratch_mem[LX_SCRATCH];
+  dx_addr dgram_from;         /* a datagram's sender, from try to push */
+  char dgram[LX_SCRATCH];     /* a datagram received, from try to push */
 } lx_state;
 
 /* Common head of servers and clients. */
@@ -128,8 +131,10 @@ int lx_sockopt(lua_State *L, lx_sock *s, int set, const char *const allowed[]);
  * the state as upvalue 1. Returns the metatable's identity. */
 const void *lx_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
                         const luaL_Reg *metamethods, const char *field, int cls);
-/* Where a server listens, for messages (lserver.c). */
+/* Where a server listens, or a datagram socket is bound, for messages
+ * (lserver.c, ludp.c). */
 void lx_server_label(lx_sock *s, char *out, size_t n);
+void lx_udp_label(lx_sock *s, char *out, size_t n);
 
 /* --- arguments and results (lxaux.c) -------------------------------------- */
 
@@ -156,6 +161,7 @@ void lx_open_server(lua_State *L);
 void lx_open_client(lua_State *L);
 void lx_open_read(lua_State *L);
 void lx_open_write(lua_State *L);
+void lx_open_udp(lua_State *L);
 void lx_open_sched(lua_State *L);
 
 /* --- clients (lclient.c) --------------------------------------------------- */

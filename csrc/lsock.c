@@ -12,7 +12,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 
-static const char *const class_names[LX_NCLS] = {LX_SERVER, LX_CLIENT};
+static const char *const class_names[LX_NCLS] = {LX_SERVER, LX_CLIENT, LX_UDP};
 
 lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls) {
   void *p = lua_touserdata(L, 1);
@@ -40,6 +40,7 @@ void lx_sock_close(lx_state *S, lx_sock *s) {
 int lx_sockfail(lua_State *L, lx_sock *s, const char *op, int code) {
   char where[128];
   if (s->cls == LX_CLS_CLIENT) lx_client_label((lx_client *)s, where, sizeof where);
+  else if (s->cls == LX_CLS_UDP) lx_udp_label(s, where, sizeof where);
   else lx_server_label(s, where, sizeof where);
   return lx_fail(L, op, where, code);
 }
@@ -118,6 +119,7 @@ static const lx_optdef optdefs[] = {
   {"reuseport", SOL_SOCKET, SO_REUSEPORT, 'b'},
 #endif
   {"v6only", IPPROTO_IPV6, IPV6_V6ONLY, 'r'},
+  {"broadcast", SOL_SOCKET, SO_BROADCAST, 'b'},
   {NULL, 0, 0, 0}
 };
 

@@ -14,6 +14,7 @@ local duplex = {
   listen = core.listen,
   connect = core.connect,
   stream = core.stream,
+  udp = core.udp,
   resolve = core.resolve,
   type = core.type,
   now = core.now,

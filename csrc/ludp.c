@@ -1,0 +1,384 @@
+/*
+ * ludp.c - duplex.udp: datagram sockets (IPv4, IPv6, Unix) and
+ * duplex.udp(). sendto/recvfrom, and send/recv once connected, are
+ * operations of the driver: they wait (yield in a task) only after EAGAIN,
+ * several tasks take turns per direction, and a datagram too large for
+ * the caller's max is an error, never a silent cut.
+ *
+ * A datagram is received into the state's buffer (or a buffer of the
+ * call's own for a max above 64 KiB) and copied into a string by one
+ * lua_pushlstring after the driver has left the FIFO.
+ */
+#include "dx_prefix.h"
+#include "lduplex.h"
+#include "dx_udp.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#define LX_DGRAM_MAX 65536       /* the default max: any UDP datagram */
+
+typedef struct lx_udp {
+  lx_sock s;
+  int family;
+  dx_addr local;              /* where it is bound (for messages, unlink) */
+  int bound;
+} lx_udp;
+
+#define check_udp(L) ((lx_udp *)lx_checksock(L, lx_state_of(L), LX_CLS_UDP))
+#define check_open(L) ((lx_udp *)lx_checkopen(L, lx_state_of(L), LX_CLS_UDP))
+
+void lx_udp_label(lx_sock *s, char *out, size_t n) {
+  lx_udp *u = (lx_udp *)s;
+  if (u->bound) dx_addr_label(&u->local, out, n);
+  else out[0] = '\0';
+}
+
+/* The address of host (arg h) and port (arg h+1) for this socket. */
+static int dest(lua_State *L, lx_udp *u, int h, dx_addr *out) {
+  dx_addr a[16];
+  int n = lx_resolve(L, h, h + 1, 0, a, 16), i;
+  if (n < 0) return n;
+  for (i = 0; i < n; i++) {
+    if (a[i].ss.ss_family == u->family) {
+      *out = a[i];
+      return 0;
+    }
+  }
+  return -EAFNOSUPPORT;
+}
+
+/* --- sending ---------------------------------------------------------------- */
+
+/* Stack: 1 self, 2 data, [3 the destination (a dx_addr userdata)]. */
+static int try_send(lua_State *L, lx_call *k) {
+  size_t len;
+  const char *p = lua_tolstring(L, 2, &len);
+  const dx_addr *to = lua_type(L, 3) == LUA_TUSERDATA ? (const dx_addr *)lua_touserdata(L, 3) : NULL;
+  long r = dx_udp_send(k->sock->w.fd, p, len, to);
+  if (r == -EAGAIN) return LX_WAIT_WRITE;
+  return r < 0 ? (int)r : LX_DONE;
+}
+
+static int push_self(lua_State *L, lx_call *k) {
+  (void)k;
+  lua_pushvalue(L, 1);
+  return 1;
+}
+
+/* A failed sendto names where it sent. */
+static int fail_sendto(lua_State *L, lx_call *k, int code) {
+  char where[128];
+  (void)k;
+  dx_addr_label((const dx_addr *)lua_touserdata(L, 3), where, sizeof where);
+  return lx_fail(L, "sendto", where, code);
+}
+
+static const lx_op op_sendto = {"sendto", 1, 1, 0, try_send, push_self, fail_sendto, NULL};
+static const lx_op op_send = {"send", 1, 1, 0, try_send, push_self, NULL, NULL};
+
+/* sendto(data, host, port) -> self, or nil, msg, code */
+static int u_sendto(lua_State *L) {
+  lx_udp *u = check_udp(L);
+  dx_addr *to;
+  int rc;
+  luaL_checkstring(L, 2);
+  lua_settop(L, 4);
+  to = lua_newuserdatauv(L, sizeof *to, 0);
+  rc = dest(L, u, 3, to);
+  if (rc < 0) return lx_fail(L, "sendto", lua_tostring(L, 3), rc);
+  lua_replace(L, 3);
+  lua_settop(L, 3);
+  return lx_drive(L, &op_sendto, lx_deadline(u->s.timeout));
+}
+
+/* send(data) -> self, or nil, msg, code (connected sockets) */
+static int u_send(lua_State *L) {
+  lx_udp *u = check_udp(L);
+  luaL_checkstring(L, 2);
+  lua_settop(L, 2);
+  return lx_drive(L, &op_send, lx_deadline(u->s.timeout));
+}
+
+/* --- receiving ---------------------------------------------------------------- */
+
+/* Stack: 1 self, 2 max, [3 a buffer for a max above LX_DGRAM_MAX]. */
+static char *recv_buffer(lua_State *L, lx_state *S) {
+  return lua_type(L, 3) == LUA_TUSERDATA ? (char *)lua_touserdata(L, 3) : S->dgram;
+}
+
+static int try_recv(lua_State *L, lx_call *k) {
+  lx_state *S = k->S;
+  long r = dx_udp_recv(k->sock->w.fd, recv_buffer(L, S), (size_t)lua_tointeger(L, 2),
+                       &S->dgram_from);
+  if (r == -EAGAIN) return LX_WAIT_READ;
+  if (r < 0) return (int)r;
+  k->vlen = (size_t)r;
+  return LX_DONE;
+}
+
+/* The datagram is copied first: a finalizer run meanwhile may receive
+ * into the same buffer, and into dgram_from. */
+static int push_recvfrom(lua_State *L, lx_call *k) {
+  dx_addr from = k->S->dgram_from;
+  lua_pushlstring(L, recv_buffer(L, k->S), k->vlen);
+  if (from.len == 0) {                    /* an unnamed Unix sender */
+    lua_pushliteral(L, "");
+    lua_pushnil(L);
+    return 3;
+  }
+  lx_push_addr(L, &from);
+  lua_pop(L, 1);                          /* data, host, port */
+  return 3;
+}
+
+static int push_recv(lua_State *L, lx_call *k) {
+  lua_pushlstring(L, recv_buffer(L, k->S), k->vlen);
+  return 1;
+}
+
+static const lx_op op_recvfrom = {"recvfrom", 0, 1, 0, try_recv, push_recvfrom, NULL, NULL};
+static const lx_op op_recv = {"recv", 0, 1, 0, try_recv, push_recv, NULL, NULL};
+
+static int receive(lua_State *L, const lx_op *op) {
+  lx_udp *u = check_udp(L);
+  lua_Integer max = luaL_optinteger(L, 2, LX_DGRAM_MAX);
+  luaL_argcheck(L, max > 0 && max <= 0x7fffffff, 2, "maximum must be positive");
+  lua_settop(L, 1);
+  lua_pushinteger(L, max);
+  if (max > LX_DGRAM_MAX) lua_newuserdatauv(L, (size_t)max, 0);
+  return lx_drive(L, op, lx_deadline(u->s.timeout));
+}
+
+/* recvfrom([max]) -> data, host, port (path, nil for Unix) */
+static int u_recvfrom(lua_State *L) { return receive(L, &op_recvfrom); }
+/* recv([max]) -> data */
+static int u_recv(lua_State *L) { return receive(L, &op_recv); }
+
+/* --- the rest ------------------------------------------------------------------- */
+
+/* connect(host, port) -> self: the default peer of send/recv */
+static int u_connect(lua_State *L) {
+  lx_udp *u = check_open(L);
+  dx_addr a;
+  int rc = dest(L, u, 2, &a);
+  if (rc == 0) rc = dx_udp_connect(u->s.w.fd, &a);
+  if (rc < 0) return lx_fail(L, "connect", lua_tostring(L, 2), rc);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int u_getpeername(lua_State *L) {
+  lx_udp *u = check_open(L);
+  dx_addr a;
+  int rc = dx_sockname(u->s.w.fd, 1, &a);
+  if (rc < 0) return lx_sockfail(L, &u->s, "getpeername", rc);
+  return lx_push_addr(L, &a);
+}
+
+static const char *const udp_opts[] = {
+  "broadcast", "reuseaddr", "reuseport", "rcvbuf", "sndbuf", "ttl",
+  "multicast_ttl", "multicast_loop", "join", "leave", NULL
+};
+
+/* Options that depend on the family: {name, IPv4 level/opt, IPv6 level/opt, kind} */
+static const struct {
+  const char *name;
+  int opt4, opt6;
+  char kind;                 /* 'i' integer, 'b' boolean */
+} ipopts[] = {
+  {"ttl", IP_TTL, IPV6_UNICAST_HOPS, 'i'},
+  {"multicast_ttl", IP_MULTICAST_TTL, IPV6_MULTICAST_HOPS, 'i'},
+  {"multicast_loop", IP_MULTICAST_LOOP, IPV6_MULTICAST_LOOP, 'b'},
+  {NULL, 0, 0, 0}
+};
+
+/* join/leave: setoption("join", group [, interface]) with the interface a
+ * name ("lo"), an index, or for IPv4 an address. */
+static int membership(lua_State *L, lx_udp *u, int join) {
+  dx_addr group, ifaddr;
+  unsigned ifindex = 0;
+  int rc, n, hasaddr = 0;
+  const char *g = lx_checkcstring(L, 3, "group");
+  lua_settop(L, 4);
+  lua_pushinteger(L, 0);                   /* 5: a port for lx_resolve */
+  n = dx_resolve(g, 0, 0, &group, 1);
+  if (n < 0) return lx_fail(L, join ? "join" : "leave", g, n);
+  if (lua_type(L, 4) == LUA_TNUMBER) {
+    lua_Integer i = luaL_checkinteger(L, 4);
+    luaL_argcheck(L, i >= 0 && i <= 0x7fffffff, 4, "interface index out of range");
+    ifindex = (unsigned)i;
+  } else if (!lua_isnil(L, 4)) {
+    const char *name = lx_checkcstring(L, 4, "interface");
+    ifindex = dx_ifindex(name);
+    if (ifindex == 0 && group.ss.ss_family == AF_INET &&
+        dx_resolve(name, 0, 0, &ifaddr, 1) == 1) hasaddr = 1;
+    else if (ifindex == 0) return lx_fail(L, join ? "join" : "leave", name, -ENODEV);
+  }
+  rc = dx_udp_membership(u->s.w.fd, join, &group, ifindex, hasaddr ? &ifaddr : NULL);
+  if (rc < 0) return lx_fail(L, join ? "join" : "leave", g, rc);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int ipopt(lua_State *L, lx_udp *u, int set, const char *name) {
+  int i, rc, v = 0, level, opt;
+  for (i = 0; ipopts[i].name && strcmp(ipopts[i].name, name) != 0; i++) {}
+  if (u->family != AF_INET && u->family != AF_INET6)
+    return lx_fail(L, set ? "setoption" : "getoption", name, -ENOPROTOOPT);
+  level = u->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+  opt = u->family == AF_INET ? ipopts[i].opt4 : ipopts[i].opt6;
+  if (!set) {
+    rc = dx_getopt(u->s.w.fd, level, opt, &v);
+    if (rc < 0) return lx_fail(L, "getoption", name, rc);
+    if (ipopts[i].kind == 'b') lua_pushboolean(L, v != 0);
+    else lua_pushinteger(L, v);
+    return 1;
+  }
+  if (ipopts[i].kind == 'b') {
+    luaL_checktype(L, 3, LUA_TBOOLEAN);
+    v = lua_toboolean(L, 3);
+  } else {
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n >= 0 && n <= 255, 3, "hop count out of range");
+    v = (int)n;
+  }
+  rc = dx_setopt(u->s.w.fd, level, opt, v);
+  if (rc < 0) return lx_fail(L, "setoption", name, rc);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int u_setoption(lua_State *L) {
+  lx_udp *u = check_open(L);
+  int r = lx_sockopt(L, &u->s, 1, udp_opts);
+  const char *name;
+  if (r >= 0) return r;
+  name = lua_tostring(L, 2);
+  if (strcmp(name, "join") == 0 || strcmp(name, "leave") == 0)
+    return membership(L, u, name[0] == 'j');
+  return ipopt(L, u, 1, name);
+}
+
+static int u_getoption(lua_State *L) {
+  lx_udp *u = check_open(L);
+  int r = lx_sockopt(L, &u->s, 0, udp_opts);
+  const char *name;
+  if (r >= 0) return r;
+  name = lua_tostring(L, 2);
+  if (strcmp(name, "join") == 0 || strcmp(name, "leave") == 0)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "option '%s' is write-only", name));
+  return ipopt(L, u, 0, name);
+}
+
+static int u_close(lua_State *L) {
+  lx_udp *u = check_udp(L);
+  if (u->s.w.fd >= 0) {
+    lx_sock_close(lx_state_of(L), &u->s);
+    if (u->bound) dx_unlink_unix(&u->local);     /* we made the path */
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int u_tostring(lua_State *L) {
+  lx_udp *u = check_udp(L);
+  char where[128];
+  if (u->s.w.fd < 0) {
+    lua_pushliteral(L, LX_UDP " (closed)");
+    return 1;
+  }
+  lx_udp_label(&u->s, where, sizeof where);
+  lua_pushfstring(L, LX_UDP " (%s)", where[0] ? where : "unbound");
+  return 1;
+}
+
+/* --- duplex.udp([host, port [, opts]]) ------------------------------------------ */
+
+static const char *const new_opts[] = {"family", "reuseaddr", "reuseport", NULL};
+
+static int m_udp(lua_State *L) {
+  static const char *const families[] = {"inet", "inet6", "unix", NULL};
+  static const int family_of[] = {AF_INET, AF_INET6, AF_UNIX};
+  dx_addr addrs[16];
+  lx_udp *u;
+  int n = 0, i, fd = -EAFNOSUPPORT, family = AF_INET, reuseaddr, reuseport;
+  lua_settop(L, 3);
+  lx_check_opts(L, 3, new_opts);
+  reuseaddr = lx_opt_bool(L, 3, "reuseaddr", 0);
+  reuseport = lx_opt_bool(L, 3, "reuseport", 0);
+  if (!lua_isnil(L, 3)) {
+    lua_getfield(L, 3, "family");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 3, "option 'family' must be a string");
+      for (i = 0; families[i] && strcmp(families[i], lua_tostring(L, -1)) != 0; i++) {}
+      if (!families[i]) luaL_argerror(L, 3, "option 'family' must be \"inet\", \"inet6\" or \"unix\"");
+      family = family_of[i];
+    }
+    lua_pop(L, 1);
+  }
+  if (!lua_isnil(L, 1)) {
+    if (lua_type(L, 2) == LUA_TNIL && strncmp(luaL_checkstring(L, 1), "unix:", 5) != 0)
+      luaL_argerror(L, 2, "port expected");
+    n = lx_resolve(L, 1, 2, 1, addrs, 16);
+    if (n < 0) return lx_fail(L, "udp", lua_tostring(L, 1), n);
+  }
+  u = lua_newuserdatauv(L, sizeof(lx_udp), 0);      /* closed until it has an fd */
+  dx_watch_init(&u->s.w, -1);
+  u->s.timeout = -1;
+  u->s.idle = -1;
+  u->s.cls = LX_CLS_UDP;
+  u->bound = 0;
+  u->family = family;
+  lua_getiuservalue(L, lua_upvalueindex(1), 7);
+  lua_setmetatable(L, -2);
+  if (n == 0) {
+    fd = dx_udp_open(family, NULL, reuseaddr, reuseport);
+  } else {
+    /* as listen: only a family the host lacks moves on to the next address */
+    for (i = 0; i < n; i++) {
+      u->local = addrs[i];
+      u->family = addrs[i].ss.ss_family;
+      fd = dx_udp_open(u->family, &addrs[i], reuseaddr, reuseport);
+      if (fd >= 0 || (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)) break;
+    }
+  }
+  if (fd < 0) return lx_fail(L, "udp", n ? lua_tostring(L, 1) : NULL, fd);
+  dx_watch_init(&u->s.w, fd);
+  if (n > 0) {
+    u->bound = 1;
+    dx_sockname(fd, 0, &u->local);       /* the port the kernel chose */
+  }
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+  {"sendto", u_sendto},
+  {"send", u_send},
+  {"recvfrom", u_recvfrom},
+  {"recv", u_recv},
+  {"connect", u_connect},
+  {"getpeername", u_getpeername},
+  {"setoption", u_setoption},
+  {"getoption", u_getoption},
+  {"close", u_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg metamethods[] = {
+  {"__gc", u_close},
+  {"__close", u_close},
+  {"__tostring", u_tostring},
+  {NULL, NULL}
+};
+
+/* Stack on entry: module, state. Adds udp and udp_methods. */
+void lx_open_udp(lua_State *L) {
+  lx_state *S = (lx_state *)lua_touserdata(L, -1);
+  S->mt[LX_CLS_UDP] = lx_newclass(L, LX_UDP, methods, metamethods, "udp_methods", LX_CLS_UDP);
+  lua_setiuservalue(L, -2, 7);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, m_udp, 1);
+  lua_setfield(L, -3, "udp");
+}
