@@ -109,15 +109,21 @@ memcheck: deps-tools all test-core-memcheck
 	bash spec/memcheck.sh
 
 # libFuzzer on the receive buffer and every read format against a
-# reference model, then a differential fuzz of reads over real sockets;
-# each for FUZZ_SECONDS.
-fuzz: deps-tools all
+# reference model (dx_buf.c is included by the target, to fail its
+# allocations), then a differential fuzz of reads over real sockets; each
+# for FUZZ_SECONDS. New inputs go to build/fuzz-corpus, crashes to
+# build/fuzz-artifacts; FUZZ_SEED reaches read_model.lua.
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Icsrc
+build/fuzz_read: spec/fuzz/fuzz_read.c csrc/dx_buf.c csrc/dx_buf.h csrc/dx_scan.c csrc/dx_scan.h
 	@mkdir -p build
-	clang -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc \
-	  -o build/fuzz_read spec/fuzz/fuzz_read.c csrc/dx_buf.c csrc/dx_scan.c
-	build/fuzz_read -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  -dict=spec/fuzz/read.dict spec/fuzz/corpus/read
-	FUZZ_SECONDS=$(FUZZ_SECONDS) $(LUA) spec/fuzz/read_model.lua
+	clang $(FUZZ_CFLAGS) -o $@ spec/fuzz/fuzz_read.c csrc/dx_scan.c
+fuzz: deps-tools all build/fuzz_read
+	@mkdir -p build/fuzz-corpus build/fuzz-artifacts
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build/fuzz_read \
+	  -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=spec/fuzz/read.dict \
+	  -artifact_prefix=build/fuzz-artifacts/ build/fuzz-corpus spec/fuzz/corpus/read
+	FUZZ_SECONDS=$(FUZZ_SECONDS) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
+	  LUA_CPATH="./build/?.so;;" $(LUA) spec/fuzz/read_model.lua
 
 bench: all
 	$(MAKE) -C bench run

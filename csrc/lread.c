@@ -102,7 +102,10 @@ static int scan_formats(lua_State *L, lx_call *k, lx_client *c) {
     off += s.used;
   }
   k->used = off;
-  k->eof = c->eof;
+  /* For the values cut again from the copy in push_read: the end counts
+   * only if no byte is left after the consumed ones (a 0 count that comes
+   * last is "" while bytes remain, nil once nothing does). */
+  k->eof = c->eof && off == len;
   return 1;
 }
 
@@ -198,6 +201,7 @@ static int scan_until(lua_State *L, lx_call *k, lx_client *c) {
   const char *d = lua_tolstring(L, 2, &dlen);
   dx_scan s;
   int r;
+  s.vlen = s.used = 0;
   s.from = (size_t)k->k[1];
   r = dx_scan_until(dx_buf_peek(&c->rb), dx_buf_len(&c->rb), d, dlen,
                     (size_t)lua_tointeger(L, 3), c->eof, &s);
@@ -235,7 +239,7 @@ static int c_readuntil(lua_State *L) {
 /* --- readsome([max]) ---------------------------------------------------------- */
 
 static int scan_some(lua_State *L, lx_call *k, lx_client *c) {
-  dx_scan s;
+  dx_scan s = {0, 0, 0};
   int r = dx_scan_some(dx_buf_len(&c->rb), (size_t)lua_tointeger(L, 2), c->eof, &s);
   if (r == DX_SCAN_MORE) return 0;
   k->ended = r == DX_SCAN_END;

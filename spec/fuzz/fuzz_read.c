@@ -5,18 +5,14 @@
  * shares no code with them (a byte array, an offset, naive loops).
  *
  * Build (libFuzzer):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
- *     -fno-sanitize-recover=all -fsanitize-recover=pointer-overflow -Icsrc \
- *     spec/fuzz/fuzz_read.c csrc/dx_scan.c -o build/fuzz_read
- *   UBSAN_OPTIONS=halt_on_error=1:suppressions=spec/fuzz/ubsan.supp \
- *     build/fuzz_read -dict=spec/fuzz/read.dict CORPUS_DIR spec/fuzz/corpus/read
- * (csrc/dx_buf.c is #included below, to fail its allocations on demand;
- * ubsan.supp lists the one known report, NULL + 0 in dx_buf_peek.)
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+ *     -Icsrc spec/fuzz/fuzz_read.c csrc/dx_scan.c -o build/fuzz_read
+ *   build/fuzz_read -dict=spec/fuzz/read.dict CORPUS_DIR spec/fuzz/corpus/read
+ * (csrc/dx_buf.c is #included below, to fail its allocations on demand.)
  * Build (replay only, any C compiler):
  *   cc -DFUZZ_STANDALONE -g -Icsrc spec/fuzz/fuzz_read.c csrc/dx_scan.c \
  *     -o build/fuzz_read_replay && build/fuzz_read_replay FILE...
- * Env: FUZZ_TRACE=1 prints every answer; FUZZ_SKIP_KNOWN=1 accepts the
- * wrong answer of the known bug (see skip_known).
+ * Env: FUZZ_TRACE=1 prints every answer.
  *
  * The input is a program. Byte 0 picks the scratch size. Then each op byte
  * names an op (low 7 bits, modulo the number of ops) and a connection (bit
@@ -286,12 +282,6 @@ static dx_scratch scratch;
 static conn conns[2];
 static unsigned long long nops;
 static int trace;             /* env FUZZ_TRACE: print every answer */
-/* env FUZZ_SKIP_KNOWN: accept the wrong answer of a known, reported bug
- * (to look for others meanwhile). Known: in a multi-format read, a 0 count
- * that comes after every consumed byte gives nil instead of "" when the end
- * of stream has been seen and bytes are left (lread.c push_read rescans
- * only the consumed bytes, where the 0 count then meets the end). */
-static int skip_known;
 
 static void put_bytes(const unsigned char *p, size_t n) {
   size_t i;
@@ -462,7 +452,7 @@ static int scan_formats(call *k, conn *c) {
     off += s.used;
   }
   k->used = off;
-  k->eof = c->eof;
+  k->eof = c->eof && off == len;         /* as lread.c */
   return 1;
 }
 
@@ -593,26 +583,11 @@ static void push_read(call *k, conn *c, answer *a) {
   free(all);
 }
 
-NOCOV /* The known bug's answer: the model's first values, then nil where the
- * model has a 0 count at the end of the consumed bytes. */
-static int known_bug(const conn *c, const answer *a, const mres *m) {
-  int i = a->nv;
-  size_t j;
-  if (!skip_known || c->r.kind != R_READ || c->r.nf < 2 || !a->ended || i >= m->nv) return 0;
-  if (c->r.f[i].fmt != 'n' || c->r.f[i].count != 0 || m->off[i] != m->used) return 0;
-  for (i = 0; i < a->nv; i++) {
-    if (a->len[i] != m->len[i]) return 0;
-    for (j = 0; j < a->len[i]; j++)
-      if ((unsigned char)a->v[i][j] != c->md.m[c->md.pos + m->off[i] + j]) return 0;
-  }
-  return 1;
-}
 
 static void compare_answer(conn *c, const answer *a, const mres *m) {
   int i;
   size_t j;
   char msg[160];
-  if (known_bug(c, a, m)) return;
   if (a->nv != m->nv || a->ended != m->ended) {
     snprintf(msg, sizeof msg, "answer has %d values%s, model %d values%s",
              a->nv, a->ended ? " then nil" : "", m->nv, m->ended ? " then nil" : "");
@@ -909,7 +884,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int i;
   trace = getenv("FUZZ_TRACE") != NULL;
   oom_countdown = 0;
-  skip_known = getenv("FUZZ_SKIP_KNOWN") != NULL;
   nops = 0;
   scratch.cap = caps[next(&in) & 3];
   scratch.mem = malloc(scratch.cap);

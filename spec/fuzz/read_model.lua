@@ -6,10 +6,7 @@
 --     lua5.4 spec/fuzz/read_model.lua [seed]
 -- Environment: FUZZ_SEED (when no argument; default: the clock),
 -- FUZZ_SECONDS (wall time, default 60), FUZZ_OPS (read ops, default
--- unbounded), FUZZ_SKIP_KNOWN (set: accept the wrong answer of the known,
--- reported bug: in a multi-format read, a 0 count after every consumed
--- byte gives nil instead of "" once the end of stream has been seen with
--- bytes left), FUZZ_VERBOSE (set: print every round).
+-- unbounded), FUZZ_VERBOSE (set: print every round).
 --
 -- Each round connects a pair on 127.0.0.1 (port 0). A writer task sends a
 -- stream planned in advance (lines ending in "\n" and "\r\n", lone "\r",
@@ -45,7 +42,6 @@ local seed = math.tointeger(tonumber(arg and arg[1] or os.getenv("FUZZ_SEED") or
   or (os.time() * 1000 + math.floor(duplex.now() * 1000) % 1000)
 local SECONDS = tonumber(os.getenv("FUZZ_SECONDS") or "") or 60
 local MAX_OPS = math.tointeger(tonumber(os.getenv("FUZZ_OPS") or "")) or math.maxinteger
-local SKIP_KNOWN = os.getenv("FUZZ_SKIP_KNOWN") ~= nil
 local VERBOSE = os.getenv("FUZZ_VERBOSE") ~= nil
 local LONG = 10          -- seconds: a read that should be answered never waits this long
 local HANG = 15          -- seconds one op may take before the watchdog calls it a hang
@@ -141,18 +137,6 @@ local function eval_read(R, eof, maxline, fmts)
     end
   end
   return { vals = vals, ended = false, used = off, offs = offs }
-end
-
--- The known bug's answer (see FUZZ_SKIP_KNOWN): e's first values, then nil
--- where e has a 0 count that starts at the end of the consumed bytes.
-local function known_bug(e, a, fmts)
-  if not SKIP_KNOWN or not fmts or #fmts < 2 or not e.vals or not a.ended then return false end
-  local j = #a.vals + 1
-  if j > #e.vals or fmts[j] ~= 0 or e.offs[j] ~= e.used then return false end
-  for i = 1, #a.vals do
-    if a.vals[i] ~= e.vals[i] then return false end
-  end
-  return true
 end
 
 local function eval_until(R, eof, d, max)
@@ -319,7 +303,7 @@ end
 -- The reader -----------------------------------------------------------------------
 
 local state = { op_started = nil, op_name = nil }
-local nops, nrounds, known_hits = 0, 0, 0
+local nops, nrounds = 0, 0
 
 local function pick_timeout(hang)
   if hang then
@@ -471,13 +455,6 @@ local function run_op(p, m)
       end
     end
   end
-  for _, e in ipairs(expected) do
-    if known_bug(e, a, fmts) then
-      known_hits = known_hits + 1
-      m.pos = m.pos + e.used
-      return
-    end
-  end
   local t = {}
   for _, e in ipairs(expected) do t[#t + 1] = show_result(e) end
   mismatch(desc .. ": got " .. show_actual(a) .. "; model: " .. table.concat(t, " | "))
@@ -544,8 +521,7 @@ end
 
 local t0 = duplex.now()
 local deadline = t0 + SECONDS
-print(string.format("read_model: seed %d, %g s%s", seed, SECONDS,
-  SKIP_KNOWN and ", skipping known bugs" or ""))
+print(string.format("read_model: seed %d, %g s", seed, SECONDS))
 duplex.run(function()
   local srv = assert(duplex.listen("127.0.0.1", 0))
   local _, port = srv:getsockname()
@@ -566,6 +542,5 @@ duplex.run(function()
   srv:close()
 end)
 local elapsed = duplex.now() - t0
-print(string.format("read_model: seed %d: %d executions (read ops) in %d rounds, %.1f s, %.0f/min, no mismatch%s",
-  seed, nops, nrounds, elapsed, nops / elapsed * 60,
-  SKIP_KNOWN and string.format(" (known bug answered %d times)", known_hits) or ""))
+print(string.format("read_model: seed %d: %d executions (read ops) in %d rounds, %.1f s, %.0f/min, no mismatch",
+  seed, nops, nrounds, elapsed, nops / elapsed * 60))
