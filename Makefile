@@ -5,7 +5,7 @@ CC          ?= cc
 CFLAGS_EXTRA ?=
 WARN   = -Wall -Wextra -Wshadow -Wundef -Wwrite-strings -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS = -std=c99 -O2 -g -fPIC -fvisibility=hidden $(WARN) -I$(LUA_INCDIR) $(CFLAGS_EXTRA)
-LDFLAGS_SO = -shared
+LDFLAGS_SO = -shared -pthread
 
 # dx_loop.c includes its backend (dx_loop_epoll.c or dx_loop_poll.c): the
 # backends are prerequisites, not sources of their own.
@@ -59,17 +59,17 @@ check-tiers:
 # The core's own unit test, without Lua, against both backends.
 build/test_core: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 	@mkdir -p build
-	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS)
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS) -pthread
 build/test_core_poll: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 	@mkdir -p build
-	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc -DDX_USE_POLL $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS)
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc -DDX_USE_POLL $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS) -pthread
 test-core: build/test_core build/test_core_poll
 	build/test_core
 	build/test_core_poll
 test-core-asan:
 	@mkdir -p build
-	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(ASAN_FLAGS) -o build/test_core_asan spec/core/test_core.c $(CORE_SRCS)
-	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(ASAN_FLAGS) -DDX_USE_POLL -o build/test_core_asan_poll spec/core/test_core.c $(CORE_SRCS)
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(ASAN_FLAGS) -o build/test_core_asan spec/core/test_core.c $(CORE_SRCS) -pthread
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(ASAN_FLAGS) -DDX_USE_POLL -o build/test_core_asan_poll spec/core/test_core.c $(CORE_SRCS) -pthread
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 build/test_core_asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 build/test_core_asan_poll
 test-core-memcheck: build/test_core build/test_core_poll

@@ -26,7 +26,8 @@ void dx_watch_init(dx_watch *w, int fd) {
 int dx_loop_init(dx_loop *l) {
   memset(l, 0, sizeof *l);
   l->fd = -1;
-  dx_watch_init(&l->sys, -1);
+  dx_watch_init(&l->sys[0], -1);
+  dx_watch_init(&l->sys[1], -1);
   return dx_backend_init(l);
 }
 
@@ -265,19 +266,20 @@ static void wake_head(dx_loop *l, dx_watch *w, int d) {
 }
 
 void dx_loop_fire(dx_loop *l, dx_watch *w, int events) {
-  if (w == &l->sys) {
-    l->sysready = 1;
+  if (w == &l->sys[0] || w == &l->sys[1]) {
+    l->sysready |= w == &l->sys[0] ? 1 : 2;
     return;
   }
   if (events & DX_READ) wake_head(l, w, 0);
   if (events & DX_WRITE) wake_head(l, w, 1);
 }
 
-int dx_loop_watch_sys(dx_loop *l, int fd) {
-  if (l->sys.fd == fd) return 0;
-  if (l->sys.reg) dx_backend_del(l, &l->sys);
-  dx_watch_init(&l->sys, fd);
-  return fd < 0 ? 0 : dx_backend_add(l, &l->sys);
+int dx_loop_watch_sys(dx_loop *l, int i, int fd) {
+  dx_watch *w = &l->sys[i];
+  if (w->fd == fd) return 0;
+  if (w->reg) dx_backend_del(l, w);
+  dx_watch_init(w, fd);
+  return fd < 0 ? 0 : dx_backend_add(l, w);
 }
 
 int dx_loop_sys_ready(dx_loop *l) {
@@ -290,7 +292,8 @@ int dx_loop_poll(dx_loop *l) {
   int ms = -1, rc;
   if (l->rcount > 0) ms = 0;
   else if (l->nheap > 0) ms = dx_ms_until(l->heap[0].when);
-  else if (l->nio == 0 && l->sys.fd < 0) return l->live > 0 ? -EDEADLK : 0;
+  else if (l->nio == 0 && l->sys[0].fd < 0 && l->sys[1].fd < 0)
+    return l->live > 0 ? -EDEADLK : 0;
   rc = dx_backend_wait(l, ms);
   if (rc < 0) return rc;
   if (l->nheap > 0) {

@@ -41,8 +41,8 @@ typedef struct dx_loop {
   dx_timer *heap;                     /* capacity ntasks, like the ring: a */
   int nheap;                          /* task is in each at most once */
   void *backend;                      /* poll backend's table */
-  dx_watch sys;                       /* the loop's own descriptor (signals) */
-  int sysready;                       /* it became readable */
+  dx_watch sys[2];                    /* the loop's own descriptors (signals, lookups) */
+  int sysready;                       /* bit i: sys[i] became readable */
 } dx_loop;
 
 int dx_loop_init(dx_loop *l);
@@ -84,11 +84,13 @@ void dx_loop_close_watch(dx_loop *l, dx_watch *w);
 #define dx_loop_nslots(l) ((l)->ntasks)
 #define dx_loop_nlive(l)  ((l)->live)
 
-/* Watch fd (-1: none) for the loop itself: its readiness wakes no task
- * but sets sysready, and live tasks waiting on nothing else then wait for
- * it instead of being a deadlock. 0 or -errno. */
-int dx_loop_watch_sys(dx_loop *l, int fd);
-/* Has the loop's own descriptor become readable since the last call? */
+/* Watch fd (-1: none) as the loop's own descriptor i (0 or 1): its
+ * readiness wakes no task but sets bit i of sysready, and live tasks
+ * waiting on nothing else then wait for it instead of being a deadlock.
+ * 0 or -errno. */
+int dx_loop_watch_sys(dx_loop *l, int i, int fd);
+/* Which of the loop's own descriptors became readable since the last
+ * call (bits). */
 int dx_loop_sys_ready(dx_loop *l);
 
 /* Wait for events (not at all if tasks are ready), fire due timers.

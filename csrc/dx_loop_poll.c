@@ -58,7 +58,7 @@ int dx_backend_wait(dx_loop *l, int ms) {
   int i, n;
   for (i = 0; i < ps->n; i++) {
     dx_watch *w = ps->w[i];
-    short ev = w == &l->sys ? POLLIN : 0;
+    short ev = w == &l->sys[0] || w == &l->sys[1] ? POLLIN : 0;
     if (w->head[0] && l->tasks[w->head[0]].waiting) ev |= POLLIN;
     if (w->head[1] && l->tasks[w->head[1]].waiting) ev |= POLLOUT;
     ps->p[i].fd = ev ? w->fd : -1;

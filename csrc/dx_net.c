@@ -52,7 +52,7 @@ static int eai_code(int eai) {
 
 /* --- addresses --------------------------------------------------------- */
 
-static void set_port(dx_addr *a, int port) {
+void dx_addr_set_port(dx_addr *a, int port) {
   if (a->ss.ss_family == AF_INET)
     ((struct sockaddr_in *)&a->ss)->sin_port = htons((unsigned short)port);
   else if (a->ss.ss_family == AF_INET6)
@@ -66,28 +66,33 @@ static int any_addrs(int port, dx_addr *out, int max) {
   s6->sin6_family = AF_INET6;
   s6->sin6_addr = in6addr_any;
   out[n].len = sizeof(*s6);
-  set_port(&out[n++], port);
+  dx_addr_set_port(&out[n++], port);
   if (max > 1) {
     struct sockaddr_in *s4 = (struct sockaddr_in *)&out[1].ss;
     s4->sin_family = AF_INET;
     s4->sin_addr.s_addr = htonl(INADDR_ANY);
     out[n].len = sizeof(*s4);
-    set_port(&out[n++], port);
+    dx_addr_set_port(&out[n++], port);
   }
   return n;
 }
 
 int dx_resolve(const char *host, int port, int passive, dx_addr *out, int max) {
+  return dx_resolve_ex(host, port, passive ? DX_PASSIVE : 0, AF_UNSPEC, out, max);
+}
+
+int dx_resolve_ex(const char *host, int port, int flags, int family, dx_addr *out, int max) {
   struct addrinfo hints, *res, *ai;
-  int n = 0, rc;
+  int n = 0, rc, passive = flags & DX_PASSIVE;
   if (max <= 0) return -EINVAL;
   if (strcmp(host, "*") == 0) return any_addrs(port, out, max);
   memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
+  hints.ai_family = family;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICHOST | (passive ? AI_PASSIVE : 0);
   rc = getaddrinfo(host, NULL, &hints, &res);
-  if (rc == EAI_NONAME) {                 /* not numeric: ask the resolver */
+  if (rc == EAI_NONAME && (flags & DX_NUMERIC)) return DX_NOT_NUMERIC;
+  if (rc == EAI_NONAME) {                            /* a name: ask the resolver */
     hints.ai_flags = (passive ? AI_PASSIVE : 0) | AI_ADDRCONFIG;
     rc = getaddrinfo(host, NULL, &hints, &res);
 #ifdef EAI_ADDRFAMILY
@@ -105,7 +110,7 @@ int dx_resolve(const char *host, int port, int passive, dx_addr *out, int max) {
     memset(&out[n], 0, sizeof out[n]);
     memcpy(&out[n].ss, ai->ai_addr, ai->ai_addrlen);
     out[n].len = (socklen_t)ai->ai_addrlen;
-    set_port(&out[n++], port);
+    dx_addr_set_port(&out[n++], port);
   }
   freeaddrinfo(res);
   return n > 0 ? n : eai_code(EAI_NONAME);

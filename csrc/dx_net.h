@@ -28,6 +28,13 @@ enum { DX_READ = 1, DX_WRITE = 2 };
  * address (IPv6 dual-stack first, then IPv4); `passive` is for binding.
  * Returns the count (>= 1) or a negative code. */
 int dx_resolve(const char *host, int port, int passive, dx_addr *out, int max);
+/* The same with flags (DX_PASSIVE; DX_NUMERIC: numeric hosts only, and
+ * DX_NOT_NUMERIC for a name) and a family (AF_UNSPEC, AF_INET, AF_INET6). */
+enum { DX_PASSIVE = 1, DX_NUMERIC = 2 };
+#define DX_NOT_NUMERIC (-(DX_EAI_BASE + 1000))
+int dx_resolve_ex(const char *host, int port, int flags, int family, dx_addr *out, int max);
+/* Set the port of an inet/inet6 address (others are left alone). */
+void dx_addr_set_port(dx_addr *a, int port);
 /* "unix:/path" or "unix:@abstract" (after the "unix:" prefix: spec). */
 int dx_addr_unix(const char *spec, dx_addr *out);
 /* Text form: host (or path) into `host`, port (or -1 for unix), family name. */

@@ -300,10 +300,17 @@ static int family_arg(lua_State *L) {
 
 static const char *const connect_opts[] = {"timeout", "nodelay", "bind", NULL};
 
-static int m_connect(lua_State *L) {
+/* ctx 1: back from looking the host up off the loop (lx_lookup), with the
+ * call's deadline at 4. */
+static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   lx_targets *t;
-  double timeout = -1;
+  double timeout = -1, deadline = -1;
   int n, i, family = AF_UNSPEC;
+  (void)status;
+  if (ctx == 1) {
+    if ((n = lx_lookup_done(L, 1, "connect")) != 0) return n;
+    deadline = lua_tonumber(L, 4);
+  }
   lua_settop(L, 3);
   if (lua_type(L, 3) == LUA_TSTRING) family = family_arg(L);
   lx_check_opts(L, 3, connect_opts);
@@ -315,6 +322,13 @@ static int m_connect(lua_State *L) {
     lua_pop(L, 1);
     lx_opt_bool(L, 3, "nodelay", 0);
   }
+  if (ctx == 0) {
+    deadline = lx_deadline(timeout);
+    if (lx_need_lookup(L, 1)) {
+      lua_pushnumber(L, deadline);                          /* 4 */
+      return lx_lookup(L, 1, 2, timeout, 1, connect_k);
+    }
+  }
   t = lua_newuserdatauv(L, sizeof(lx_targets), 0);          /* 4 */
   t->hasbind = 0;
   if (!lua_isnil(L, 3) && (n = resolve_bind(L, t)) != 0) return n;
@@ -325,7 +339,12 @@ static int m_connect(lua_State *L) {
     if (family == AF_UNSPEC || t->a[i].ss.ss_family == family) t->a[t->n++] = t->a[i];
   if (t->n == 0) return lx_fail(L, "connect", lua_tostring(L, 1), -EAFNOSUPPORT);
   lx_client_new(L);                                         /* 5 */
-  return lx_drive(L, &op_connect, lx_deadline(timeout));
+  return lx_drive(L, &op_connect, deadline);
+}
+
+static int m_connect(lua_State *L) {
+  lua_settop(L, 3);
+  return connect_k(L, LUA_OK, 0);
 }
 
 static const luaL_Reg methods[] = {

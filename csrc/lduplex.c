@@ -1,11 +1,11 @@
 /*
  * lduplex.c - the module's entry (luaopen_duplex_core): its state and
- * table, and the module functions that belong to no object: type, now,
- * resolve. Every load makes an instance of its own, metatables included,
+ * table, and the module functions that belong to no object: type, now. Every load makes an instance of its own, metatables included,
  * so loading the module again never changes objects of an earlier load.
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
+#include "dx_resolver.h"
 #include "dx_time.h"
 
 #include <stdlib.h>
@@ -36,30 +36,13 @@ static int m_now(lua_State *L) {
   return 1;
 }
 
-/* resolve(host [, port]) -> { {host=, port=, family=}, ... } */
-static int m_resolve(lua_State *L) {
-  dx_addr addrs[16];
-  int n, i;
-  if (lua_isnoneornil(L, 2)) lua_settop(L, 1), lua_pushinteger(L, 0);
-  n = lx_resolve(L, 1, 2, 0, addrs, 16);
-  if (n < 0) return lx_fail(L, "resolve", luaL_checkstring(L, 1), n);
-  lua_createtable(L, n, 0);
-  for (i = 0; i < n; i++) {
-    lua_createtable(L, 0, 3);
-    lx_push_addr(L, &addrs[i]);
-    lua_setfield(L, -4, "family");
-    lua_setfield(L, -3, "port");
-    lua_setfield(L, -2, "host");
-    lua_rawseti(L, -2, i + 1);
-  }
-  return 1;
-}
-
 static int state_gc(lua_State *L) {
   lx_state *S = lua_touserdata(L, 1);
   if (S->loop_ok) dx_loop_free(&S->loop);
   S->loop_ok = 0;
   dx_sigs_free(&S->sigs);                  /* the signals as they were */
+  dx_resolver_close(S->resolver);
+  S->resolver = NULL;
   free(S->detached);
   S->detached = NULL;
   S->ndetached = 0;
@@ -69,7 +52,6 @@ static int state_gc(lua_State *L) {
 static const luaL_Reg funcs[] = {
   {"type", m_type},
   {"now", m_now},
-  {"resolve", m_resolve},
   {NULL, NULL}
 };
 
@@ -85,8 +67,9 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   /* The state lives in a userdata created first, so that at lua_close it is
    * finalised after every socket that still needs its loop. Uservalues:
    * 1 tasks by slot, 2 and 3 the done and report hooks, 4 and 5 the client
-   * and server metatables, 6 the signal hook, 7 the udp metatable. */
-  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 7);
+   * and server metatables, 6 the signal hook, 7 the udp metatable, 8 the
+   * resolve function. */
+  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 8);
   memset(S, 0, sizeof *S);
   dx_sigs_init(&S->sigs);
   S->scratch.mem = S->scratch_mem;
@@ -109,6 +92,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_read(L);
   lx_open_write(L);
   lx_open_udp(L);
+  lx_open_resolve(L);
   lx_open_sched(L);
   lua_pop(L, 1);
   return 1;

@@ -40,6 +40,9 @@ typedef struct lx_state {
   unsigned char *detached;    /* per task slot: nobody wants its results */
   int ndetached;
   dx_sigs sigs;               /* signals the program asked for (onsignal) */
+  struct dx_resolver *resolver;   /* the lookup pool, once a task needed it */
+  int nlookups;               /* lookups of tasks in the pool */
+  const void *answer_mt;      /* identity of lookup answers (lresolve.c) */
   dx_scratch scratch;         /* lent to one empty receive buffer at a time */
   char scratch_mem[LX_SCRATCH];
   dx_addr dgram_from;         /* a datagram's sender, from try to push */
@@ -153,7 +156,8 @@ const char *lx_checkcstring(lua_State *L, int arg, const char *what);
 /* Raise "unknown option" for keys of table `arg` not in `known`. */
 void lx_check_opts(lua_State *L, int arg, const char *const known[]);
 int lx_opt_bool(lua_State *L, int arg, const char *key, int dflt);
-/* Parse host (+ port) into addresses; "unix:..." gives one. Count or code. */
+/* Parse host (+ port) into addresses; "unix:..." gives one; a lookup's
+ * answer (lx_lookup_done put it there) gives its addresses. Count or code. */
 int lx_resolve(lua_State *L, int hostarg, int portarg, int passive,
                dx_addr *out, int max);
 
@@ -162,6 +166,23 @@ void lx_open_client(lua_State *L);
 void lx_open_read(lua_State *L);
 void lx_open_write(lua_State *L);
 void lx_open_udp(lua_State *L);
+void lx_open_resolve(lua_State *L);
+/* Wake the tasks whose lookups finished (lresolve.c). */
+void lx_resolve_collect(lx_state *S);
+/* Is the host at hostarg a name, and the caller a task that can wait
+ * while it is looked up? */
+int lx_need_lookup(lua_State *L, int hostarg);
+/* Look it up off the loop (duplex.resolve with this timeout, -1: none),
+ * then continue in k(L, LUA_OK, ctx) with the answer on the stack top:
+ * k starts with lx_lookup_done. */
+int lx_lookup(lua_State *L, int hostarg, int portarg, double timeout,
+              lua_KContext ctx, lua_KFunction k);
+/* 0 with hostarg replaced by the answer (which lx_resolve reads), or 3
+ * with nil, "<op> host: reason", code on the top to return. */
+int lx_lookup_done(lua_State *L, int hostarg, const char *op);
+/* The addresses of a lookup's answer at idx, with this port: a count, or
+ * -1 if idx is no answer. */
+int lx_answer_addrs(lua_State *L, int idx, int port, dx_addr *out, int max);
 void lx_open_sched(lua_State *L);
 
 /* --- clients (lclient.c) --------------------------------------------------- */

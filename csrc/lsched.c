@@ -167,7 +167,9 @@ static int k_step(lua_State *L) {
   if (rc == -EDEADLK)
     return luaL_error(L, "duplex.run: deadlock: every task waits for another task");
   if (rc < 0) return luaL_error(L, "duplex.run: %s", dx_strerror(rc));
-  if (dx_loop_sys_ready(&S->loop)) {     /* signals: hook(name) for each */
+  rc = dx_loop_sys_ready(&S->loop);
+  if (rc & 2) lx_resolve_collect(S);     /* lookups finished: wake their tasks */
+  if (rc & 1) {                          /* signals: hook(name) for each */
     int signo;
     while ((signo = dx_sig_next(&S->sigs)) > 0) {
       lua_getiuservalue(L, lua_upvalueindex(1), 6);
@@ -214,7 +216,7 @@ static int k_sigwatch(lua_State *L) {
   }
   need_loop(L, S);
   rc = lua_toboolean(L, 2) ? dx_sig_watch(&S->sigs, signo) : dx_sig_unwatch(&S->sigs, signo);
-  if (rc == 0) rc = dx_loop_watch_sys(&S->loop, dx_sig_any(&S->sigs) ? S->sigs.fd : -1);
+  if (rc == 0) rc = dx_loop_watch_sys(&S->loop, 0, dx_sig_any(&S->sigs) ? S->sigs.fd : -1);
   if (rc < 0) return lx_fail(L, "onsignal", name, rc);
   lua_pushboolean(L, 1);
   return 1;

@@ -99,11 +99,14 @@ static const char *const listen_opts[] = {
   "backlog", "reuseaddr", "reuseport", "v6only", "nodelay", NULL
 };
 
-static int m_listen(lua_State *L) {
+/* ctx 1: back from looking the host up off the loop (lx_lookup). */
+static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   dx_addr addrs[16];
   dx_listen_opts o;
   lx_server *s;
   int n, i, fd = -EADDRNOTAVAIL;
+  (void)status;
+  if (ctx == 1 && (n = lx_lookup_done(L, 1, "listen")) != 0) return n;
   lua_settop(L, 3);
   lx_check_opts(L, 3, listen_opts);
   o.backlog = 128;
@@ -125,6 +128,8 @@ static int m_listen(lua_State *L) {
     if (!lua_isnil(L, -1)) o.v6only = lx_opt_bool(L, 3, "v6only", 0);
     lua_pop(L, 1);
   }
+  if (ctx == 0 && lx_need_lookup(L, 1) && strcmp(lua_tostring(L, 1), "*") != 0)
+    return lx_lookup(L, 1, 2, -1, 1, listen_k);
   n = lx_resolve(L, 1, 2, 1, addrs, 16);
   if (n < 0) return lx_fail(L, "listen", lua_tostring(L, 1), n);
   s = lua_newuserdatauv(L, sizeof(lx_server), 0);
@@ -147,6 +152,11 @@ static int m_listen(lua_State *L) {
   dx_watch_init(&s->s.w, fd);
   dx_sockname(fd, 0, &s->addr);           /* the port the kernel chose */
   return 1;
+}
+
+static int m_listen(lua_State *L) {
+  lua_settop(L, 3);
+  return listen_k(L, LUA_OK, 0);
 }
 
 static const luaL_Reg methods[] = {

@@ -78,13 +78,17 @@ static int fail_sendto(lua_State *L, lx_call *k, int code) {
 static const lx_op op_sendto = {"sendto", 1, 1, 0, try_send, push_self, fail_sendto, NULL};
 static const lx_op op_send = {"send", 1, 1, 0, try_send, push_self, NULL, NULL};
 
-/* sendto(data, host, port) -> self, or nil, msg, code */
-static int u_sendto(lua_State *L) {
+/* sendto(data, host, port) -> self, or nil, msg, code. ctx 1: back from
+ * looking the host up off the loop. */
+static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   lx_udp *u = check_udp(L);
   dx_addr *to;
   int rc;
+  (void)status;
+  if (ctx == 1 && (rc = lx_lookup_done(L, 3, "sendto")) != 0) return rc;
   luaL_checkstring(L, 2);
   lua_settop(L, 4);
+  if (ctx == 0 && lx_need_lookup(L, 3)) return lx_lookup(L, 3, 4, u->s.timeout, 1, sendto_k);
   to = lua_newuserdatauv(L, sizeof *to, 0);
   rc = dest(L, u, 3, to);
   if (rc < 0) return lx_fail(L, "sendto", lua_tostring(L, 3), rc);
@@ -92,6 +96,8 @@ static int u_sendto(lua_State *L) {
   lua_settop(L, 3);
   return lx_drive(L, &op_sendto, lx_deadline(u->s.timeout));
 }
+
+static int u_sendto(lua_State *L) { return sendto_k(L, LUA_OK, 0); }
 
 /* send(data) -> self, or nil, msg, code (connected sockets) */
 static int u_send(lua_State *L) {
@@ -158,16 +164,24 @@ static int u_recv(lua_State *L) { return receive(L, &op_recv); }
 
 /* --- the rest ------------------------------------------------------------------- */
 
-/* connect(host, port) -> self: the default peer of send/recv */
-static int u_connect(lua_State *L) {
+/* connect(host, port) -> self: the default peer of send/recv. ctx 1:
+ * back from looking the host up off the loop. */
+static int uconnect_k(lua_State *L, int status, lua_KContext ctx) {
   lx_udp *u = check_open(L);
   dx_addr a;
-  int rc = dest(L, u, 2, &a);
+  int rc;
+  (void)status;
+  if (ctx == 1 && (rc = lx_lookup_done(L, 2, "connect")) != 0) return rc;
+  lua_settop(L, 3);
+  if (ctx == 0 && lx_need_lookup(L, 2)) return lx_lookup(L, 2, 3, u->s.timeout, 1, uconnect_k);
+  rc = dest(L, u, 2, &a);
   if (rc == 0) rc = dx_udp_connect(u->s.w.fd, &a);
   if (rc < 0) return lx_fail(L, "connect", lua_tostring(L, 2), rc);
   lua_settop(L, 1);
   return 1;
 }
+
+static int u_connect(lua_State *L) { return uconnect_k(L, LUA_OK, 0); }
 
 static int u_getpeername(lua_State *L) {
   lx_udp *u = check_open(L);
@@ -298,12 +312,15 @@ static int u_tostring(lua_State *L) {
 
 static const char *const new_opts[] = {"family", "reuseaddr", "reuseport", NULL};
 
-static int m_udp(lua_State *L) {
+/* ctx 1: back from looking the host up off the loop. */
+static int udp_k(lua_State *L, int status, lua_KContext ctx) {
   static const char *const families[] = {"inet", "inet6", "unix", NULL};
   static const int family_of[] = {AF_INET, AF_INET6, AF_UNIX};
   dx_addr addrs[16];
   lx_udp *u;
   int n = 0, i, fd = -EAFNOSUPPORT, family = AF_INET, reuseaddr, reuseport;
+  (void)status;
+  if (ctx == 1 && (n = lx_lookup_done(L, 1, "udp")) != 0) return n;
   lua_settop(L, 3);
   lx_check_opts(L, 3, new_opts);
   reuseaddr = lx_opt_bool(L, 3, "reuseaddr", 0);
@@ -319,8 +336,11 @@ static int m_udp(lua_State *L) {
     lua_pop(L, 1);
   }
   if (!lua_isnil(L, 1)) {
-    if (lua_type(L, 2) == LUA_TNIL && strncmp(luaL_checkstring(L, 1), "unix:", 5) != 0)
+    if (lua_type(L, 2) == LUA_TNIL && (lua_type(L, 1) == LUA_TUSERDATA ||
+                                       strncmp(luaL_checkstring(L, 1), "unix:", 5) != 0))
       luaL_argerror(L, 2, "port expected");
+    if (ctx == 0 && lx_need_lookup(L, 1) && strcmp(lua_tostring(L, 1), "*") != 0)
+      return lx_lookup(L, 1, 2, -1, 1, udp_k);
     n = lx_resolve(L, 1, 2, 1, addrs, 16);
     if (n < 0) return lx_fail(L, "udp", lua_tostring(L, 1), n);
   }
@@ -351,6 +371,11 @@ static int m_udp(lua_State *L) {
     dx_sockname(fd, 0, &u->local);       /* the port the kernel chose */
   }
   return 1;
+}
+
+static int m_udp(lua_State *L) {
+  lua_settop(L, 3);
+  return udp_k(L, LUA_OK, 0);
 }
 
 static const luaL_Reg methods[] = {

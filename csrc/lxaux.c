@@ -98,8 +98,15 @@ int lx_opt_bool(lua_State *L, int arg, const char *key, int dflt) {
 
 int lx_resolve(lua_State *L, int hostarg, int portarg, int passive,
                dx_addr *out, int max) {
-  const char *host = lx_checkcstring(L, hostarg, "host");
+  const char *host;
   lua_Integer port;
+  if (lua_type(L, hostarg) == LUA_TUSERDATA) {
+    int n;
+    port = luaL_checkinteger(L, portarg);
+    luaL_argcheck(L, port >= 0 && port <= 65535, portarg, "port out of range");
+    if ((n = lx_answer_addrs(L, hostarg, (int)port, out, max)) >= 0) return n;
+  }
+  host = lx_checkcstring(L, hostarg, "host");
   if (strncmp(host, "unix:", 5) == 0) {
     int rc = dx_addr_unix(host + 5, out);
     if (rc == -EINVAL) luaL_argerror(L, hostarg, "empty unix socket path");
