@@ -199,11 +199,11 @@ void dx_loop_kill(dx_loop *l, int slot) {
 
 int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline) {
   dx_task *t = &l->tasks[slot];
+  if (w != NULL && !w->reg) {
+    int rc = dx_backend_add(l, w);
+    if (rc < 0) return rc;
+  }
   if (w != NULL && t->watch == NULL) {
-    if (!w->reg) {
-      int rc = dx_backend_add(l, w);
-      if (rc < 0) return rc;
-    }
     t->watch = w;
     t->dir = dir;
     t->next = 0;
@@ -217,6 +217,11 @@ int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline)
   t->fired = 0;
   if (t->watch) l->nio++;
   return 0;
+}
+
+void dx_loop_rewatch(dx_loop *l, dx_watch *w, int fd) {
+  if (w->reg) dx_backend_del(l, w);
+  w->fd = fd;
 }
 
 void dx_loop_ready(dx_loop *l, int slot) {

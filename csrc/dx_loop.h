@@ -59,6 +59,9 @@ void dx_loop_kill(dx_loop *l, int slot);
  * Joins w's FIFO if not in it yet. 0, or -errno if the backend refuses the
  * descriptor. */
 int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline);
+/* Point w at another descriptor (or -1), keeping its FIFOs: the backend
+ * forgets the old one. */
+void dx_loop_rewatch(dx_loop *l, dx_watch *w, int fd);
 /* Make a task ready now (clears its timer; keeps its FIFO place). */
 void dx_loop_ready(dx_loop *l, int slot);
 /* The task is done with its socket operation: leave FIFO and timer; the

@@ -6,6 +6,7 @@
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
+#include "dx_time.h"
 
 #include <errno.h>
 #include <math.h>
@@ -198,38 +199,95 @@ static int m_stream(lua_State *L) {
 /* --- connect ------------------------------------------------------------------- */
 
 #define LX_MAXADDR 16
+#define LX_STAGGER 0.25        /* Happy Eyeballs: start the next address after */
+#define LX_RECHECK 0.025       /* older attempts are polled this often */
 
+/* The addresses to try and the attempts under way (fd[i] for a[i], -1
+ * when none); its __gc closes attempts left by a task that was cancelled. */
 typedef struct lx_targets {
-  int n, hasbind;
+  int n, hasbind, last;        /* last: the address of the last failure */
+  double next_start;           /* when the next address may start */
   dx_addr a[LX_MAXADDR];
+  int fd[LX_MAXADDR];
   dx_addr bind;
 } lx_targets;
 
+static void close_attempts(lx_targets *t, int keep) {
+  int i;
+  for (i = 0; i < t->n; i++) {
+    if (t->fd[i] >= 0 && t->fd[i] != keep) dx_close(t->fd[i]);
+    t->fd[i] = -1;
+  }
+}
+
+static int targets_gc(lua_State *L) {
+  close_attempts((lx_targets *)lua_touserdata(L, 1), -1);
+  return 0;
+}
+
+/* Make fd the one the client waits on (the driver's watch). */
+static void watch_fd(lx_state *S, lx_client *c, int fd) {
+  if (S->loop_ok) dx_loop_rewatch(&S->loop, &c->s.w, fd);
+  else c->s.w.fd = fd;
+}
+
+/* Attempt i connected: it becomes the client; the others are closed. */
+static int won(lx_call *k, lx_targets *t, int i) {
+  lx_client *c = (lx_client *)k->sock;
+  int fd = t->fd[i];
+  close_attempts(t, fd);
+  watch_fd(k->S, c, fd);
+  set_peer(c, &t->a[i]);
+  return LX_DONE;
+}
+
 /* Stack: 1 host, 2 port, 3 opts, 4 targets, 5 client. Progress: k[0] the
- * address being tried, k[1] the last failure. Every address is tried in
- * turn under the one deadline of the call. */
+ * next address to start, k[1] the last failure. Happy Eyeballs (RFC 8305):
+ * the next address starts after LX_STAGGER, or at once when an attempt
+ * fails; the first to connect wins; all under the one deadline of the
+ * call. The client waits on its newest attempt; older ones are polled. */
 static int try_connect(lua_State *L, lx_call *k) {
   lx_targets *t = (lx_targets *)lua_touserdata(L, 4);
   lx_client *c = (lx_client *)k->sock;
   for (;;) {
-    int rc, fd;
-    if (c->s.w.fd >= 0) {                 /* an attempt is under way */
-      rc = dx_connect_result(c->s.w.fd);
-      if (rc == -EINPROGRESS) return LX_WAIT_WRITE;
-      if (rc == 0) return LX_DONE;
-      lx_sock_close(k->S, &c->s);
+    int i, rc, fd, busy = 0, failed = 0, newest = -1;
+    double now;
+    for (i = 0; i < (int)k->k[0]; i++) {
+      if (t->fd[i] < 0) continue;
+      rc = dx_connect_result(t->fd[i]);
+      if (rc == 0) return won(k, t, i);
+      if (rc == -EINPROGRESS) {
+        busy++;
+        newest = i;
+        continue;
+      }
+      if (t->fd[i] == c->s.w.fd) watch_fd(k->S, c, -1);
+      dx_close(t->fd[i]);
+      t->fd[i] = -1;
       k->k[1] = rc;
-      k->k[0]++;
+      t->last = i;
+      failed = 1;
     }
-    if (k->k[0] >= t->n) return k->k[1] ? (int)k->k[1] : -ECONNREFUSED;
-    set_peer(c, &t->a[k->k[0]]);
-    rc = dx_connect_start(&t->a[k->k[0]], t->hasbind ? &t->bind : NULL,
-                          lx_opt_bool(L, 3, "nodelay", 1), &fd);
-    if (fd >= 0) lx_client_set(c, fd, NULL);
-    if (rc == 0) return LX_DONE;
-    if (rc == -EINPROGRESS) return LX_WAIT_WRITE;
-    k->k[1] = rc;
-    k->k[0]++;
+    now = busy && k->k[0] < t->n ? dx_now() : 0;
+    if (k->k[0] < t->n && (busy == 0 || failed || now >= t->next_start)) {
+      i = (int)k->k[0]++;
+      rc = dx_connect_start(&t->a[i], t->hasbind ? &t->bind : NULL,
+                            lx_opt_bool(L, 3, "nodelay", 1), &fd);
+      t->fd[i] = fd;
+      if (rc == 0) return won(k, t, i);
+      if (rc != -EINPROGRESS) {
+        k->k[1] = rc;
+        t->last = i;
+        continue;                         /* failed at once: the next now */
+      }
+      t->next_start = dx_now() + LX_STAGGER;
+      continue;                           /* it may have connected at once */
+    }
+    if (busy == 0) return k->k[1] ? (int)k->k[1] : -ECONNREFUSED;
+    if (c->s.w.fd != t->fd[newest]) watch_fd(k->S, c, t->fd[newest]);
+    if (k->k[0] < t->n) k->wake_at = t->next_start;
+    else if (busy > 1) k->wake_at = dx_now() + LX_RECHECK;
+    return LX_WAIT_WRITE;
   }
 }
 
@@ -241,11 +299,36 @@ static int push_connect(lua_State *L, lx_call *k) {
 
 static int fail_connect(lua_State *L, lx_call *k, int code) {
   lx_targets *t = (lx_targets *)lua_touserdata(L, 4);
-  int i = k->k[0] < t->n ? (int)k->k[0] : t->n - 1;
+  lx_client *c = (lx_client *)k->sock;
   char where[128];
-  lx_sock_close(k->S, k->sock);
-  dx_addr_label(&t->a[i], where, sizeof where);
+  watch_fd(k->S, c, -1);
+  close_attempts(t, -1);
+  dx_addr_label(&t->a[t->last], where, sizeof where);
   return lx_fail(L, "connect", where, code);
+}
+
+/* Happy Eyeballs order: the families alternate, starting with the first
+ * address's (the resolver's preference). */
+static void interleave(lx_targets *t) {
+  dx_addr out[LX_MAXADDR];
+  int used[LX_MAXADDR] = {0}, n = 0, i, want;
+  if (t->n < 2) return;
+  want = t->a[0].ss.ss_family;
+  while (n < t->n) {
+    int found = 0;
+    for (i = 0; i < t->n && !found; i++) {
+      if (!used[i] && t->a[i].ss.ss_family == want) {
+        out[n++] = t->a[i];
+        used[i] = found = 1;
+      }
+    }
+    if (!found) {                          /* only the other family is left */
+      for (i = 0; i < t->n; i++)
+        if (!used[i]) out[n++] = t->a[i], used[i] = 1;
+    }
+    want = want == AF_INET6 ? AF_INET : AF_INET6;
+  }
+  memcpy(t->a, out, sizeof(dx_addr) * (size_t)t->n);
 }
 
 static const lx_op op_connect = {
@@ -330,7 +413,11 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     }
   }
   t = lua_newuserdatauv(L, sizeof(lx_targets), 0);          /* 4 */
-  t->hasbind = 0;
+  t->hasbind = t->last = 0;
+  t->next_start = 0;
+  for (i = 0; i < LX_MAXADDR; i++) t->fd[i] = -1;
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_setmetatable(L, -2);
   if (!lua_isnil(L, 3) && (n = resolve_bind(L, t)) != 0) return n;
   n = lx_resolve(L, 1, 2, 0, t->a, LX_MAXADDR);
   if (n < 0) return lx_fail(L, "connect", lua_tostring(L, 1), n);
@@ -338,6 +425,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   for (i = 0; i < n; i++)
     if (family == AF_UNSPEC || t->a[i].ss.ss_family == family) t->a[t->n++] = t->a[i];
   if (t->n == 0) return lx_fail(L, "connect", lua_tostring(L, 1), -EAFNOSUPPORT);
+  interleave(t);
   lx_client_new(L);                                         /* 5 */
   return lx_drive(L, &op_connect, deadline);
 }
@@ -371,7 +459,10 @@ void lx_open_client(lua_State *L) {
                                      "client_methods", LX_CLS_CLIENT);
   lua_setiuservalue(L, -2, 4);              /* for lx_client_new */
   lua_pushvalue(L, -1);
-  lua_pushcclosure(L, m_connect, 1);
+  lua_createtable(L, 0, 1);                 /* the targets' metatable */
+  lua_pushcfunction(L, targets_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcclosure(L, m_connect, 2);
   lua_setfield(L, -3, "connect");
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, m_stream, 1);

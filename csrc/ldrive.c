@@ -113,6 +113,7 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
       else if (dx_loop_busy(&c->sock->w, op->dir)) return lx_cannot_wait(L);
     }
     if (turn) {
+      c->wake_at = -1;
       r = op->try(L, c);
       if (r <= 0) return finish(L, op, c, r);
       dir = r == LX_WAIT_WRITE ? 1 : 0;
@@ -127,6 +128,7 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
     until = earlier(c->deadline, c->idle_at);
     if (until > 0 && dx_now() >= until) return finish(L, op, c, -ETIMEDOUT);
     if (op->stall) op->stall(L, c);
+    if (turn) until = earlier(until, c->wake_at);
     if (S->running == L && lua_isyieldable(L)) {
       dx_watch *w = r == LX_WAIT_TIMER || c->sock == NULL ? NULL : &c->sock->w;
       int rc = dx_loop_suspend(&S->loop, S->slot, w, dir, until);
@@ -153,6 +155,7 @@ static void init_call(lx_call *c, lx_state *S, lx_sock *sock, int base, double d
   c->base = base;
   c->deadline = deadline;
   c->idle_at = sock && sock->idle > 0 ? 0 : -1;    /* 0: from the first wait */
+  c->wake_at = -1;
   c->moved = 0;
   c->k[0] = c->k[1] = 0;
   c->fired = 0;

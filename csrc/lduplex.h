@@ -78,6 +78,7 @@ typedef struct lx_call {
   double deadline;            /* -1 none, 0 never wait, else monotonic time */
   double idle_at;             /* idle deadline: -1 none, 0 not started yet */
   int moved;                  /* try moved bytes: the idle deadline moves */
+  double wake_at;             /* try: also wake then (-1 none), no timeout */
   lua_Integer k[2];           /* the operation's progress, kept across waits */
   int fired;                  /* the last wait ended by the deadline */
   int saved;                  /* the driver's slots are on the stack */
