@@ -198,7 +198,12 @@ void dx_loop_kill(dx_loop *l, int slot) {
 }
 
 int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline) {
+  return dx_loop_suspend_for(l, slot, w, dir, dir, deadline);
+}
+
+int dx_loop_suspend_for(dx_loop *l, int slot, dx_watch *w, int dir, int want, double deadline) {
   dx_task *t = &l->tasks[slot];
+  t->want = (unsigned char)want;
   if (w != NULL && !w->reg) {
     int rc = dx_backend_add(l, w);
     if (rc < 0) return rc;
@@ -265,9 +270,16 @@ void dx_loop_close_watch(dx_loop *l, dx_watch *w) {
 
 /* --- events -------------------------------------------------------------- */
 
-static void wake_head(dx_loop *l, dx_watch *w, int d) {
+/* The head of FIFO d, if it waits for one of these events. */
+static void wake_head(dx_loop *l, dx_watch *w, int d, int events) {
   int s = w->head[d];
-  if (s && l->tasks[s].waiting) dx_loop_ready(l, s);
+  if (s && l->tasks[s].waiting && (events & (l->tasks[s].want ? DX_WRITE : DX_READ)))
+    dx_loop_ready(l, s);
+}
+
+void dx_loop_poke(dx_loop *l, dx_watch *w) {
+  wake_head(l, w, 0, DX_READ | DX_WRITE);
+  wake_head(l, w, 1, DX_READ | DX_WRITE);
 }
 
 void dx_loop_fire(dx_loop *l, dx_watch *w, int events) {
@@ -275,8 +287,8 @@ void dx_loop_fire(dx_loop *l, dx_watch *w, int events) {
     l->sysready |= w == &l->sys[0] ? 1 : 2;
     return;
   }
-  if (events & DX_READ) wake_head(l, w, 0);
-  if (events & DX_WRITE) wake_head(l, w, 1);
+  wake_head(l, w, 0, events);
+  wake_head(l, w, 1, events);
 }
 
 int dx_loop_watch_sys(dx_loop *l, int i, int fd) {

@@ -24,6 +24,7 @@ typedef struct dx_task {
   int dir;
   int heap;               /* index in the timer heap, or -1 */
   unsigned char live, waiting, fired;
+  unsigned char want;     /* readiness it waits for: 0 read, 1 write */
   unsigned char queued;   /* wants to run: ready */
   unsigned char inring;   /* has an entry in the ring (maybe stale) */
 } dx_task;
@@ -59,6 +60,12 @@ void dx_loop_kill(dx_loop *l, int slot);
  * Joins w's FIFO if not in it yet. 0, or -errno if the backend refuses the
  * descriptor. */
 int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline);
+/* The same for a task that keeps its place in w's FIFO `dir` but waits for
+ * readiness in direction `want` (a TLS read that must write first). */
+int dx_loop_suspend_for(dx_loop *l, int slot, dx_watch *w, int dir, int want, double deadline);
+/* Something changed on w that readiness will not tell (a TLS record was
+ * taken in by the other direction): the FIFO heads waiting on w retry. */
+void dx_loop_poke(dx_loop *l, dx_watch *w);
 /* Point w at another descriptor (or -1), keeping its FIFOs: the backend
  * forgets the old one. */
 void dx_loop_rewatch(dx_loop *l, dx_watch *w, int fd);

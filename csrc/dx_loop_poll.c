@@ -59,8 +59,11 @@ int dx_backend_wait(dx_loop *l, int ms) {
   for (i = 0; i < ps->n; i++) {
     dx_watch *w = ps->w[i];
     short ev = w == &l->sys[0] || w == &l->sys[1] ? POLLIN : 0;
-    if (w->head[0] && l->tasks[w->head[0]].waiting) ev |= POLLIN;
-    if (w->head[1] && l->tasks[w->head[1]].waiting) ev |= POLLOUT;
+    int d;
+    for (d = 0; d < 2; d++) {
+      const dx_task *h = w->head[d] ? &l->tasks[w->head[d]] : NULL;
+      if (h && h->waiting) ev |= h->want ? POLLOUT : POLLIN;
+    }
     ps->p[i].fd = ev ? w->fd : -1;
     ps->p[i].events = ev;
     ps->p[i].revents = 0;

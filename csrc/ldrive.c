@@ -8,7 +8,9 @@
  *   coroutine a task created, an onerror handler) may operate only when
  *   nobody is queued, because it cannot queue.
  * - A wait follows only what try said, and try says "wait" only after the
- *   kernel said EAGAIN: a short read or write proves nothing.
+ *   kernel said EAGAIN: a short read or write proves nothing. The task
+ *   waits for the direction try asked for (a TLS read may have to write)
+ *   while it keeps its place in its own direction's FIFO.
  * - One deadline per call, fixed when the call starts; and, with an
  *   idle timeout, a second one that every byte moved pushes back.
  * - The push runs after the driver has left the FIFO and the timer: pushing
@@ -131,7 +133,8 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
     if (turn) until = earlier(until, c->wake_at);
     if (S->running == L && lua_isyieldable(L)) {
       dx_watch *w = r == LX_WAIT_TIMER || c->sock == NULL ? NULL : &c->sock->w;
-      int rc = dx_loop_suspend(&S->loop, S->slot, w, dir, until);
+      /* queued in the op's own FIFO, waiting for what try asked for */
+      int rc = dx_loop_suspend_for(&S->loop, S->slot, w, op->dir < 0 ? dir : op->dir, dir, until);
       if (rc < 0) return finish(L, op, c, rc);
       save(L, op, c);
       S->waited = 1;
