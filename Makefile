@@ -4,14 +4,27 @@ LUA_INCDIR  ?= /usr/include/lua5.4
 CC          ?= cc
 CFLAGS_EXTRA ?=
 WARN   = -Wall -Wextra -Wshadow -Wundef -Wwrite-strings -Wmissing-prototypes -Wstrict-prototypes
-CFLAGS = -std=c99 -O2 -g -fPIC -fvisibility=hidden $(WARN) -I$(LUA_INCDIR) $(CFLAGS_EXTRA)
+CFLAGS = -std=c99 -O2 -g -fPIC -fvisibility=hidden $(WARN) -I$(LUA_INCDIR) $(TLS_CFLAGS) $(CFLAGS_EXTRA)
 LDFLAGS_SO = -shared -pthread
+
+# TLS is on when OpenSSL 3's headers are there (libssl-dev); TLS=0 builds
+# without it (duplex.tls is then nil). Deprecated OpenSSL calls are errors.
+TLS ?= $(if $(wildcard /usr/include/openssl/ssl.h),1,0)
+ifeq ($(TLS),1)
+TLS_CFLAGS = -DDX_TLS -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED
+TLS_LIBS   = -lssl -lcrypto
+TLS_SRCS   =
+else
+TLS_CFLAGS =
+TLS_LIBS   =
+TLS_SRCS   = csrc/dx_tls.c
+endif
 
 # dx_loop.c includes its backend (dx_loop_epoll.c or dx_loop_poll.c): the
 # backends are prerequisites, not sources of their own.
 BACKENDS  = $(wildcard csrc/dx_loop_*.c)
-SRCS      = $(filter-out $(BACKENDS),$(wildcard csrc/*.c))
-CORE_SRCS = $(filter csrc/dx_%.c,$(SRCS))
+SRCS      = $(filter-out $(BACKENDS) $(TLS_SRCS),$(wildcard csrc/*.c))
+CORE_SRCS = $(filter-out csrc/dx_tls.c,$(filter csrc/dx_%.c,$(SRCS)))
 HDRS      = $(wildcard csrc/*.h)
 OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA)
@@ -23,10 +36,10 @@ all: $(OUT)
 
 $(OUT): $(SRCS) $(HDRS) $(BACKENDS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS_SO) -o $@ $(SRCS)
+	$(CC) $(CFLAGS) $(LDFLAGS_SO) -o $@ $(SRCS) $(TLS_LIBS)
 
 # Install what is missing on Debian (as root), or say the exact command.
-DEPS_PKGS = lua5.4 liblua5.4-dev lua-busted luarocks python3 netcat-openbsd
+DEPS_PKGS = lua5.4 liblua5.4-dev lua-busted luarocks python3 netcat-openbsd libssl-dev openssl curl
 deps:
 	@command -v dpkg-query >/dev/null || exit 0; \
 	missing=""; for p in $(DEPS_PKGS); do \
@@ -85,7 +98,7 @@ ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 asan: deps
 	$(MAKE) test-core-asan
 	@mkdir -p build/asan/duplex
-	$(CC) $(CFLAGS) -O1 $(ASAN_FLAGS) $(LDFLAGS_SO) -o build/asan/duplex/core.so $(SRCS)
+	$(CC) $(CFLAGS) -O1 $(ASAN_FLAGS) $(LDFLAGS_SO) -o build/asan/duplex/core.so $(SRCS) $(TLS_LIBS)
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	DUPLEX_CPATH=./build/asan/?.so \
@@ -94,7 +107,7 @@ asan: deps
 # The poll(2) backend (used where epoll is missing), tried on Linux.
 test-poll: deps
 	@mkdir -p build/poll/duplex
-	$(CC) $(CFLAGS) -DDX_USE_POLL $(LDFLAGS_SO) -o build/poll/duplex/core.so $(SRCS)
+	$(CC) $(CFLAGS) -DDX_USE_POLL $(LDFLAGS_SO) -o build/poll/duplex/core.so $(SRCS) $(TLS_LIBS)
 	DUPLEX_CPATH=./build/poll/?.so $(BUSTED) --cpath=./build/poll/?.so -o utfTerminal spec
 
 # Every socket read and write cut to 1-7 bytes, EINTR one call in eight:

@@ -388,9 +388,11 @@ int dx_wait_fd(int fd, int events, int ms) {
   X(EAFNOSUPPORT) X(EADDRINUSE) X(EADDRNOTAVAIL) X(ENETDOWN) X(ENETUNREACH) \
   X(ENETRESET) X(ECONNABORTED) X(ECONNRESET) X(ENOBUFS) X(EISCONN) \
   X(ENOTCONN) X(ESHUTDOWN) X(ETIMEDOUT) X(ECONNREFUSED) X(EHOSTDOWN) \
-  X(EHOSTUNREACH) X(EALREADY) X(EINPROGRESS) X(ECANCELED) X(ELOOP)
+  X(EHOSTUNREACH) X(EALREADY) X(EINPROGRESS) X(ECANCELED) X(ELOOP) X(EPROTO) \
+  X(ENODEV)
 
 const char *dx_errname(int code) {
+  if (code == DX_ECERT) return "ECERT";
   if (DX_ISEAI(code)) {
     int i = -code - DX_EAI_BASE;
     return i < NEAI ? eai_names[i].name : "EAI_FAIL";
@@ -402,6 +404,7 @@ const char *dx_errname(int code) {
 }
 
 const char *dx_strerror(int code) {
+  if (code == DX_ECERT) return "certificate verification failed";
   if (DX_ISEAI(code)) {
     int i = -code - DX_EAI_BASE;
     return gai_strerror(i < NEAI ? eai_names[i].eai : EAI_FAIL);

@@ -15,7 +15,7 @@
 #include <sys/uio.h>
 
 #define DX_EAI_BASE 20000
-#define DX_ISEAI(code) ((code) <= -DX_EAI_BASE)
+#define DX_ISEAI(code) ((code) <= -DX_EAI_BASE && (code) > -DX_EAI_BASE - 1000)
 
 typedef struct dx_addr {
   struct sockaddr_storage ss;
@@ -23,6 +23,13 @@ typedef struct dx_addr {
 } dx_addr;
 
 enum { DX_READ = 1, DX_WRITE = 2 };
+
+/* Besides bytes and -errno: wait for that direction (TLS may want either,
+ * whatever the operation). */
+#define DX_WANT_READ  (-40001)
+#define DX_WANT_WRITE (-40002)
+/* A code of duplex's own: the peer's TLS certificate did not verify. */
+#define DX_ECERT (-40003)
 
 /* Resolve host/port into up to `max` addresses. host "*" means every
  * address (IPv6 dual-stack first, then IPv4); `passive` is for binding.

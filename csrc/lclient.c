@@ -28,8 +28,9 @@ lx_client *lx_client_new(lua_State *L) {
   dx_buf_init(&c->rb);
   c->maxline = LX_MAXLINE;
   c->cut = 0;
-  c->eof = c->isunix = c->notsock = c->adopted = c->keepfd = 0;
+  c->eof = c->isunix = c->notsock = c->adopted = c->keepfd = c->accepted = 0;
   c->oldflags = 0;
+  c->tls = NULL;
   memset(&c->peer, 0, sizeof c->peer);
   lua_getiuservalue(L, lua_upvalueindex(1), 4);   /* the client metatable */
   lua_setmetatable(L, -2);
@@ -72,6 +73,9 @@ static int c_shutdown(lua_State *L) {
   int how, rc;
   if (!lua_isnoneornil(L, 2)) lx_checkcstring(L, 2, "mode");
   how = how_of[luaL_checkoption(L, 2, "rw", hows)];
+#ifdef DX_TLS
+  if (c->tls && how != SHUT_RD) dx_tls_close_notify(c->tls);   /* then the FIN */
+#endif
   rc = dx_shutdown(c->s.w.fd, how);
   if (rc < 0) return lx_sockfail(L, &c->s, "shutdown", rc);
   lua_settop(L, 1);
@@ -122,6 +126,13 @@ static int c_getoption(lua_State *L) {
 }
 
 static void release(lx_state *S, lx_client *c) {
+#ifdef DX_TLS
+  if (c->tls) {              /* close_notify once, never waiting: then free */
+    if (c->s.w.fd >= 0) dx_tls_close_notify(c->tls);
+    dx_tls_free(c->tls);
+    c->tls = NULL;
+  }
+#endif
   if (c->adopted && c->s.w.fd >= 0) {        /* duplex.stream: give it back */
     dx_fd_restore(c->s.w.fd, c->oldflags);
     if (c->keepfd) {
@@ -206,7 +217,10 @@ static int m_stream(lua_State *L) {
  * when none); its __gc closes attempts left by a task that was cancelled. */
 typedef struct lx_targets {
   int n, hasbind, last;        /* last: the address of the last failure */
+  int family;                  /* AF_UNSPEC, or only addresses of this one */
   double next_start;           /* when the next address may start */
+  double deadline;             /* of the whole call: lookup, connect, TLS */
+  char name[256];              /* the host as given: SNI, messages */
   dx_addr a[LX_MAXADDR];
   int fd[LX_MAXADDR];
   dx_addr bind;
@@ -231,13 +245,46 @@ static void watch_fd(lx_state *S, lx_client *c, int fd) {
   else c->s.w.fd = fd;
 }
 
-/* Attempt i connected: it becomes the client; the others are closed. */
-static int won(lx_call *k, lx_targets *t, int i) {
+/* The TLS handshake after connecting, under the same deadline. */
+static int handshake(lx_call *k, lx_client *c) {
+#ifdef DX_TLS
+  int r = dx_tls_handshake(c->tls);
+  if (r == DX_WANT_READ) return LX_WAIT_READ;
+  if (r == DX_WANT_WRITE) return LX_WAIT_WRITE;
+  if (r == 0 && k->S->loop_ok) dx_loop_poke(&k->S->loop, &c->s.w);
+  return r;
+#else
+  (void)k, (void)c;
+  return LX_DONE;
+#endif
+}
+
+/* Attempt i connected: it becomes the client; the others are closed; TLS
+ * starts if asked (SNI and the name checked: the context's servername,
+ * else the host as given). */
+static int won(lua_State *L, lx_call *k, lx_targets *t, int i) {
   lx_client *c = (lx_client *)k->sock;
   int fd = t->fd[i];
   close_attempts(t, fd);
   watch_fd(k->S, c, fd);
   set_peer(c, &t->a[i]);
+#ifdef DX_TLS
+  if (!lua_isnil(L, 5)) {
+    char err[256], host[256];
+    const char *sn = lx_tls_servername(L, 5), *why;
+    if (t->name[0]) snprintf(host, sizeof host, "%s", t->name);
+    else {
+      int port;
+      const char *family;
+      dx_addr_text(&t->a[i], host, sizeof host, &port, &family);
+    }
+    why = lx_tls_start(c, lx_tls_ctx_of(L, 5), 0, sn, host, NULL, 0, err, sizeof err);
+    if (why) return luaL_error(L, "connect: %s", why);
+    return handshake(k, c);
+  }
+#else
+  (void)L;
+#endif
   return LX_DONE;
 }
 
@@ -249,13 +296,14 @@ static int won(lx_call *k, lx_targets *t, int i) {
 static int try_connect(lua_State *L, lx_call *k) {
   lx_targets *t = (lx_targets *)lua_touserdata(L, 4);
   lx_client *c = (lx_client *)k->sock;
+  if (c->tls) return handshake(k, c);     /* connected: TLS under way */
   for (;;) {
     int i, rc, fd, busy = 0, failed = 0, newest = -1;
     double now;
     for (i = 0; i < (int)k->k[0]; i++) {
       if (t->fd[i] < 0) continue;
       rc = dx_connect_result(t->fd[i]);
-      if (rc == 0) return won(k, t, i);
+      if (rc == 0) return won(L, k, t, i);
       if (rc == -EINPROGRESS) {
         busy++;
         newest = i;
@@ -274,7 +322,7 @@ static int try_connect(lua_State *L, lx_call *k) {
       rc = dx_connect_start(&t->a[i], t->hasbind ? &t->bind : NULL,
                             lx_opt_bool(L, 3, "nodelay", 1), &fd);
       t->fd[i] = fd;
-      if (rc == 0) return won(k, t, i);
+      if (rc == 0) return won(L, k, t, i);
       if (rc != -EINPROGRESS) {
         k->k[1] = rc;
         t->last = i;
@@ -293,14 +341,31 @@ static int try_connect(lua_State *L, lx_call *k) {
 
 static int push_connect(lua_State *L, lx_call *k) {
   (void)k;
-  lua_pushvalue(L, 5);
+  lua_pushvalue(L, 6);
   return 1;
 }
 
 static int fail_connect(lua_State *L, lx_call *k, int code) {
   lx_targets *t = (lx_targets *)lua_touserdata(L, 4);
   lx_client *c = (lx_client *)k->sock;
-  char where[128];
+  char where[300];
+  if (c->tls) {                           /* connected, the handshake failed */
+#ifdef DX_TLS
+    const char *why = dx_tls_failure(c->tls) == code ? dx_tls_error(c->tls) : dx_strerror(code);
+    if (t->name[0]) {                     /* name the peer as it was given */
+      int port = (int)lua_tointeger(L, 2);
+      if (strchr(t->name, ':')) snprintf(where, sizeof where, "[%s]:%d", t->name, port);
+      else snprintf(where, sizeof where, "%s:%d", t->name, port);
+    } else {
+      lx_client_label(c, where, sizeof where);
+    }
+    luaL_pushfail(L);
+    lua_pushfstring(L, "tls handshake %s: %s", where, why);
+    lua_pushstring(L, dx_errname(code));
+#endif
+    release(k->S, c);
+    return 3;
+  }
   watch_fd(k->S, c, -1);
   close_attempts(t, -1);
   dx_addr_label(&t->a[t->last], where, sizeof where);
@@ -332,7 +397,7 @@ static void interleave(lx_targets *t) {
 }
 
 static const lx_op op_connect = {
-  "connect", 1, 5, 1, try_connect, push_connect, fail_connect, NULL
+  "connect", 1, 6, 1, try_connect, push_connect, fail_connect, NULL
 };
 
 /* opts.bind: "host" or {host, port} */
@@ -381,53 +446,59 @@ static int family_arg(lua_State *L) {
   return f;
 }
 
-static const char *const connect_opts[] = {"timeout", "nodelay", "bind", NULL};
+static const char *const connect_opts[] = {"timeout", "nodelay", "bind", "tls", NULL};
 
-/* ctx 1: back from looking the host up off the loop (lx_lookup), with the
- * call's deadline at 4. */
+/* ctx 1: back from looking the host up off the loop (lx_lookup).
+ * Stack: 1 host (or the lookup's answer), 2 port, 3 opts, 4 targets,
+ * 5 the TLS context or nil, then 6 the client. */
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   lx_targets *t;
-  double timeout = -1, deadline = -1;
-  int n, i, family = AF_UNSPEC;
+  int n, i;
   (void)status;
-  if (ctx == 1) {
-    if ((n = lx_lookup_done(L, 1, "connect")) != 0) return n;
-    deadline = lua_tonumber(L, 4);
-  }
-  lua_settop(L, 3);
-  if (lua_type(L, 3) == LUA_TSTRING) family = family_arg(L);
-  lx_check_opts(L, 3, connect_opts);
-  if (!lua_isnil(L, 3)) {
-    const char *why;
-    lua_getfield(L, 3, "timeout");
-    why = lx_timeout_error(L, -1, &timeout);
-    if (why) luaL_argerror(L, 3, lua_pushfstring(L, "option 'timeout': %s", why));
-    lua_pop(L, 1);
-    lx_opt_bool(L, 3, "nodelay", 0);
-  }
   if (ctx == 0) {
-    deadline = lx_deadline(timeout);
-    if (lx_need_lookup(L, 1)) {
-      lua_pushnumber(L, deadline);                          /* 4 */
-      return lx_lookup(L, 1, 2, timeout, 1, connect_k);
+    double timeout = -1;
+    int family = AF_UNSPEC;
+    lua_settop(L, 3);
+    if (lua_type(L, 3) == LUA_TSTRING) family = family_arg(L);
+    lx_check_opts(L, 3, connect_opts);
+    if (!lua_isnil(L, 3)) {
+      const char *why;
+      lua_getfield(L, 3, "timeout");
+      why = lx_timeout_error(L, -1, &timeout);
+      if (why) luaL_argerror(L, 3, lua_pushfstring(L, "option 'timeout': %s", why));
+      lua_pop(L, 1);
+      lx_opt_bool(L, 3, "nodelay", 0);
     }
+    t = lua_newuserdatauv(L, sizeof(lx_targets), 0);        /* 4 */
+    memset(t, 0, sizeof *t);
+    for (i = 0; i < LX_MAXADDR; i++) t->fd[i] = -1;
+    t->family = family;
+    t->deadline = lx_deadline(timeout);          /* one deadline for it all */
+    if (lua_type(L, 1) == LUA_TSTRING) snprintf(t->name, sizeof t->name, "%s", lua_tostring(L, 1));
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_setmetatable(L, -2);
+    if (lua_isnil(L, 3)) lua_pushnil(L);                     /* 5 */
+    else lua_getfield(L, 3, "tls");
+#ifdef DX_TLS
+    if (!lua_isnil(L, 5)) lx_tls_option(L, 5, 3);
+#else
+    if (!lua_isnil(L, 5)) luaL_argerror(L, 3, "option 'tls': duplex was built without TLS");
+#endif
+    if (!lua_isnil(L, 3) && (n = resolve_bind(L, t)) != 0) return n;
+    if (lx_need_lookup(L, 1)) return lx_lookup(L, 1, 2, timeout, 1, connect_k);
+  } else {
+    if ((n = lx_lookup_done(L, 1, "connect")) != 0) return n;
+    t = (lx_targets *)lua_touserdata(L, 4);
   }
-  t = lua_newuserdatauv(L, sizeof(lx_targets), 0);          /* 4 */
-  t->hasbind = t->last = 0;
-  t->next_start = 0;
-  for (i = 0; i < LX_MAXADDR; i++) t->fd[i] = -1;
-  lua_pushvalue(L, lua_upvalueindex(2));
-  lua_setmetatable(L, -2);
-  if (!lua_isnil(L, 3) && (n = resolve_bind(L, t)) != 0) return n;
   n = lx_resolve(L, 1, 2, 0, t->a, LX_MAXADDR);
-  if (n < 0) return lx_fail(L, "connect", lua_tostring(L, 1), n);
+  if (n < 0) return lx_fail(L, "connect", t->name, n);
   t->n = 0;
   for (i = 0; i < n; i++)
-    if (family == AF_UNSPEC || t->a[i].ss.ss_family == family) t->a[t->n++] = t->a[i];
-  if (t->n == 0) return lx_fail(L, "connect", lua_tostring(L, 1), -EAFNOSUPPORT);
+    if (t->family == AF_UNSPEC || t->a[i].ss.ss_family == t->family) t->a[t->n++] = t->a[i];
+  if (t->n == 0) return lx_fail(L, "connect", t->name, -EAFNOSUPPORT);
   interleave(t);
-  lx_client_new(L);                                         /* 5 */
-  return lx_drive(L, &op_connect, deadline);
+  lx_client_new(L);                                         /* 6 */
+  return lx_drive(L, &op_connect, t->deadline);
 }
 
 static int m_connect(lua_State *L) {

@@ -26,6 +26,10 @@ static int m_type(lua_State *L) {
         return 1;
       }
     }
+    if (mt == S->tlsctx_mt) {
+      lua_pushliteral(L, "tlscontext");
+      return 1;
+    }
   }
   luaL_pushfail(L);
   return 1;
@@ -68,8 +72,9 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
    * finalised after every socket that still needs its loop. Uservalues:
    * 1 tasks by slot, 2 and 3 the done and report hooks, 4 and 5 the client
    * and server metatables, 6 the signal hook, 7 the udp metatable, 8 the
-   * resolve function. */
-  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 8);
+   * resolve function, 9 the tlscontext metatable, 10 the default client
+   * TLS context. */
+  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 10);
   memset(S, 0, sizeof *S);
   dx_sigs_init(&S->sigs);
   S->scratch.mem = S->scratch_mem;
@@ -93,6 +98,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_write(L);
   lx_open_udp(L);
   lx_open_resolve(L);
+  lx_open_tls(L);
   lx_open_sched(L);
   lua_pop(L, 1);
   return 1;

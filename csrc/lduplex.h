@@ -43,6 +43,7 @@ typedef struct lx_state {
   struct dx_resolver *resolver;   /* the lookup pool, once a task needed it */
   int nlookups;               /* lookups of tasks in the pool */
   const void *answer_mt;      /* identity of lookup answers (lresolve.c) */
+  const void *tlsctx_mt;      /* identity of duplex.tlscontext (ltls.c) */
   dx_scratch scratch;         /* lent to one empty receive buffer at a time */
   char scratch_mem[LX_SCRATCH];
   dx_addr dgram_from;         /* a datagram's sender, from try to push */
@@ -168,6 +169,7 @@ void lx_open_read(lua_State *L);
 void lx_open_write(lua_State *L);
 void lx_open_udp(lua_State *L);
 void lx_open_resolve(lua_State *L);
+void lx_open_tls(lua_State *L);
 /* Wake the tasks whose lookups finished (lresolve.c). */
 void lx_resolve_collect(lx_state *S);
 /* Is the host at hostarg a name, and the caller a task that can wait
@@ -198,7 +200,9 @@ typedef struct lx_client {
   unsigned char notsock;      /* duplex.stream of a pipe, tty, file: read/write */
   unsigned char adopted;      /* duplex.stream: restore oldflags on close */
   unsigned char keepfd;       /* ...and leave the descriptor open */
+  unsigned char accepted;     /* came from accept: the server side */
   int oldflags;
+  struct dx_tls *tls;         /* TLS on it, or NULL (dx_tls.h) */
   struct sockaddr_in6 peer;   /* an inet/inet6 peer for messages (kept after
                                  close); family 0 for Unix sockets */
 } lx_client;
@@ -208,5 +212,18 @@ lx_client *lx_client_new(lua_State *L);
 void lx_client_set(lx_client *c, int fd, const dx_addr *peer);
 /* Where the client talks to, for messages. */
 void lx_client_label(lx_client *c, char *out, size_t n);
+
+#ifdef DX_TLS
+#include "dx_tls.h"
+/* The `tls` option at idx (true, a table, a tlscontext), replaced by the
+ * context userdata (ltls.c); arg names it in errors. */
+struct lx_tlsctx *lx_tls_option(lua_State *L, int idx, int arg);
+dx_tls_ctx *lx_tls_ctx_of(lua_State *L, int idx);
+const char *lx_tls_servername(lua_State *L, int idx);
+/* Start TLS on c: NULL, or the reason in err. */
+const char *lx_tls_start(lx_client *c, dx_tls_ctx *ctx, int server, const char *servername,
+                         const char *host, const char *ahead, size_t aheadlen,
+                         char *err, size_t errlen);
+#endif
 
 #endif

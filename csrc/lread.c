@@ -25,6 +25,14 @@ static long fill(lx_state *S, lx_client *c) {
   char *p = dx_buf_prep(&c->rb, 4096, &S->scratch);
   long n;
   if (p == NULL) return -ENOMEM;
+#ifdef DX_TLS
+  if (c->tls) {
+    n = dx_tls_read(c->tls, p, dx_buf_space(&c->rb));
+    if (n == DX_WANT_READ) return -EAGAIN;
+    /* a record taken in may be what a task waiting to write needed */
+    if (n >= 0 && S->loop_ok) dx_loop_poke(&S->loop, &c->s.w);
+  } else
+#endif
   n = c->notsock ? dx_read(c->s.w.fd, p, dx_buf_space(&c->rb))
                  : dx_recv(c->s.w.fd, p, dx_buf_space(&c->rb));
   if (n > 0) dx_buf_commit(&c->rb, (size_t)n);
@@ -51,6 +59,7 @@ static int receive_until(lua_State *L, lx_call *k, lx_scanner scan) {
     if (r != 0) return r > 0 ? LX_DONE : r;
     n = fill(k->S, c);
     if (n == -EAGAIN) return LX_WAIT_READ;
+    if (n == DX_WANT_WRITE) return LX_WAIT_WRITE;     /* TLS must write first */
     if (n < 0) return (int)n;
     k->moved = 1;
   }
@@ -149,6 +158,7 @@ static int try_read0(lua_State *L, lx_call *k) {
   (void)L;
   if (dx_buf_len(&c->rb) == 0 && !c->eof) {
     long n = fill(k->S, c);
+    if (n == DX_WANT_WRITE) return LX_WAIT_WRITE;
     if (n < 0 && n != -EAGAIN) return (int)n;
   }
   k->ended = dx_buf_len(&c->rb) == 0 && c->eof;

@@ -16,6 +16,8 @@ typedef struct lx_server {
   lx_sock s;
   dx_addr addr;               /* where it listens, for messages and unlink */
   int nodelay;                /* accepted TCP clients get TCP_NODELAY */
+  struct dx_tls_ctx *tls;     /* accepted clients speak TLS, or NULL */
+  double hs_timeout;          /* serve's handshake timeout (seconds) */
 } lx_server;
 
 #define check_server(L) ((lx_server *)lx_checksock(L, lx_state_of(L), LX_CLS_SERVER))
@@ -28,13 +30,26 @@ void lx_server_label(lx_sock *s, char *out, size_t n) {
 /* Stack: 1 self, 2 timeout, 3 the client to fill. */
 static int try_accept(lua_State *L, lx_call *k) {
   lx_server *s = (lx_server *)k->sock;
+  lx_client *c;
   dx_addr peer;
   int fd = dx_accept(s->s.w.fd, &peer);
   if (fd == -EAGAIN) return LX_WAIT_READ;
   if (fd < 0) return fd;
   if (s->nodelay && !dx_nodelay_inherited() && peer.ss.ss_family != AF_UNIX)
     dx_setopt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-  lx_client_set((lx_client *)lua_touserdata(L, 3), fd, &peer);
+  c = (lx_client *)lua_touserdata(L, 3);
+  lx_client_set(c, fd, &peer);
+  c->accepted = 1;
+#ifdef DX_TLS
+  if (s->tls) {                  /* the handshake runs on first use */
+    char err[256];
+    if (lx_tls_start(c, s->tls, 1, NULL, NULL, NULL, 0, err, sizeof err)) {
+      dx_close(fd);
+      dx_watch_init(&c->s.w, -1);
+      return -ENOMEM;
+    }
+  }
+#endif
   return LX_DONE;
 }
 
@@ -55,7 +70,7 @@ static int s_accept(lua_State *L) {
 }
 
 static const char *const server_opts[] = {
-  "reuseaddr", "reuseport", "rcvbuf", "sndbuf", "v6only", "nodelay", NULL
+  "reuseaddr", "reuseport", "rcvbuf", "sndbuf", "v6only", "nodelay", "handshake_timeout", NULL
 };
 
 /* nodelay on a server is for the clients it accepts from now on. */
@@ -64,12 +79,25 @@ static int s_setoption(lua_State *L) {
   int nodelay = lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "nodelay") == 0;
   int on = lua_toboolean(L, 3);
   int r = lx_sockopt(L, &s->s, 1, server_opts);
+  if (r < 0) {                                /* handshake_timeout */
+    double t = luaL_checknumber(L, 3);
+    luaL_argcheck(L, t > 0, 3, "handshake_timeout must be a positive number");
+    s->hs_timeout = t;
+    lua_settop(L, 1);
+    return 1;
+  }
   if (nodelay && lua_toboolean(L, -1)) s->nodelay = on;
   return r;
 }
 
+/* handshake_timeout: serve's, for a TLS server (nil for plaintext). */
 static int s_getoption(lua_State *L) {
-  return lx_sockopt(L, &check_open(L)->s, 0, server_opts);
+  lx_server *s = check_open(L);
+  int r = lx_sockopt(L, &s->s, 0, server_opts);
+  if (r >= 0) return r;
+  if (s->tls) lua_pushnumber(L, s->hs_timeout);
+  else lua_pushnil(L);
+  return 1;
 }
 
 /* close, __close and __gc: idempotent */
@@ -79,6 +107,10 @@ static int s_close(lua_State *L) {
     lx_sock_close(lx_state_of(L), &s->s);
     dx_unlink_unix(&s->addr);     /* we made it: leave no stale path */
   }
+#ifdef DX_TLS
+  dx_tls_ctx_unref(s->tls);
+#endif
+  s->tls = NULL;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -96,15 +128,18 @@ static int s_tostring(lua_State *L) {
 }
 
 static const char *const listen_opts[] = {
-  "backlog", "reuseaddr", "reuseport", "v6only", "nodelay", NULL
+  "backlog", "reuseaddr", "reuseport", "v6only", "nodelay", "tls", "handshake_timeout", NULL
 };
+
+#define LX_HANDSHAKE_TIMEOUT 10.0
 
 /* ctx 1: back from looking the host up off the loop (lx_lookup). */
 static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   dx_addr addrs[16];
   dx_listen_opts o;
   lx_server *s;
-  int n, i, fd = -EADDRNOTAVAIL;
+  int n, i, fd = -EADDRNOTAVAIL, tls = 0;
+  double hs_timeout = LX_HANDSHAKE_TIMEOUT;
   (void)status;
   if (ctx == 1 && (n = lx_lookup_done(L, 1, "listen")) != 0) return n;
   lua_settop(L, 3);
@@ -127,6 +162,24 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
     lua_getfield(L, 3, "v6only");
     if (!lua_isnil(L, -1)) o.v6only = lx_opt_bool(L, 3, "v6only", 0);
     lua_pop(L, 1);
+    lua_getfield(L, 3, "handshake_timeout");
+    if (!lua_isnil(L, -1)) {
+      hs_timeout = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || !(hs_timeout > 0))
+        luaL_argerror(L, 3, "option 'handshake_timeout' must be a positive number");
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 3, "tls");                /* 4: the context, or nil */
+    tls = !lua_isnil(L, -1);
+#ifdef DX_TLS
+    if (tls) {
+      lx_tls_option(L, 4, 3);
+      if (!dx_tls_ctx_can_serve(lx_tls_ctx_of(L, 4)))
+        luaL_argerror(L, 3, "option 'tls': a server's context needs a certificate and a key");
+    }
+#else
+    if (tls) luaL_argerror(L, 3, "option 'tls': duplex was built without TLS");
+#endif
   }
   if (ctx == 0 && lx_need_lookup(L, 1) && strcmp(lua_tostring(L, 1), "*") != 0)
     return lx_lookup(L, 1, 2, -1, 1, listen_k);
@@ -138,6 +191,14 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   s->s.idle = -1;
   s->s.cls = LX_CLS_SERVER;
   s->nodelay = o.nodelay;
+  s->tls = NULL;
+  s->hs_timeout = hs_timeout;
+#ifdef DX_TLS
+  if (tls) {
+    s->tls = lx_tls_ctx_of(L, 4);
+    dx_tls_ctx_ref(s->tls);
+  }
+#endif
   lua_getiuservalue(L, lua_upvalueindex(1), 5);   /* the server metatable */
   lua_setmetatable(L, -2);
   /* Only a family this host lacks moves on to the next address ("*" on a

@@ -38,9 +38,12 @@ static int try_write(lua_State *L, lx_call *k) {
   }
   for (;;) {
     struct iovec iov[LX_IOV];
-    int n = 0, j;
+    int n = 0, j, most = LX_IOV;
     long r;
-    for (j = i; j <= k->base && j < i + LX_IOV; j++) {
+#ifdef DX_TLS
+    if (c->tls) most = 1;                 /* no gather write in TLS */
+#endif
+    for (j = i; j <= k->base && j < i + LX_IOV && n < most; j++) {
       size_t len, skip = j == i ? off : 0;
       const char *s = lua_tolstring(L, j, &len);
       if (len == skip) continue;
@@ -52,11 +55,18 @@ static int try_write(lua_State *L, lx_call *k) {
       c->cut = 0;                         /* the message is whole */
       return LX_DONE;
     }
+#ifdef DX_TLS
+    if (c->tls) {
+      r = dx_tls_write(c->tls, iov[0].iov_base, iov[0].iov_len);
+      if (r >= 0 && k->S->loop_ok) dx_loop_poke(&k->S->loop, &c->s.w);
+    } else
+#endif
     r = c->notsock ? dx_writev(c->s.w.fd, iov, n) : dx_sendv(c->s.w.fd, iov, n);
     if (r < 0) {
       k->k[0] = i;
       k->k[1] = (lua_Integer)off;
-      return r == -EAGAIN ? LX_WAIT_WRITE : (int)r;
+      if (r == DX_WANT_READ) return LX_WAIT_READ;      /* TLS must read first */
+      return r == -EAGAIN || r == DX_WANT_WRITE ? LX_WAIT_WRITE : (int)r;
     }
     k->moved = 1;
     while (i <= k->base) {                /* move the cursor past r bytes */
@@ -106,10 +116,40 @@ static int fail_write(lua_State *L, lx_call *k, int code) {
 
 static const lx_op op_write = {"write", 1, 1, 0, try_write, push_write, fail_write, stall_write};
 
+#ifdef DX_TLS
+#define LX_RECORD 16384
+/* TLS: runs of small pieces become one piece of at most a record each, so
+ * that they go out as one record instead of one each. */
+static void coalesce(lua_State *L) {
+  int top = lua_gettop(L), i, out = 2;
+  for (i = 2; i <= top;) {
+    size_t len;
+    lua_tolstring(L, i, &len);
+    if (len >= LX_RECORD || i == top) {
+      lua_pushvalue(L, i++);
+    } else {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      while (i <= top && b.n + lua_rawlen(L, i) <= LX_RECORD) {
+        size_t n;
+        const char *p = lua_tolstring(L, i++, &n);
+        luaL_addlstring(&b, p, n);
+      }
+      luaL_pushresult(&b);
+    }
+    lua_replace(L, out++);      /* out <= i: nothing unread is overwritten */
+  }
+  lua_settop(L, out - 1);
+}
+#endif
+
 static int c_write(lua_State *L) {
   lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
   int top = lua_gettop(L), i;
   for (i = 2; i <= top; i++) luaL_checklstring(L, i, NULL);
+#ifdef DX_TLS
+  if (c->tls && top > 2) coalesce(L);
+#endif
   return lx_drive(L, &op_write, lx_deadline(c->s.timeout));
 }
 

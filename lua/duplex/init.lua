@@ -15,6 +15,7 @@ local duplex = {
   connect = core.connect,
   stream = core.stream,
   udp = core.udp,
+  tls = core.tls,          -- nil when built without OpenSSL
   resolve = core.resolve,
   type = core.type,
   now = core.now,

@@ -99,6 +99,16 @@ return function(duplex, core, aux)
     local conn <close> = c
     st.clients[c] = true
     st.active = st.active + 1
+    if st.handshake_timeout then   -- TLS: never call the handler unauthenticated
+      local ok, msg = c:handshake(st.handshake_timeout)
+      if not ok then
+        st.clients[c] = nil
+        st.active = st.active - 1
+        st.changed:broadcast()
+        report(msg)                 -- one line, no traceback
+        return
+      end
+    end
     local traceback
     local ok, err = xpcall(handler, function(e)
       if not from_lines(c, e) and not st.cut[c] then traceback = debug.traceback(e, 2) end
@@ -127,7 +137,7 @@ return function(duplex, core, aux)
     opts = opts or {}
     if opts.nodelay ~= nil then self:setoption("nodelay", opts.nodelay) end
     local st = { clients = {}, cut = setmetatable({}, { __mode = "k" }), active = 0,
-                 changed = duplex.cond() }
+                 changed = duplex.cond(), handshake_timeout = self:getoption("handshake_timeout") }
     serving[self] = st
     local accept, max, idle = server.accept, opts.maxclients, opts.idletimeout
     local episode
