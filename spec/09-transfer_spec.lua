@@ -159,7 +159,7 @@ s.close()
 print("sent", len(data), "then got", len(rest))
 ]]
 
-describe("64 MiB transfer", function()
+describe("64 MiB transfer #timing", function()
   local data
 
   lazy_setup(function()

@@ -137,7 +137,7 @@ describe("blocking calls inside tasks", function()
     assert.same(outside, inside)
   end)
 
-  it("write to a peer that never reads times out with nil, msg, 'ETIMEDOUT', nwritten", function()
+  it("write to a peer that never reads times out with nil, msg, 'ETIMEDOUT', nwritten #timing", function()
     local function scenario()
       local c, p = pair()
       c:setoption("sndbuf", 8 * KiB)

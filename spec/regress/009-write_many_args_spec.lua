@@ -60,7 +60,7 @@ local function one_byte_args(n)
 end
 
 describe("regression 009: write with many arguments", function()
-  it("sends 200,000 one-byte arguments whole, at a cost linear in their number", function()
+  it("sends 200,000 one-byte arguments whole, at a cost linear in their number #timing", function()
     local small = least_cpu(one_byte_args(50000), 3)
     local large = least_cpu(one_byte_args(200000), 2)
     -- 4 times the arguments: linear costs about 4 times the CPU, the

@@ -158,7 +158,7 @@ describe("regression 015:", function()
     }, "\n"), out)
   end)
 
-  it("readuntil on a slow drip costs CPU linear in the bytes", function()
+  it("readuntil on a slow drip costs CPU linear in the bytes #timing", function()
     -- "\r" everywhere and the delimiter "\r\n": the worst case for a
     -- search that restarts, since every byte starts a candidate match.
     local ratio, large, small = cost_ratio(4096, 8, 16, "\r", "\r\n",
@@ -172,7 +172,7 @@ describe("regression 015:", function()
       ratio, large, small))
   end)
 
-  it("read(\"l\") on a slow drip costs CPU linear in the bytes", function()
+  it("read(\"l\") on a slow drip costs CPU linear in the bytes #timing", function()
     local ratio, large, small = cost_ratio(131072, 8, 32, "x", "\n",
       function(p) return p:read("l") end,
       function(got, size)
