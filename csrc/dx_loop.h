@@ -81,8 +81,9 @@ void dx_loop_close_watch(dx_loop *l, dx_watch *w);
 
 /* May `slot` operate on w's direction now (nobody ahead of it)? */
 #define dx_loop_myturn(w, dir, slot) ((w)->head[dir] == 0 || (w)->head[dir] == (slot))
-/* Is anybody queued on w's direction? */
+/* Is anybody queued on w's direction? Is the first of them suspended? */
 #define dx_loop_busy(w, dir) ((w)->head[dir] != 0)
+#define dx_loop_head_waits(l, w, dir) ((w)->head[dir] != 0 && (l)->tasks[(w)->head[dir]].waiting)
 
 /* What the binding may know of a task slot. */
 #define dx_loop_gen(l, slot)   ((l)->tasks[slot].gen)

@@ -240,8 +240,11 @@ int dx_listen(const dx_addr *a, const dx_listen_opts *o) {
       return fail_close(fd);
   }
   if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-    if (!(errno == EADDRINUSE && a->ss.ss_family == AF_UNIX && stale_unix(a)))
-      return fail_close(fd);
+    int e = errno;              /* the probe below has errors of its own */
+    if (!(e == EADDRINUSE && a->ss.ss_family == AF_UNIX && stale_unix(a))) {
+      close(fd);
+      return -e;
+    }
     dx_unlink_unix(a);                       /* replace the stale path */
     if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) return fail_close(fd);
   }

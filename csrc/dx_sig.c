@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__linux__) && !defined(DX_USE_SELFPIPE)
@@ -81,8 +82,12 @@ int dx_sig_unwatch(dx_sigs *s, int signo) {
   sigdelset(&s->watched, signo);
   if (s->fd >= 0) signalfd(s->fd, &s->watched, SFD_NONBLOCK | SFD_CLOEXEC);
   if (!s->wasblocked[signo]) {
+    struct timespec zero = {0, 0};
     sigemptyset(&one);
     sigaddset(&one, signo);
+    /* one that came while watched was ours: it must not now take its
+     * default action (end the process) */
+    while (sigtimedwait(&one, NULL, &zero) > 0) {}
     sigprocmask(SIG_UNBLOCK, &one, NULL);
   }
   return 0;

@@ -174,6 +174,17 @@ static int c_tostring(lua_State *L) {
   return 1;
 }
 
+/* idle(client) -> true when a task waits to read it and nothing of a
+ * next message has arrived: between requests (serve's graceful close ends
+ * such connections at once). */
+static int m_idle(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  lx_client *c = check_client(L, S);
+  lua_pushboolean(L, c->s.w.fd >= 0 && S->loop_ok && dx_buf_len(&c->rb) == 0 &&
+                     dx_loop_head_waits(&S->loop, &c->s.w, 0));
+  return 1;
+}
+
 /* --- stream ------------------------------------------------------------------ */
 
 static const char *const stream_opts[] = {"close", NULL};
@@ -538,4 +549,7 @@ void lx_open_client(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, m_stream, 1);
   lua_setfield(L, -3, "stream");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, m_idle, 1);
+  lua_setfield(L, -3, "idle");
 }

@@ -7,7 +7,7 @@
 -- Timing: only generous "does not hang" upper bounds, and lower bounds that
 -- hold on any machine (a deadline cannot pass early).
 --
--- Four tests fail on d3e3369, each marked KNOWN FAILURE where it stands:
+-- Four tests failed on d3e3369 and guard the fixes (marked REGRESSION):
 -- maxclients is exceeded (two tests), close(grace) waits the whole grace for
 -- an idle keep-alive connection, and an EMFILE episode is reported as a pair
 -- of reports per descriptor that comes free while connections wait.
@@ -132,7 +132,7 @@ describe("client idletimeout", function()
     end))
   end)
 
-  it("lets a read last longer than the idle timeout while bytes keep coming; settimeout still bounds it", function()
+  it("lets a read last longer than the idle timeout while bytes keep coming; settimeout still bounds it #timing", function()
     local c, p = helpers.deferred_pair()
     p:settimeout(nil)
     p:setoption("idletimeout", 0.5)
@@ -182,7 +182,7 @@ describe("client idletimeout", function()
     end)
   end
 
-  it("lets a 32 MiB write to a slow but steady reader succeed whole; settimeout(1) alone cuts it", function()
+  it("lets a 32 MiB write to a slow but steady reader succeed whole; settimeout(1) alone cuts it #timing", function()
     local body = big_body()
     local rate = 12 * 1024 * 1024          -- about 2.7 s for 32 MiB
     -- idletimeout 0.5, no timeout: the write takes seconds and succeeds
@@ -228,7 +228,7 @@ describe("client idletimeout", function()
   -- buffers, and up to ~0.8 s with a 64 KiB send buffer (measured). Hence
   -- idletimeout=3 here (against a reply that takes ~8 s); the steady-reader
   -- case above shows idletimeout 0.5 against a 2.7 s write.
-  it("serves a 32 MiB reply (serve idletimeout=3) to curl --limit-rate 4M, whole", function()
+  it("serves a 32 MiB reply (serve idletimeout=3) to curl --limit-rate 4M, whole #timing", function()
     if not has_curl then
       pending("curl not installed (make deps installs it)")
       return
@@ -411,7 +411,7 @@ describe("server:serve options", function()
     end)
   end)
 
-  -- KNOWN FAILURE on d3e3369 (reported): serve counts a connection only
+  -- REGRESSION (failed on d3e3369, fixed since): serve counts a connection only
   -- when its task first runs, so it accepts every connection already queued
   -- (all five here) before any of them counts against maxclients.
   it("maxclients = 2: at most 2 handlers at once, the others wait in the listen queue; all 5 are served", function()
@@ -608,7 +608,7 @@ local function server_stats(proc)
   return st
 end
 
-describe("a slowloris flood", function()
+describe("a slowloris flood #timing", function()
   after_each(helpers.run_cleanups)
 
   it("500 trickling connections are cut by the idle timeout; a fast client is answered throughout", function()
@@ -664,7 +664,7 @@ describe("a slowloris flood", function()
     assert.is_true(st.peak <= 600)
   end)
 
-  -- KNOWN FAILURE on d3e3369 (reported): the peak goes over maxclients (the
+  -- REGRESSION (failed on d3e3369, fixed since): the peak goes over maxclients (the
   -- same maxclients defect as in "server:serve options"); the rest passes.
   it("with maxclients below the flood, a new client waits until idle ones are cut, then is served", function()
     if not has_python then
@@ -712,7 +712,7 @@ end)
 
 ------------------------------------------------------------------------------
 
-describe("server:close(grace)", function()
+describe("server:close(grace) #timing", function()
   after_each(helpers.run_cleanups)
   helpers.track_fds()
 
@@ -734,7 +734,7 @@ describe("server:close(grace)", function()
     end
   end
 
-  -- KNOWN FAILURE on d3e3369 (reported): serve waits the whole grace for
+  -- REGRESSION (failed on d3e3369, fixed since): serve waits the whole grace for
   -- the idle keep-alive connection, returning after 2 s instead of ~0.3 s.
   it("answers the busy client, ends the idle keep-alive one at once, and returns when the busy one is done", function()
     local reports = capture_reports()
@@ -1129,7 +1129,7 @@ describe("serve out of descriptors", function()
     assert.same({ "END " .. env.n, nil }, { lines[3], lines[4] })   -- no other report
   end)
 
-  -- KNOWN FAILURE on d3e3369 (reported): the episode ends at the first
+  -- REGRESSION (failed on d3e3369, fixed since): the episode ends at the first
   -- accept that works, so while connections wait and descriptors come free
   -- one at a time, every freed descriptor makes a pair of reports
   -- ("accepting again", then "backing off").

@@ -4,7 +4,7 @@
 -- with nil, msg, "EADDRINUSE", and leave what is there alone.
 -- The owners of the paths are python3 children (or this process).
 --
--- Two tests fail on d3e3369 (KNOWN FAILURE, marked): when the path belongs
+-- Two tests failed on d3e3369 and guard the fix (marked REGRESSION): when the path belongs
 -- to a live socket that the stale check's connect cannot reach (a full
 -- listen queue: EAGAIN; a datagram socket: EPROTOTYPE), listen reports that
 -- connect's errno instead of EADDRINUSE (dx_listen reads errno after
@@ -182,7 +182,7 @@ describe("listen on a Unix path in use", function()
     assert.same({ n = 2, true, true }, r.serve)
   end)
 
-  -- KNOWN FAILURE on d3e3369 (reported): the stale check's connect
+  -- REGRESSION (failed on d3e3369, fixed since): the stale check's connect
   -- overwrites errno, so listen reports the connect's error (EAGAIN).
   it("fails with EADDRINUSE while a live server's listen queue is full; the path stays", function()
     if not has_python then pending("python3 not installed") return end
@@ -210,7 +210,7 @@ time.sleep(60)
     assert.equal("socket", kind(path))
   end)
 
-  -- KNOWN FAILURE on d3e3369 (reported): as above, listen reports the stale
+  -- REGRESSION (failed on d3e3369, fixed since): as above, listen reports the stale
   -- check's EPROTOTYPE.
   it("fails with EADDRINUSE while a datagram socket is bound to it; the datagram socket still works", function()
     if not has_python then pending("python3 not installed") return end

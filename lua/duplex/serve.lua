@@ -8,6 +8,7 @@
 return function(duplex, core, aux)
   local client, server = core.client_methods, core.server_methods
   local go, current, timeout_error, now = core.go, core.current, core.timeout_error, core.now
+  local idle_client = core.idle
   local typename, report = aux.typename, aux.report
 
   -- Raise like luaL_checkudata would for a method's self.
@@ -50,8 +51,9 @@ return function(duplex, core, aux)
   local c_close = server.close
 
   --- Stop accepting at once. With grace seconds, the serve running on the
-  --- server waits up to grace for its connections to end, then closes the
-  --- clients still open, and only then returns.
+  --- server ends its connections that wait between requests at once, waits
+  --- up to grace for the others to end (closing each as it goes idle), then
+  --- closes the clients still open, and only then returns.
   function server:close(grace)
     if core.type(self) == "closed server" then return true end   -- idempotent
     check_self(self, "server", "close")
@@ -97,8 +99,6 @@ return function(duplex, core, aux)
   -- the client went away (an error of lines(), or serve closed it).
   local function serve_one(st, handler, c)
     local conn <close> = c
-    st.clients[c] = true
-    st.active = st.active + 1
     if st.handshake_timeout then   -- TLS: never call the handler unauthenticated
       local ok, msg = c:handshake(st.handshake_timeout)
       if not ok then
@@ -145,15 +145,18 @@ return function(duplex, core, aux)
       if max and st.active >= max then
         st.changed:wait(1)                  -- a connection ends, or close
       else
-        local c, msg, code = accept(self, math.huge)
+        -- in an episode, take what waits without waiting: the queue found
+        -- empty ends the episode
+        local c, msg, code = accept(self, episode and 0 or math.huge)
         if c then
-          if episode then
-            report(string.format("%s; accepting again after %d failures in %.1f s",
-              episode.msg, episode.count, now() - episode.since))
-            episode = nil
-          end
+          st.clients[c] = true              -- counted now, for maxclients
+          st.active = st.active + 1
           if idle then c:setoption("idletimeout", idle) end
           go(serve_one, st, handler, c)
+        elseif code == "EAGAIN" then
+          report(string.format("%s; accepting again after %d failures in %.1f s",
+            episode.msg, episode.count, now() - episode.since))
+          episode = nil
         elseif code ~= "ECANCELED" then
           if not scarce[code] then
             report(msg, debug.traceback())
@@ -169,9 +172,16 @@ return function(duplex, core, aux)
     end
     if st.grace then                        -- drain, then end the stragglers
       local deadline = now() + st.grace
-      while st.active > 0 and now() < deadline do
-        st.changed:wait(deadline - now())
-      end
+      repeat
+        for c in pairs(st.clients) do       -- between requests: end it now
+          if idle_client(c) then
+            st.cut[c] = true
+            c:close()
+          end
+        end
+        if st.active == 0 then break end
+        st.changed:wait(math.min(0.05, math.max(0, deadline - now())))
+      until now() >= deadline
       for c in pairs(st.clients) do
         st.cut[c] = true
         c:close()
