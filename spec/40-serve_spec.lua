@@ -1098,7 +1098,7 @@ end
 local BACKING_OFF = "^REPORT nil accept 127%%.0%%.0%%.1:%d: Too many open files; backing off until connections end$"
 local ACCEPTING = "^REPORT nil accept 127%%.0%%.0%%.1:%d: Too many open files; accepting again after (%%d+) failures in ([%%d.]+) s$"
 
-describe("serve out of descriptors", function()
+describe("serve out of descriptors #nomemcheck", function()
   after_each(helpers.run_cleanups)
 
   it("reports one 'backing off' when accept fails with EMFILE, one 'accepting again', and serves the rest", function()
