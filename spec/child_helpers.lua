@@ -1,0 +1,176 @@
+-- spec/child_helpers.lua: child Lua processes for the resolver and Happy
+-- Eyeballs specs (spec/51, spec/52). They run with build/fakegai.so preloaded
+-- (spec/shim/fakegai.c: names under .test answer from a table, slowly for
+-- NAME.slow.test), which must never be preloaded into busted itself.
+--
+--   local ch = require "spec.child_helpers"
+--   local so, why = ch.fakegai()           -- builds it; nil, why without cc
+--   local res, out = ch.run(body, { FAKEGAI_SLOW = "2" }, 20)
+--
+-- `body` is the text of a Lua chunk; it runs after a prelude that defines
+--   duplex                       the module
+--   emit(v)                      hands v (nil, booleans, numbers, strings,
+--                                tables of them) back to the spec as `res`
+--   nthreads()                   threads of this process (/proc/self/task)
+--   fdcount()                    descriptors open in this process
+--   timed(fn, ...)               seconds, fn's results
+-- and the child ends with os.exit(0), without closing the Lua state: see
+-- ch.run. A child that raises, or does not emit, fails the spec with its
+-- stdout and stderr.
+
+local helpers = require "spec.helpers"
+
+local ch = {}
+
+local function sh_ok(cmd)
+  return os.execute(cmd) == true
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function cwd()
+  local p = assert(io.popen("pwd"))
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+-- Whether a C compiler is here.
+function ch.have_cc()
+  return sh_ok("command -v cc >/dev/null 2>&1")
+end
+
+-- Build build/NAME from spec/shim/SRC with extra flags, unless it is newer
+-- than its source: the absolute path, or nil, why.
+function ch.build(name, src, flags)
+  local out = cwd() .. "/build/" .. name
+  if not ch.have_cc() then return nil, "no C compiler (cc) to build " .. name end
+  local fresh = sh_ok(("test -f %s -a %s -nt %s"):format(helpers.shquote(out),
+    helpers.shquote(out), helpers.shquote("spec/shim/" .. src)))
+  if not fresh then
+    os.execute("mkdir -p build")
+    local cmd = ("cc %s -o %s %s 2>&1"):format(flags, helpers.shquote(out),
+      helpers.shquote("spec/shim/" .. src))
+    local p = io.popen(cmd)
+    local log = p:read("a")
+    local ok = p:close()
+    if not ok then return nil, "building " .. name .. " failed: " .. log end
+  end
+  return out
+end
+
+-- build/fakegai.so (the LD_PRELOAD getaddrinfo of spec/shim/fakegai.c).
+function ch.fakegai()
+  return ch.build("fakegai.so", "fakegai.c", "-shared -fPIC -ldl")
+end
+
+local PRELUDE = [==[
+local duplex = require "duplex"
+local function ser(v, out)
+  local t = type(v)
+  if t == "string" then out[#out + 1] = string.format("%q", v)
+  elseif t == "number" then
+    out[#out + 1] = math.type(v) == "integer" and string.format("%d", v) or string.format("%a", v)
+  elseif t == "boolean" or t == "nil" then out[#out + 1] = tostring(v)
+  elseif t == "table" then
+    out[#out + 1] = "{"
+    for k, x in pairs(v) do
+      out[#out + 1] = "["; ser(k, out); out[#out + 1] = "]="; ser(x, out); out[#out + 1] = ","
+    end
+    out[#out + 1] = "}"
+  else out[#out + 1] = string.format("%q", tostring(v)) end
+  return out
+end
+local emitted = false
+local function emit(v)
+  io.write("\n@@RESULT@@", table.concat(ser(v, {})), "\n")
+  io.stdout:flush()
+  emitted = true
+end
+local function count_dir(dir)
+  local n = 0
+  local ok, lfs = pcall(require, "lfs")
+  if ok then
+    for name in lfs.dir(dir) do if name ~= "." and name ~= ".." then n = n + 1 end end
+    return n
+  end
+  local p = io.popen("ls " .. dir)
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+local function mypid()
+  local f = io.open("/proc/self/stat")
+  local pid = f:read("n")
+  f:close()
+  return math.tointeger(pid)
+end
+local function nthreads() return count_dir("/proc/" .. mypid() .. "/task") end
+local function fdcount()
+  collectgarbage()
+  collectgarbage()
+  return count_dir("/proc/" .. mypid() .. "/fd")
+end
+local function timed(fn, ...)
+  local t0 = duplex.now()
+  local r = table.pack(fn(...))
+  return duplex.now() - t0, table.unpack(r, 1, r.n)
+end
+local function body()
+]==]
+
+local POSTLUDE = [==[
+end
+local ok, err = xpcall(body, debug.traceback)
+io.stdout:flush()
+if not ok then io.stderr:write("child error: ", tostring(err), "\n") end
+if not emitted then io.stderr:write("child: nothing emitted\n") end
+-- Leave without closing the state: at lua_close the interpreter unloads
+-- duplex/core.so while lookup threads may still run in it (see spec/51,
+-- "the process exits cleanly while a lookup thread is busy").
+os.exit(ok and 0 or 1, false)
+]==]
+
+-- Run body in a child lua5.4 with fakegai preloaded and env (a table of
+-- variables) set, for at most `limit` seconds: returns the emitted value,
+-- the whole stdout, stderr and the exit code. Raises (with both outputs)
+-- when the child failed or emitted nothing.
+function ch.run(body, env, limit, opts)
+  opts = opts or {}
+  local so = opts.preload or assert(ch.fakegai())
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. helpers.shquote(dir)))
+  local script = dir .. "/child.lua"
+  local f = assert(io.open(script, "wb"))
+  f:write(PRELUDE, body, "\n", POSTLUDE)
+  f:close()
+  local vars = {}
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. helpers.shquote(v) end
+  table.sort(vars)
+  -- keep what is preloaded already (make asan's sanitizer runtimes) first
+  local pre = os.getenv("LD_PRELOAD")
+  pre = (pre and pre ~= "") and (pre .. " " .. so) or so
+  local cmd = ("timeout -k 2 %d env LD_PRELOAD=%s %s %s %s 2>%s"):format(
+    limit or 20, helpers.shquote(pre), table.concat(vars, " "), helpers.lua,
+    helpers.shquote(script), helpers.shquote(dir .. "/err"))
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local err = slurp(dir .. "/err") or ""
+  os.execute("rm -rf " .. helpers.shquote(dir))
+  local text = out:match("\n@@RESULT@@([^\n]*)\n")
+  if opts.raw then return text and load("return " .. text)(), out, err, code end
+  if code ~= 0 or not text then
+    error(("child failed (exit %s)\nstdout:\n%s\nstderr:\n%s"):format(tostring(code), out, err), 2)
+  end
+  return load("return " .. text)(), out, err, code
+end
+
+return ch
