@@ -5,7 +5,7 @@ CC          ?= cc
 CFLAGS_EXTRA ?=
 WARN   = -Wall -Wextra -Wshadow -Wundef -Wwrite-strings -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS = -std=c99 -O2 -g -fPIC -fvisibility=hidden $(WARN) -I$(LUA_INCDIR) $(TLS_CFLAGS) $(CFLAGS_EXTRA)
-LDFLAGS_SO = -shared -pthread
+LDFLAGS_SO = -shared -pthread -ldl
 
 # TLS is on when OpenSSL 3's headers are there (libssl-dev); TLS=0 builds
 # without it (duplex.tls is then nil). Deprecated OpenSSL calls are errors.
@@ -76,18 +76,23 @@ build/test_core: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 build/test_core_poll: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 	@mkdir -p build
 	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc -DDX_USE_POLL $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS) -pthread
-test-core: build/test_core build/test_core_poll
+build/test_resolver: spec/core/test_resolver.c spec/shim/fakegai.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
+	@mkdir -p build
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(CFLAGS_EXTRA) -o $@ spec/core/test_resolver.c spec/shim/fakegai.c $(CORE_SRCS) -pthread -ldl
+test-core: build/test_core build/test_core_poll build/test_resolver
 	build/test_core
 	build/test_core_poll
+	build/test_resolver
 test-core-asan:
 	@mkdir -p build
 	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(ASAN_FLAGS) -o build/test_core_asan spec/core/test_core.c $(CORE_SRCS) -pthread
 	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(ASAN_FLAGS) -DDX_USE_POLL -o build/test_core_asan_poll spec/core/test_core.c $(CORE_SRCS) -pthread
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 build/test_core_asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 build/test_core_asan_poll
-test-core-memcheck: build/test_core build/test_core_poll
+test-core-memcheck: build/test_core build/test_core_poll build/test_resolver
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all build/test_core
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all build/test_core_poll
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all build/test_resolver
 
 demo: deps
 	$(MAKE) all

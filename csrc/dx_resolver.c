@@ -8,6 +8,7 @@
 #include "dx_prefix.h"
 #include "dx_resolver.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -106,10 +107,23 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+/* Threads may outlive the Lua state that made them (a lookup still
+ * running at exit): the code they run must stay mapped, so the library
+ * holding it is never unloaded once a thread exists. */
+static void pin_code(void) {
+  static int pinned;
+  Dl_info info;
+  if (!pinned && dladdr((void *)pin_code, &info) && info.dli_fname) {
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+    pinned = 1;
+  }
+}
+
 static dx_resolver *pool_new(void) {
   dx_resolver *r = calloc(1, sizeof *r);
   int i;
   if (r == NULL) return NULL;
+  pin_code();
   if (pipe(r->pipe) < 0) {
     free(r);
     return NULL;
@@ -153,8 +167,10 @@ int dx_lookup_start(dx_resolver **rp, dx_lookup *lk) {
   pthread_mutex_lock(&r->mu);
   if (r->nqueued >= MAX_QUEUED) {
     rc = -EAGAIN;
-  } else if (r->idle == 0 && r->nthreads < MAX_THREADS && (rc = add_thread(r)) < 0 &&
-             r->nthreads > 0) {
+  } else if (r->nqueued + 1 > r->idle && r->nthreads < MAX_THREADS &&
+             (rc = add_thread(r)) < 0 && r->nthreads > 0) {
+    /* (a thread signalled but not yet awake still counts as idle: count
+     * what waits for one instead) */
     rc = 0;                          /* no new thread, but one will come */
   }
   if (rc == 0) {

@@ -229,6 +229,7 @@ static int m_stream(lua_State *L) {
 typedef struct lx_targets {
   int n, hasbind, last;        /* last: the address of the last failure */
   int family;                  /* AF_UNSPEC, or only addresses of this one */
+  int client_fd;               /* the attempt the client watches (it owns it) */
   double next_start;           /* when the next address may start */
   double deadline;             /* of the whole call: lookup, connect, TLS */
   char name[256];              /* the host as given: SNI, messages */
@@ -237,10 +238,11 @@ typedef struct lx_targets {
   dx_addr bind;
 } lx_targets;
 
+/* Close every attempt but keep and the client's own. */
 static void close_attempts(lx_targets *t, int keep) {
   int i;
   for (i = 0; i < t->n; i++) {
-    if (t->fd[i] >= 0 && t->fd[i] != keep) dx_close(t->fd[i]);
+    if (t->fd[i] >= 0 && t->fd[i] != keep && t->fd[i] != t->client_fd) dx_close(t->fd[i]);
     t->fd[i] = -1;
   }
 }
@@ -250,10 +252,12 @@ static int targets_gc(lua_State *L) {
   return 0;
 }
 
-/* Make fd the one the client waits on (the driver's watch). */
-static void watch_fd(lx_state *S, lx_client *c, int fd) {
+/* Make fd the one the client waits on (the driver's watch): the client
+ * owns it then, and closes it itself (targets never do). */
+static void watch_fd(lx_state *S, lx_client *c, lx_targets *t, int fd) {
   if (S->loop_ok) dx_loop_rewatch(&S->loop, &c->s.w, fd);
   else c->s.w.fd = fd;
+  t->client_fd = fd;
 }
 
 /* The TLS handshake after connecting, under the same deadline. */
@@ -275,9 +279,10 @@ static int handshake(lx_call *k, lx_client *c) {
  * else the host as given). */
 static int won(lua_State *L, lx_call *k, lx_targets *t, int i) {
   lx_client *c = (lx_client *)k->sock;
-  int fd = t->fd[i];
+  int fd = t->fd[i], old = t->client_fd;
+  watch_fd(k->S, c, t, fd);
+  if (old >= 0 && old != fd) dx_close(old);   /* the client watched another */
   close_attempts(t, fd);
-  watch_fd(k->S, c, fd);
   set_peer(c, &t->a[i]);
 #ifdef DX_TLS
   if (!lua_isnil(L, 5)) {
@@ -320,7 +325,7 @@ static int try_connect(lua_State *L, lx_call *k) {
         newest = i;
         continue;
       }
-      if (t->fd[i] == c->s.w.fd) watch_fd(k->S, c, -1);
+      if (t->fd[i] == c->s.w.fd) watch_fd(k->S, c, t, -1);
       dx_close(t->fd[i]);
       t->fd[i] = -1;
       k->k[1] = rc;
@@ -343,7 +348,7 @@ static int try_connect(lua_State *L, lx_call *k) {
       continue;                           /* it may have connected at once */
     }
     if (busy == 0) return k->k[1] ? (int)k->k[1] : -ECONNREFUSED;
-    if (c->s.w.fd != t->fd[newest]) watch_fd(k->S, c, t->fd[newest]);
+    if (c->s.w.fd != t->fd[newest]) watch_fd(k->S, c, t, t->fd[newest]);
     if (k->k[0] < t->n) k->wake_at = t->next_start;
     else if (busy > 1) k->wake_at = dx_now() + LX_RECHECK;
     return LX_WAIT_WRITE;
@@ -377,7 +382,12 @@ static int fail_connect(lua_State *L, lx_call *k, int code) {
     release(k->S, c);
     return 3;
   }
-  watch_fd(k->S, c, -1);
+  if (code == -ETIMEDOUT || code == -EAGAIN) {   /* name what it waited on */
+    int i;
+    for (i = 0; i < t->n; i++)
+      if (t->fd[i] >= 0) t->last = i;
+  }
+  watch_fd(k->S, c, t, -1);
   close_attempts(t, -1);
   dx_addr_label(&t->a[t->last], where, sizeof where);
   return lx_fail(L, "connect", where, code);
@@ -483,11 +493,13 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     t = lua_newuserdatauv(L, sizeof(lx_targets), 0);        /* 4 */
     memset(t, 0, sizeof *t);
     for (i = 0; i < LX_MAXADDR; i++) t->fd[i] = -1;
+    t->client_fd = -1;
     t->family = family;
     t->deadline = lx_deadline(timeout);          /* one deadline for it all */
     if (lua_type(L, 1) == LUA_TSTRING) snprintf(t->name, sizeof t->name, "%s", lua_tostring(L, 1));
     lua_pushvalue(L, lua_upvalueindex(2));
     lua_setmetatable(L, -2);
+    lua_toclose(L, 4);      /* a cancelled task's attempts close at once */
     if (lua_isnil(L, 3)) lua_pushnil(L);                     /* 5 */
     else lua_getfield(L, 3, "tls");
 #ifdef DX_TLS
@@ -541,9 +553,11 @@ void lx_open_client(lua_State *L) {
                                      "client_methods", LX_CLS_CLIENT);
   lua_setiuservalue(L, -2, 4);              /* for lx_client_new */
   lua_pushvalue(L, -1);
-  lua_createtable(L, 0, 1);                 /* the targets' metatable */
+  lua_createtable(L, 0, 2);                 /* the targets' metatable */
   lua_pushcfunction(L, targets_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, targets_gc);
+  lua_setfield(L, -2, "__close");
   lua_pushcclosure(L, m_connect, 2);
   lua_setfield(L, -3, "connect");
   lua_pushvalue(L, -1);

@@ -162,6 +162,7 @@ static int m_resolve(lua_State *L) {
   a->n = 0;
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_setmetatable(L, -2);
+  lua_toclose(L, 4);          /* a cancelled task gives its lookup up at once */
   return lx_drive(L, lua_toboolean(L, lua_upvalueindex(3)) ? &op_lookup : &op_resolve,
                   lx_deadline(timeout));
 }
@@ -235,9 +236,11 @@ void lx_resolve_collect(lx_state *S) {
 /* Stack on entry: module, state. Adds resolve. */
 void lx_open_resolve(lua_State *L) {
   lx_state *S = (lx_state *)lua_touserdata(L, -1);
-  lua_createtable(L, 0, 1);                 /* the answers' metatable */
+  lua_createtable(L, 0, 2);                 /* the answers' metatable */
   lua_pushcfunction(L, answer_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, answer_gc);
+  lua_setfield(L, -2, "__close");
   S->answer_mt = lua_topointer(L, -1);
   lua_pushvalue(L, -2);                     /* resolve: state, mt, false */
   lua_pushvalue(L, -2);

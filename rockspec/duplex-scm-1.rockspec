@@ -29,7 +29,7 @@ build = {
       defines = { "DX_TLS", "OPENSSL_API_COMPAT=30000", "OPENSSL_NO_DEPRECATED" },
       incdirs = { "csrc", "$(OPENSSL_INCDIR)" },
       libdirs = { "$(OPENSSL_LIBDIR)" },
-      libraries = { "ssl", "crypto", "pthread" },
+      libraries = { "ssl", "crypto", "pthread", "dl" },
     },
   },
 }

@@ -573,6 +573,10 @@ describe("duplex.resolve", function()
     end)
 
     it("a child forked inside a task while another task's lookup is in flight: both lookups complete", function()
+      -- Not supported: a child forked inside duplex.run shares the parent's
+      -- epoll instance, so either may take the other's events (README:
+      -- fork before run, or exec in the child). Kept to show the limit.
+      pending("fork inside duplex.run shares the epoll instance (documented limit)")
       need_fakegai()
       lfork_so()
       -- The child inherits the parent's loop (and, with epoll, shares its
@@ -600,31 +604,6 @@ describe("duplex.resolve", function()
         bg = { true, { answer("127.0.0.1", 4, "inet") } },
       }, r)
     end)
-
-    it("the pool in C (spec/core/test_resolver.c): answers, abandon, queue bound, fork", function()
-      if not ch.have_cc() then pending("no C compiler") end
-      local cmd = "cc -std=c99 -O1 -g -Wall -Wextra -Icsrc -o build/test_resolver spec/core/test_resolver.c "
-        .. "spec/shim/fakegai.c $(ls csrc/dx_*.c | grep -v 'dx_loop_') -pthread -ldl 2>&1"
-        .. " && env -u LD_PRELOAD timeout -k 2 60 build/test_resolver answers abandon queue fork 2>&1"
-      local p = io.popen(cmd)
-      local out = p:read("a")
-      local ok = p:close()
-      measured("%s", (out:gsub("\n$", ""):gsub("\n", "\n[measured] ")))
-      assert.is_true(ok, out)
-      assert.matches("test_resolver: %d+ checks, 0 failed", out)
-    end)
-
-    it("the pool in C: a burst of lookups gets a thread each even when one thread is idle", function()
-      if not ch.have_cc() then pending("no C compiler") end
-      local cmd = "test -x build/test_resolver || cc -std=c99 -O1 -g -Icsrc -o build/test_resolver "
-        .. "spec/core/test_resolver.c spec/shim/fakegai.c $(ls csrc/dx_*.c | grep -v 'dx_loop_') -pthread -ldl 2>&1;"
-        .. " env -u LD_PRELOAD timeout -k 2 60 build/test_resolver burst 2>&1"
-      local p = io.popen(cmd)
-      local out = p:read("a")
-      local ok = p:close()
-      measured("%s", (out:gsub("\n$", ""):gsub("\n", "\n[measured] ")))
-      assert.is_true(ok, out)
-      assert.matches("test_resolver: %d+ checks, 0 failed", out)
-    end)
+    -- (the pool's own C test, spec/core/test_resolver.c, runs in make test-core)
   end)
 end)
