@@ -416,6 +416,270 @@ describe("examples", function()
       }, lines_of(wait_output(server, "^(.* left\n)")))
       assert.equal("", errors(server))
     end)
+
+    -- A stalled client (connected, never reading, normal buffers) fills its
+    -- socket buffers after some MB; the two active clients exchange 8 KB
+    -- lines both ways meanwhile (at most WINDOW in flight each way) and must
+    -- get each line of the other's within LATENCY s of its sending, until
+    -- the server has disconnected the stalled one (its queue full: proof that
+    -- its buffers were) and a little after.
+    it("a client that never reads holds up nobody, and is disconnected once its queue is full", function()
+      local WINDOW, LATENCY, AFTER, MAX_BYTES = 16, 2, 100, 96 * 1024 * 1024
+      local server = start("chat_server.lua", { "127.0.0.1", 0 })
+      local host, port = wait_listening(server)
+      local conns = {}
+      finally(function() for _, c in pairs(conns) do c:close() end end)
+      local function join(tag, others)
+        local c = assert(duplex.connect(host, port, { timeout = 5 }))
+        conns[tag] = c
+        c:settimeout(5)
+        local h, p = c:getsockname()
+        local name = h .. ":" .. p
+        if others then
+          assert.equal(("welcome %s, %d others here"):format(name, others), c:read("l"))
+        end
+        return c, name
+      end
+      local _, sname = join("stalled")            -- reads nothing, ever
+      wait_output(server, "\n" .. sname:gsub("%p", "%%%0") .. " joined\n")
+      local a, aname = join("a", 1)
+      local b, bname = join("b", 2)
+      assert.equal("* " .. bname .. " joined", a:read("l"))
+      local kicked_line = sname .. " is not reading; disconnected\n"
+
+      local filler = ("x"):rep(8000)
+      local stats = { worst = 0, bytes = 0, kicked_at = nil }
+      local function text(tag, i) return ("%s %06d %s"):format(tag, i, filler) end
+
+      duplex.run(function()
+        local sides = {
+          { tag = "A", c = a, name = aname, sent = 0, at = {} },
+          { tag = "B", c = b, name = bname, sent = 0, at = {} },
+        }
+        sides[1].peer, sides[2].peer = sides[2], sides[1]
+        local kicked, stop_at = false, nil
+        local tasks = {}
+        for _, s in ipairs(sides) do
+          s.got, s.left_seen, s.progress = 0, 0, duplex.cond()   -- got: of the peer's lines
+          -- writer: the next line when fewer than WINDOW are in flight
+          tasks[#tasks + 1] = duplex.spawn(function()
+            while not stop_at or s.sent < stop_at do
+              while s.sent - s.peer.got >= WINDOW do
+                assert(s.peer.progress:wait(10), s.tag .. ": the other side got nothing for 10 s")
+              end
+              s.sent = s.sent + 1
+              s.at[s.sent] = duplex.now()
+              assert(s.c:write(text(s.tag, s.sent), "\n"))
+              stats.bytes = stats.bytes + #filler + 8
+              if not kicked and s.sent % 16 == 0 then
+                if output(server):find(kicked_line, 1, true) then
+                  kicked = true
+                  stats.kicked_at = stats.bytes
+                  stop_at = math.max(sides[1].sent, sides[2].sent) + AFTER
+                end
+                assert(stats.bytes < MAX_BYTES, "the stalled client was never disconnected")
+              end
+            end
+          end)
+          -- reader: the peer's lines, in order, each in time
+          tasks[#tasks + 1] = duplex.spawn(function()
+            local peer = s.peer
+            while not (stop_at and s.got >= stop_at) do
+              local line = assert(s.c:read("l"))
+              if line == "* " .. sname .. " left" then
+                s.left_seen = s.left_seen + 1
+              else
+                local want = peer.name .. ": " .. text(peer.tag, s.got + 1)
+                assert(line == want, ("%s: line %d is wrong: %s"):format(s.tag, s.got + 1, line:sub(1, 60)))
+                s.got = s.got + 1
+                local late = duplex.now() - peer.at[s.got]
+                if late > stats.worst then stats.worst = late end
+                assert(late < LATENCY, ("%s got line %d of %s %.2f s after it was sent")
+                  :format(s.tag, s.got, peer.tag, late))
+                s.progress:broadcast()
+              end
+            end
+          end)
+        end
+        for _, t in ipairs(tasks) do
+          local ok, err = t:join(60)
+          assert(ok, err)
+        end
+        for _, s in ipairs(sides) do
+          assert.equal(1, s.left_seen, s.tag .. " saw the stalled client leave once")
+          assert.equal(stop_at, s.got)
+        end
+      end)
+      assert.is_truthy(stats.kicked_at)
+      assert.matches("\n" .. sname:gsub("%p", "%%%0") .. " is not reading; disconnected\n"
+        .. sname:gsub("%p", "%%%0") .. " left\n", output(server))
+      assert.equal("", errors(server))
+    end)
+  end)
+
+  describe("netcat.lua", function()
+    -- A python3 server for one connection, in the background: "echo" sends
+    -- back what it gets until end of stream, then closes; "bye" sends "bye\n"
+    -- and closes at once; "flood" sends 8 MB, then closes.
+    local PY = [[
+import socket, sys
+mode = sys.argv[1]
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(1)
+print("listening", s.getsockname()[1], flush=True)
+c, _ = s.accept()
+try:
+    if mode == "echo":
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+    elif mode == "bye":
+        c.sendall(b"bye\n")
+    elif mode == "flood":
+        c.sendall(b"z" * (8 << 20))
+    c.shutdown(socket.SHUT_WR)
+except OSError as e:
+    print("server:", e, flush=True)
+c.close()
+print("done", flush=True)
+]]
+    local py_procs = {}
+    after_each(function()
+      for i = #py_procs, 1, -1 do py_procs[i]:close(); py_procs[i] = nil end
+    end)
+
+    local function pyserver(mode)
+      spit(tmp .. "/server.py", PY)
+      local proc = helpers.spawn_process(("timeout -k 2 120 python3 -u %s/server.py %s >%s/py.out 2>&1")
+        :format(tmp, mode, tmp))
+      py_procs[#py_procs + 1] = proc
+      local deadline = duplex.now() + 10
+      repeat
+        local port = (slurp(tmp .. "/py.out") or ""):match("^listening (%d+)\n")
+        if port then return math.tointeger(tonumber(port)) end
+        duplex.sleep(0.02)
+      until duplex.now() > deadline
+      error("the python server did not start: " .. (slurp(tmp .. "/py.out") or ""))
+    end
+
+    -- Run `sh -c shell` where NETCAT is netcat's command line (to HOST PORT)
+    -- and DIR the test's directory; returns its stdout, exit status, seconds.
+    local function sh(shell, port)
+      local nc = command("netcat.lua", { "127.0.0.1", port }, 30)
+      local full = shell:gsub("NETCAT", function() return nc end):gsub("DIR", tmp)
+      local t0 = duplex.now()
+      local p = assert(io.popen("sh -c " .. quote(full) .. " </dev/null"))
+      local out = p:read("a")
+      local _, _, code = p:close()
+      return out, code, duplex.now() - t0
+    end
+
+    it("copies binary data from piped stdin to an echo server and back to stdout", function()
+      if not os.execute("command -v python3 >/dev/null 2>&1") then
+        pending("python3 is not installed")
+        return
+      end
+      local data = binary(3 * 1024 * 1024 + 5, 7)   -- first: slow under valgrind
+      spit(tmp .. "/in", data)
+      local port = pyserver("echo")
+      local out, code = sh("cat DIR/in | NETCAT 2>DIR/err | cat", port)
+      assert.equal("", slurp(tmp .. "/err"), "python server: " .. (slurp(tmp .. "/py.out") or ""))
+      assert.equal(0, code)
+      assert.equal(#data, #out)
+      assert.is_true(out == data, "the bytes came back changed")
+      -- the server saw end of stream (our half-close), and closed: done
+      assert.equal("listening " .. port .. "\ndone\n", slurp(tmp .. "/py.out"))
+    end)
+
+    it("copies both ways at once: the echo reaches stdout while stdin is still open", function()
+      if not os.execute("command -v python3 >/dev/null 2>&1") then
+        pending("python3 is not installed")
+        return
+      end
+      local port = pyserver("echo")
+      -- stdin ends only once netcat has written the echo of "ping" to stdout
+      -- (or, if it never does, after 10 s, saying so)
+      local out, code = sh([[
+{ printf 'ping\n'
+  i=0
+  while [ $i -lt 200 ] && ! grep -q ping DIR/out 2>/dev/null; do sleep 0.05; i=$((i+1)); done
+  [ $i -lt 200 ] || printf 'gave up waiting\n'
+  printf 'last line, no newline'
+} | NETCAT >DIR/out 2>DIR/err; echo $?]], port)
+      assert.equal("0\n", out)
+      assert.equal("", slurp(tmp .. "/err"), "python server: " .. (slurp(tmp .. "/py.out") or ""))
+      assert.equal("ping\nlast line, no newline", slurp(tmp .. "/out"))
+    end)
+
+    it("exits when the server ends the connection, though stdin stays open", function()
+      if not os.execute("command -v python3 >/dev/null 2>&1") then
+        pending("python3 is not installed")
+        return
+      end
+      local port = pyserver("bye")
+      -- stdin: a pipe that stays open 20 s unless netcat's end kills its writer
+      local out, code, took = sh([[
+{ sleep 20 & echo $! >DIR/sleep.pid; wait; } |
+{ NETCAT >DIR/out 2>DIR/err; echo $? >DIR/rc; kill $(cat DIR/sleep.pid) 2>/dev/null; }]], port)
+      assert.equal("", out)
+      assert.equal("0\n", slurp(tmp .. "/rc"))
+      assert.equal("bye\n", slurp(tmp .. "/out"))
+      assert.equal("", slurp(tmp .. "/err"), "python server: " .. (slurp(tmp .. "/py.out") or ""))
+      assert.is_true(took < 15, ("took %.1f s: it waited for stdin"):format(took))
+    end)
+
+    it("stops quietly, status 0, when nobody reads its stdout any more (no SIGPIPE)", function()
+      if not os.execute("command -v python3 >/dev/null 2>&1") then
+        pending("python3 is not installed")
+        return
+      end
+      local port = pyserver("flood")
+      local out = sh("{ NETCAT 2>DIR/err; echo $? >DIR/rc; } | head -c 100", port)
+      assert.equal(("z"):rep(100), out)
+      assert.equal("0\n", slurp(tmp .. "/rc"))   -- not 141 (SIGPIPE)
+      assert.equal("", slurp(tmp .. "/err"), "python server: " .. (slurp(tmp .. "/py.out") or ""))
+    end)
+
+    it("on SIGTERM ends with status 143 and gives stdin its blocking mode back", function()
+      if not os.execute("command -v python3 >/dev/null 2>&1") then
+        pending("python3 is not installed")
+        return
+      end
+      local port = pyserver("echo")
+      local nc = command("netcat.lua", { "127.0.0.1", port }, 30)
+      -- stdin: a pipe that stays open; afterwards, its O_NONBLOCK (shared by
+      -- every descriptor of that pipe end) is read from /proc by grep
+      local inner = ([[
+{ printf 'hi\n'; sleep 20 & echo $! >DIR/sleep.pid; wait; } |
+{ exec 3<&0
+  NETCAT <&3 >DIR/out 2>DIR/err & echo $! >DIR/nc.pid; wait $!; echo $? >DIR/rc
+  grep flags /proc/self/fdinfo/3 >DIR/flags
+  kill $(cat DIR/sleep.pid) 2>/dev/null; }]]):gsub("NETCAT", function() return nc end):gsub("DIR", tmp)
+      local proc = helpers.spawn_process("sh -c " .. quote(inner))
+      py_procs[#py_procs + 1] = proc
+      local deadline = duplex.now() + 10
+      while slurp(tmp .. "/out") ~= "hi\n" and duplex.now() < deadline do duplex.sleep(0.02) end
+      assert.equal("hi\n", slurp(tmp .. "/out"))    -- connected, copying
+      local pid = math.tointeger(tonumber(slurp(tmp .. "/nc.pid")))
+      assert(os.execute("kill -TERM " .. pid))
+      assert.same({ true, "exit", 0 }, { proc:wait(15) })
+      assert.equal("143\n", slurp(tmp .. "/rc"))
+      assert.equal("", slurp(tmp .. "/err"), "python server: " .. (slurp(tmp .. "/py.out") or ""))
+      local flags = tonumber(slurp(tmp .. "/flags"):match("flags:%s*(%d+)"), 8)
+      assert.equal(0, flags & 2048, "stdin was left non-blocking")   -- O_NONBLOCK 04000
+    end)
+
+    it("reports a refused connection (status 1) and explains its usage (status 2)", function()
+      local r = run("netcat.lua", { "127.0.0.1", free_port() })
+      assert.equal(1, r.code)
+      assert.equal("", r.out)
+      assert.matches("^netcat: connect 127%.0%.0%.1:%d+: Connection refused\n$", r.err)
+      r = run("netcat.lua", { "127.0.0.1" })
+      assert.same({ code = 2, out = "", err = "usage: netcat.lua HOST PORT\n" }, r)
+    end)
   end)
 
   describe("forward.lua", function()
