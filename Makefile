@@ -30,7 +30,7 @@ OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
+.PHONY: all test test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -114,6 +114,16 @@ test-poll: deps
 	@mkdir -p build/poll/duplex
 	$(CC) $(CFLAGS) -DDX_USE_POLL $(LDFLAGS_SO) -o build/poll/duplex/core.so $(SRCS) $(TLS_LIBS)
 	DUPLEX_CPATH=./build/poll/?.so $(BUSTED) --cpath=./build/poll/?.so -o utfTerminal spec
+
+# The signal spec against the signalfd build (-DDX_USE_SIGNALFD), which
+# blocks watched signals instead of handling them: what processes the
+# program starts then inherit is why it is not the default (childmask).
+build/signalfd/duplex/core.so: $(SRCS) $(HDRS) $(BACKENDS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DDX_USE_SIGNALFD $(LDFLAGS_SO) -o $@ $(SRCS) $(TLS_LIBS)
+test-signalfd: all build/signalfd/duplex/core.so
+	DUPLEX_CPATH=./build/signalfd/?.so $(BUSTED) --cpath=./build/signalfd/?.so \
+	  --exclude-tags=childmask -o utfTerminal spec/43-signals_spec.lua
 
 # Every socket read and write cut to 1-7 bytes, EINTR one call in eight:
 # a transfer and a line exchange must come out byte for byte, and not hang.

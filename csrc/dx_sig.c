@@ -1,8 +1,8 @@
 /*
- * dx_sig.c - signals as readable events (see dx_sig.h). With signalfd no
- * handler runs at all: the signal stays pending until read. The self-pipe
+ * dx_sig.c - signals as readable events (see dx_sig.h). The self-pipe
  * handler only writes one byte (async-signal-safe), never blocking: a pipe
- * full of signals already says that signals came.
+ * full of signals already says that signals came. With signalfd no handler
+ * runs at all: the signal stays pending until read.
  */
 #include "dx_prefix.h"
 #include "dx_sig.h"
@@ -13,7 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__linux__) && !defined(DX_USE_SELFPIPE)
+/* The self-pipe is the default, on Linux too: signalfd needs the signal
+ * blocked, and a blocked signal stays blocked in every process the
+ * program starts (io.popen, os.execute), which would then ignore TERM;
+ * a handler is reset by exec. -DDX_USE_SIGNALFD builds the other. */
+#if defined(__linux__) && defined(DX_USE_SIGNALFD)
 #define DX_SIGNALFD 1
 #include <sys/signalfd.h>
 #endif

@@ -1,9 +1,9 @@
 /*
  * dx_sig.h - signals as readable events, for programs that ask for them:
- * nothing here runs until dx_sig_watch is called. On Linux the watched
- * signals are blocked and read from a signalfd; elsewhere (or built with
- * -DDX_USE_SELFPIPE) a handler writes them to a pipe. Unwatching a signal
- * puts back what was there before: its blocked state, or its handler.
+ * nothing here runs until dx_sig_watch is called. A handler writes them to
+ * a pipe (built with -DDX_USE_SIGNALFD on Linux: they are blocked and read
+ * from a signalfd instead). Unwatching a signal puts back what was there
+ * before: its handler, or its blocked state.
  * Pure C, no Lua.
  */
 #ifndef DX_SIG_H

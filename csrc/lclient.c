@@ -52,7 +52,7 @@ void lx_client_label(lx_client *c, char *out, size_t n) {
   dx_addr a;
   out[0] = '\0';
   if (c->notsock) {
-    snprintf(out, n, "fd %d", c->s.w.fd);
+    snprintf(out, n, "fd %d", c->streamfd);     /* also once closed */
   } else if (c->peer.sin6_family != 0) {
     memset(&a, 0, sizeof a);
     memcpy(&a.ss, &c->peer, sizeof c->peer);
@@ -207,6 +207,7 @@ static int m_stream(lua_State *L) {
     return lx_fail(L, "stream", lua_tostring(L, -1), kind);
   }
   dx_watch_init(&c->s.w, (int)fd);
+  c->streamfd = (int)fd;
   c->adopted = 1;
   c->oldflags = oldflags;
   c->notsock = kind == 0;

@@ -430,11 +430,10 @@ describe("duplex.queue", function()
   end)
 end)
 
--- A task woken by signal (or by a put/get) that is cancelled before it runs
--- must not swallow the wake-up: another waiter gets it. (POSIX says the same
--- of a thread cancelled in pthread_cond_wait.) Tagged so they can be left
--- out (busted --exclude-tags=lostwakeup) until fixed.
-describe("a woken waiter cancelled before it runs #lostwakeup", function()
+-- Regression: a waiter woken (cond:signal, a queue's put or get) and then
+-- cancelled before it ran used to take the wake-up with it: the next waiter
+-- slept on. A waiter that ends mid-wait now passes its signal on.
+describe("a woken waiter cancelled before it runs", function()
   it("queue: the value put goes to the next getter", function()
     duplex.run(function()
       local q = duplex.queue(4)

@@ -171,7 +171,7 @@ function Task:join(timeout)
     error("bad argument #1 to 'join' (duplex.task expected, got " .. typename(self) .. ")", 2)
   end
   local why = core.timeout_error(timeout)
-  if why then error("bad argument #2 to 'join' (" .. why .. ")", 2) end
+  if why then error("bad argument #1 to 'join' (" .. why .. ")", 2) end
   if not self.result then
     local me = current()
     if not me then error("join: not inside a duplex task", 2) end

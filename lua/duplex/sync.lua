@@ -31,21 +31,32 @@ return function(duplex, core, aux)
     return setmetatable({ waiters = {}, head = 1, tail = 0 }, Cond)
   end
 
-  -- Wait until signalled or until the deadline (nil: none). The waiter
-  -- stays listed if its task is cancelled; signal skips tasks gone.
+  -- A waiter. If its task ends in the middle of the wait (cancelled), it
+  -- closes: a signal it was given but could not take passes on to the
+  -- next waiter, so no wake-up is ever lost.
+  local Waiter = {}
+  Waiter.__close = function(e)
+    if e.done then return end
+    e.gone = true
+    if e.signaled then e.cond:signal() end
+  end
+
+  -- Wait until signalled or until the deadline (nil: none). Signal skips
+  -- waiters that are gone (timed out, or their task cancelled).
   local function wait(self, deadline, method)
     local me = current()
     if not me then error(method .. ": not inside a duplex task", 3) end
-    local entry = { id = me }
+    local entry <close> = setmetatable({ id = me, cond = self }, Waiter)
     self.tail = self.tail + 1
     self.waiters[self.tail] = entry
     while not entry.signaled do
       local left = deadline and math.max(0, deadline - now())
       if not suspend(left) and not entry.signaled then
-        entry.gone = true
+        entry.gone, entry.done = true, true
         return nil, method .. ": timed out", "ETIMEDOUT"
       end
     end
+    entry.done = true
     return true
   end
 
@@ -53,7 +64,7 @@ return function(duplex, core, aux)
   --- seconds have passed first.
   function Cond:wait(timeout)
     check(self, Cond, "duplex.cond", "wait")
-    check_timeout(timeout, 2, "wait")
+    check_timeout(timeout, 1, "wait")
     return wait(self, timeout and now() + timeout, "cond:wait")
   end
 
