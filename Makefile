@@ -27,7 +27,7 @@ SRCS      = $(filter-out $(BACKENDS) $(TLS_SRCS),$(wildcard csrc/*.c))
 CORE_SRCS = $(filter-out csrc/dx_tls.c,$(filter csrc/dx_%.c,$(SRCS)))
 HDRS      = $(wildcard csrc/*.h)
 OUT       = build/duplex/core.so
-BUSTED    = busted --lua=$(LUA)
+BUSTED    = busted --lua=$(LUA) $(BUSTED_FLAGS)
 FUZZ_SECONDS ?= 60
 
 .PHONY: all test test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
