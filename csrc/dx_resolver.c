@@ -28,7 +28,15 @@ struct dx_resolver {
   int nqueued, nthreads, idle, closing;
   int pipe[2];                   /* [0] watched by the loop */
   pid_t pid;                     /* the process that made it */
+  pthread_t threads[MAX_THREADS];
+  int busy[MAX_THREADS];         /* in getaddrinfo: cannot be waited for */
 };
+
+/* A worker's start: the pool and its place in it. */
+typedef struct worker_arg {
+  dx_resolver *r;
+  int i;
+} worker_arg;
 
 dx_lookup *dx_lookup_new(const char *host, int port, int flags, int family, long long owner) {
   dx_lookup *lk = calloc(1, sizeof *lk);
@@ -62,15 +70,17 @@ static void pool_free(dx_resolver *r) {
     r->done = lk->next;
     dx_lookup_free(lk);
   }
-  close(r->pipe[0]);
-  close(r->pipe[1]);
+  if (r->pipe[0] >= 0) close(r->pipe[0]);
+  if (r->pipe[1] >= 0) close(r->pipe[1]);
   pthread_cond_destroy(&r->cv);
   pthread_mutex_destroy(&r->mu);
   free(r);
 }
 
 static void *worker(void *arg) {
-  dx_resolver *r = arg;
+  worker_arg w = *(worker_arg *)arg;
+  dx_resolver *r = w.r;
+  free(arg);
   pthread_mutex_lock(&r->mu);
   for (;;) {
     dx_lookup *lk;
@@ -85,10 +95,12 @@ static void *worker(void *arg) {
     if (r->qhead == NULL) r->qtail = NULL;
     r->nqueued--;
     lk->state = DX_LK_RUNNING;
+    r->busy[w.i] = 1;
     pthread_mutex_unlock(&r->mu);
     lk->n = dx_resolve_ex(lk->host, lk->port, lk->flags, lk->family, lk->addrs, DX_LOOKUP_MAX);
     pthread_mutex_lock(&r->mu);
-    if (lk->abandoned) {
+    r->busy[w.i] = 0;
+    if (lk->abandoned || r->closing) {
       dx_lookup_free(lk);
     } else {
       char b = 1;
@@ -98,8 +110,8 @@ static void *worker(void *arg) {
       if (write(r->pipe[1], &b, 1) < 0) {}      /* full: the loop knows already */
     }
   }
-  if (--r->nthreads == 0) {                    /* closing, and the last one out */
-    pthread_mutex_unlock(&r->mu);
+  if (--r->nthreads == 0 && r->closing == 2) {
+    pthread_mutex_unlock(&r->mu);              /* detached, the last one out */
     pool_free(r);
     return NULL;
   }
@@ -141,14 +153,20 @@ static dx_resolver *pool_new(void) {
 /* One more thread, with every signal blocked in it. Called locked. */
 static int add_thread(dx_resolver *r) {
   sigset_t all, old;
-  pthread_t t;
-  int rc;
+  worker_arg *w = malloc(sizeof *w);
+  int rc, i = r->nthreads;
+  if (w == NULL) return -ENOMEM;
+  w->r = r;
+  w->i = i;
+  r->busy[i] = 0;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = pthread_create(&t, NULL, worker, r);
+  rc = pthread_create(&r->threads[i], NULL, worker, w);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) return -rc;
-  pthread_detach(t);
+  if (rc != 0) {
+    free(w);
+    return -rc;
+  }
   r->nthreads++;
   return 0;
 }
@@ -227,8 +245,12 @@ void dx_lookup_abandon(dx_resolver *r, dx_lookup *lk) {
   pthread_mutex_unlock(&r->mu);
 }
 
+/* Idle threads are waited for, so that nothing of theirs outlives the
+ * program's own end; a thread still inside getaddrinfo (which cannot be
+ * interrupted) is left to finish on its own, and the last one out frees
+ * the pool. */
 void dx_resolver_close(dx_resolver *r) {
-  int last;
+  int i, n, busy = 0;
   if (r == NULL) return;
   if (r->pid != getpid()) {            /* a fork child: the parent's */
     close(r->pipe[0]);
@@ -237,8 +259,25 @@ void dx_resolver_close(dx_resolver *r) {
   }
   pthread_mutex_lock(&r->mu);
   r->closing = 1;
-  last = r->nthreads == 0;
+  n = r->nthreads;
+  for (i = 0; i < n; i++) busy += r->busy[i];
   pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
-  if (last) pool_free(r);
+  if (busy == 0) {
+    for (i = 0; i < n; i++) pthread_join(r->threads[i], NULL);
+    pool_free(r);
+    return;
+  }
+  pthread_mutex_lock(&r->mu);
+  for (i = 0; i < n; i++) pthread_detach(r->threads[i]);
+  r->closing = 2;                      /* the last thread frees it */
+  close(r->pipe[0]);                   /* nobody writes there any more */
+  close(r->pipe[1]);
+  r->pipe[0] = r->pipe[1] = -1;
+  if (r->nthreads == 0) {
+    pthread_mutex_unlock(&r->mu);
+    pool_free(r);
+    return;
+  }
+  pthread_mutex_unlock(&r->mu);
 }

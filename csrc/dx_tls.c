@@ -43,7 +43,8 @@ struct dx_tls {
 
 /* --- the BIO: bytes ahead first, then the socket; MSG_NOSIGNAL ---------- */
 
-static BIO_METHOD *bio_method;
+static BIO_METHOD *bio_method;     /* made with the first context, freed */
+static int nctx;                   /* with the last (connections hold theirs) */
 
 static int bio_read(BIO *b, char *out, size_t n, size_t *got) {
   dx_tls *t = BIO_get_data(b);
@@ -157,6 +158,7 @@ dx_tls_ctx *dx_tls_ctx_new(const dx_tls_opts *o, char *err, size_t errlen) {
     return NULL;
   }
   c->refs = 1;
+  nctx++;
   c->verify = o->verify;
   c->ignore_eof = o->ignore_eof;
   c->cert = o->certificate != NULL;
@@ -183,11 +185,11 @@ dx_tls_ctx *dx_tls_ctx_new(const dx_tls_opts *o, char *err, size_t errlen) {
     reason(err, errlen, "ciphersuites");
     goto fail;
   }
-  if (o->password) {
-    c->password = strdup(o->password);
-    SSL_CTX_set_default_passwd_cb(c->ctx, password_cb);
-    SSL_CTX_set_default_passwd_cb_userdata(c->ctx, c->password);
-  }
+  /* always a callback: without a password a locked key fails at once,
+   * instead of OpenSSL asking on the terminal */
+  if (o->password) c->password = strdup(o->password);
+  SSL_CTX_set_default_passwd_cb(c->ctx, password_cb);
+  SSL_CTX_set_default_passwd_cb_userdata(c->ctx, c->password);
   if (o->certificate && SSL_CTX_use_certificate_chain_file(c->ctx, o->certificate) != 1) {
     reason(err, errlen, o->certificate);
     goto fail;
@@ -244,6 +246,10 @@ void dx_tls_ctx_unref(dx_tls_ctx *c) {
   free(c->alpn);
   free(c->password);
   free(c);
+  if (--nctx == 0 && bio_method) {
+    BIO_meth_free(bio_method);
+    bio_method = NULL;
+  }
 }
 
 int dx_tls_ctx_can_serve(const dx_tls_ctx *c) { return c->cert; }
@@ -375,6 +381,7 @@ long dx_tls_write(dx_tls *t, const char *p, size_t n) {
   size_t put = 0;
   int r;
   if (t->state != OPEN && (r = dx_tls_handshake(t)) != 0) return r;
+  if (t->sent_close) return -EPIPE;      /* after shutdown("w"), as plaintext */
   if (n == 0) return 0;
   ERR_clear_error();
   if (SSL_write_ex(t->ssl, p, n, &put) == 1) return (long)put;

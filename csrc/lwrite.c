@@ -59,6 +59,9 @@ static int try_write(lua_State *L, lx_call *k) {
     if (c->tls) {
       r = dx_tls_write(c->tls, iov[0].iov_base, iov[0].iov_len);
       if (r >= 0 && k->S->loop_ok) dx_loop_poke(&k->S->loop, &c->s.w);
+      /* a record OpenSSL took and could not finish sending is committed:
+       * only these same bytes may follow (k->used: the stream is cut) */
+      k->used = r == DX_WANT_READ || r == DX_WANT_WRITE;
     } else
 #endif
     r = c->notsock ? dx_writev(c->s.w.fd, iov, n) : dx_sendv(c->s.w.fd, iov, n);
@@ -91,7 +94,7 @@ static size_t written(lua_State *L, const lx_call *k) {
 }
 
 static void stall_write(lua_State *L, lx_call *k) {
-  if (written(L, k) > 0) ((lx_client *)k->sock)->cut = lx_who(L, k->S);
+  if (written(L, k) > 0 || k->used) ((lx_client *)k->sock)->cut = lx_who(L, k->S);
 }
 
 static int push_write(lua_State *L, lx_call *k) {

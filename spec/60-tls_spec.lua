@@ -188,7 +188,7 @@ describe("duplex.tls contexts", function()
     assert.equal("x", r)
   end)
 
-  -- BUG (reported): without the password option, OpenSSL's default
+  -- REGRESSION (found by this spec, fixed since): without the password option, OpenSSL's default
   -- passphrase callback runs: it prints "Enter PEM pass phrase:" and reads
   -- the passphrase from the terminal (the call blocks until someone types)
   -- or, without one, from the process's stdin. Run in a child whose stdin
@@ -838,7 +838,7 @@ describe("the end of a TLS connection", function()
     assert.same({ all("reply after your end"), all("more"), all(nil) }, r.reply)
   end)
 
-  -- BUG (reported): after shutdown("w"), a write fails with EPROTO
+  -- REGRESSION (found by this spec, fixed since): after shutdown("w"), a write fails with EPROTO
   -- "protocol is shutdown" instead of EPIPE, and it fails the whole TLS
   -- connection: the read direction, which the half-close keeps open, then
   -- fails with EPROTO too and the peer's reply is lost.
@@ -1086,7 +1086,7 @@ end)
 describe("the end of the process", function()
   after_each(run_cleanups)
 
-  -- BUG (reported, not TLS's own): a name looked up inside a task (every
+  -- REGRESSION (found by this spec, not TLS's own, fixed since): a name looked up inside a task (every
   -- TLS connect to a name does, for SNI and the name check) starts the
   -- lookup threads; at exit dx_resolver_close wakes them and returns
   -- without waiting, and lua_close then unloads core.so under them: the
@@ -1112,7 +1112,7 @@ end)
 describe("memory at exit", function()
   after_each(run_cleanups)
 
-  -- BUG (reported): dx_tls.c makes its BIO_METHOD once (BIO_meth_new) and
+  -- REGRESSION (found by this spec, fixed since): dx_tls.c makes its BIO_METHOD once (BIO_meth_new) and
   -- never frees it; once core.so is unloaded nothing points to it, so
   -- valgrind reports 96 + 7 bytes definitely lost in every process that
   -- made a TLS connection, and `make memcheck` (which fails on definite
