@@ -20,15 +20,20 @@ return function(duplex, core, aux)
       method, want, typename(self)), 3)
   end
 
-  -- The last error lines() raised for a client: a handler that ends with it
-  -- ends quietly (the client went away or timed out), not as a bug.
+  -- The last error lines() raised in each coroutine: a handler that ends
+  -- with it ends quietly (the client went away or timed out), not as a bug.
   local quiet = setmetatable({}, { __mode = "k" })
 
-  -- Did handler error e come from lines() on c? (error() put where in front)
-  local function from_lines(c, e)
-    local msg = quiet[c]
+  -- Did error e come from lines() in this coroutine? (error() put where in
+  -- front)
+  local function from_lines(e)
+    local msg = quiet[coroutine.running()]
     return msg ~= nil and type(e) == "string" and e:sub(-#msg) == msg
   end
+
+  -- What a handler's error handler gives back when the error is to be
+  -- reported: the error and its traceback.
+  local Report = {}
 
   --- Iterate over reads of fmt (default "l"); raises on I/O errors.
   function client:lines(fmt)
@@ -38,7 +43,7 @@ return function(duplex, core, aux)
     return function()
       local v, msg = read(self, fmt)
       if v == nil and msg then
-        quiet[self] = msg
+        quiet[coroutine.running()] = msg
         error(msg, 2)
       end
       return v
@@ -109,15 +114,11 @@ return function(duplex, core, aux)
         return
       end
     end
-    local traceback
-    local ok, err = xpcall(handler, function(e)
-      if not from_lines(c, e) and not st.cut[c] then traceback = debug.traceback(e, 2) end
-      return e
-    end, conn)
+    local ok, err = xpcall(handler, st.msgh, conn)
     st.clients[c] = nil
     st.active = st.active - 1
     st.changed:broadcast()
-    if not ok and traceback then report(err, traceback) end
+    if not ok and getmetatable(err) == Report then report(err[1], err[2]) end
   end
 
   -- Running out of descriptors (or memory) is an episode: reported when it
@@ -136,8 +137,14 @@ return function(duplex, core, aux)
     if not current() then return duplex.run(server.serve, self, handler, opts) end
     opts = opts or {}
     if opts.nodelay ~= nil then self:setoption("nodelay", opts.nodelay) end
-    local st = { clients = {}, cut = setmetatable({}, { __mode = "k" }), active = 0,
+    local st = { clients = {}, active = 0, cutting = false,
                  changed = duplex.cond(), handshake_timeout = self:getoption("handshake_timeout") }
+    -- One error handler per serve, not per connection (memory of idle
+    -- connections): quiet when the client went away, or serve ended it.
+    st.msgh = function(e)
+      if st.cutting or from_lines(e) then return e end
+      return setmetatable({ e, debug.traceback(e, 2) }, Report)
+    end
     serving[self] = st
     local accept, max, idle = server.accept, opts.maxclients, opts.idletimeout
     local episode
@@ -174,18 +181,13 @@ return function(duplex, core, aux)
       local deadline = now() + st.grace
       repeat
         for c in pairs(st.clients) do       -- between requests: end it now
-          if idle_client(c) then
-            st.cut[c] = true
-            c:close()
-          end
+          if idle_client(c) then c:close() end
         end
         if st.active == 0 then break end
         st.changed:wait(math.min(0.05, math.max(0, deadline - now())))
       until now() >= deadline
-      for c in pairs(st.clients) do
-        st.cut[c] = true
-        c:close()
-      end
+      st.cutting = true
+      for c in pairs(st.clients) do c:close() end
     end
     serving[self] = nil
     return true
