@@ -4,6 +4,7 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local slurp, spit, mktemp_dir = helpers.slurp, helpers.spit, helpers.mktemp_dir
 
 local quote = helpers.shquote
 
@@ -15,27 +16,8 @@ local function command(script, args, limit)
       .. " examples/" .. script .. " " .. table.concat(words, " ")
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
-local function spit(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
 
-local function mktemp_dir()
-  local p = io.popen("mktemp -d /tmp/duplex-examples.XXXXXX")
-  local d = p:read("l")
-  p:close()
-  assert(d and d:match("^/tmp/duplex%-examples%."), "mktemp -d failed")
-  return d
-end
 
 local function lines_of(s)
   local t = {}
@@ -45,7 +27,7 @@ end
 
 -- Run an example to its end: { code = exit status, out = stdout, err = stderr }.
 local function run(script, args, stdin_file)
-  local d = mktemp_dir()
+  local d = mktemp_dir("examples")
   local cmd = command(script, args, 30) .. " <" .. (stdin_file or "/dev/null")
            .. " 2>" .. d .. "/err"
   local p = io.popen(cmd)
@@ -62,7 +44,7 @@ end
 local started = {}
 
 local function start(script, args)
-  local d = mktemp_dir()
+  local d = mktemp_dir("examples")
   local inner = command(script, args) .. " >" .. d .. "/out 2>" .. d .. "/err; echo $? >" .. d .. "/rc"
   local pipe = io.popen("echo $$; exec setsid sh -c " .. quote(inner) .. " </dev/null 2>/dev/null")
   local pid = math.tointeger(tonumber(pipe:read("l")))
@@ -157,7 +139,7 @@ describe("examples", function()
   local tmp
 
   before_each(function()
-    tmp = mktemp_dir()
+    tmp = mktemp_dir("examples")
   end)
 
   after_each(function()

@@ -13,6 +13,7 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local slurp, spit, mktemp_dir = helpers.slurp, helpers.spit, helpers.mktemp_dir
 
 local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 local quote = helpers.shquote
@@ -21,27 +22,8 @@ local quote = helpers.shquote
 -- self-pipe (the default) or blocked + signalfd (-DDX_USE_SIGNALFD).
 local SELFPIPE = not (os.getenv("DUPLEX_CPATH") or ""):find("signalfd", 1, true)
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
-local function spit(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
 
-local function mktemp_dir()
-  local p = assert(io.popen("mktemp -d /tmp/duplex-signals.XXXXXX"))
-  local d = p:read("l")
-  p:close()
-  assert(d and d:match("^/tmp/duplex%-signals%."), "mktemp -d failed")
-  return d
-end
 
 -- What every child script begins with.
 local PRELUDE = [[
@@ -66,7 +48,7 @@ end
 -- :out(), :err(), :expect(pattern [, seconds]) and :describe() besides; it is
 -- killed and reaped when the test ends.
 local function child(script, ...)
-  local dir = mktemp_dir()
+  local dir = mktemp_dir("signals")
   spit(dir .. "/child.lua", PRELUDE .. script)
   local args = {}
   for i, a in ipairs { ... } do args[i] = quote(a) end
@@ -217,7 +199,7 @@ say("not killed")
   end)
 
   it("a signal that arrives outside duplex.run is handled at the next run", function()
-    local dir = mktemp_dir()
+    local dir = mktemp_dir("signals")
     defer(function() os.execute("rm -rf " .. quote(dir)) end)
     local flag = dir .. "/sent"
     local proc = child([[

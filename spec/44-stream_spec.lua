@@ -11,31 +11,13 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local slurp, spit, mktemp_dir = helpers.slurp, helpers.spit, helpers.mktemp_dir
 
 local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 local quote = helpers.shquote
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
-local function spit(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
 
-local function mktemp_dir()
-  local p = assert(io.popen("mktemp -d /tmp/duplex-stream.XXXXXX"))
-  local d = p:read("l")
-  p:close()
-  assert(d and d:match("^/tmp/duplex%-stream%."), "mktemp -d failed")
-  return d
-end
 
 -- What every child script begins with: RESULT (the results file, arg 1),
 -- put(key, value) to record a result, and helpers that look at /proc.
@@ -86,7 +68,7 @@ end
 -- `limit` s) and returns the child's results table (nil if it wrote none),
 -- plus the shell's exit status and the child's stderr.
 local function run_child(script, shell, limit)
-  local dir = mktemp_dir()
+  local dir = mktemp_dir("stream")
   defer(function() os.execute("rm -rf " .. quote(dir)) end)
   spit(dir .. "/child.lua", PRELUDE .. script)
   local cmdline = helpers.lua .. " " .. dir .. "/child.lua " .. dir .. "/result 2>>" .. dir .. "/err"
@@ -166,7 +148,7 @@ finish()
     end
     local srv, port = helpers.server()
     defer(function() srv:close() end)
-    local dir = mktemp_dir()
+    local dir = mktemp_dir("stream")
     defer(function() os.execute("rm -rf " .. quote(dir)) end)
     -- the child: fd 0 and 1 are pipes (socat's `pipes`), each in a stream
     spit(dir .. "/child.lua", PRELUDE .. [[
@@ -319,7 +301,7 @@ finish()
       pending("python3 is not installed")
       return
     end
-    local dir = mktemp_dir()
+    local dir = mktemp_dir("stream")
     defer(function() os.execute("rm -rf " .. quote(dir)) end)
     spit(dir .. "/child.lua", PRELUDE .. [[
 local fd = math.tointeger(tonumber(arg[2]))

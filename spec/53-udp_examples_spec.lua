@@ -5,18 +5,12 @@
 -- Loopback only; every process is bounded by `timeout` and killed by pid.
 
 local helpers = require "spec.helpers"
+local slurp = helpers.slurp
 
 local quote = helpers.shquote
 local HAS_V6 = helpers.has_ipv6()
 local HAS_PY = os.execute("command -v python3 >/dev/null 2>&1") == true
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 local function example_cmd(script, args, limit)
   local words = {}

@@ -19,6 +19,7 @@
 -- stdout and stderr.
 
 local helpers = require "spec.helpers"
+local slurp = helpers.slurp
 
 local ch = {}
 
@@ -26,13 +27,6 @@ local function sh_ok(cmd)
   return os.execute(cmd) == true
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 local function cwd()
   local p = assert(io.popen("pwd"))

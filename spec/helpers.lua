@@ -179,6 +179,30 @@ function helpers.spawn_process(cmd)
   return proc
 end
 
+-- The whole content of a file, or nil; and a file written whole.
+function helpers.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function helpers.spit(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+-- A new directory /tmp/duplex-TAG.XXXXXX (the caller removes it).
+function helpers.mktemp_dir(tag)
+  local p = assert(io.popen("mktemp -d /tmp/duplex-" .. tag .. ".XXXXXX"))
+  local d = p:read("l")
+  p:close()
+  assert(d and d:find("^/tmp/duplex%-"), "mktemp -d failed")
+  return d
+end
+
 -- Run fn() and return its results plus the seconds it took (monotonic).
 function helpers.timed(fn)
   local t0 = duplex.now()
