@@ -1083,7 +1083,7 @@ describe("STARTTLS", function()
   end)
 end)
 
-describe("the end of the process", function()
+describe("the end of the process #nomemcheck", function()
   after_each(run_cleanups)
 
   -- REGRESSION (found by this spec, not TLS's own, fixed since): a name looked up inside a task (every
@@ -1109,7 +1109,7 @@ os.exit(0, true)
   end)
 end)
 
-describe("memory at exit", function()
+describe("memory at exit #nomemcheck", function()
   after_each(run_cleanups)
 
   -- REGRESSION (found by this spec, fixed since): dx_tls.c makes its BIO_METHOD once (BIO_meth_new) and
@@ -1147,7 +1147,7 @@ print("done")
   end)
 end)
 
-describe("a build without TLS", function()
+describe("a build without TLS #nomemcheck", function()
   after_each(run_cleanups)
 
   it("make TLS=0: duplex.tls is nil and the tls options raise (a child process)", function()

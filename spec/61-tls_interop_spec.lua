@@ -80,7 +80,7 @@ local VERSIONS = {
   { name = "TLS 1.2", max = "tls1.2", ossl = "-tls1_2", curl = "--tlsv1.2 --tls-max 1.2", want = "TLSv1.2" },
 }
 
-describe("duplex client -> openssl s_server", function()
+describe("duplex client -> openssl s_server #nomemcheck", function()
   after_each(run_cleanups)
   helpers.track_fds()
 
@@ -251,7 +251,7 @@ describe("duplex client -> openssl s_server", function()
   end
 end)
 
-describe("openssl s_client -> duplex server", function()
+describe("openssl s_client -> duplex server #nomemcheck", function()
   after_each(run_cleanups)
   helpers.track_fds()
 
@@ -351,7 +351,7 @@ describe("openssl s_client -> duplex server", function()
   end)
 end)
 
-describe("curl -> duplex HTTP handler", function()
+describe("curl -> duplex HTTP handler #nomemcheck", function()
   after_each(run_cleanups)
   helpers.track_fds()
 
@@ -470,7 +470,7 @@ elif mode == "gone":                # close at once
 out("END")
 ]]
 
-describe("python3 ssl peer", function()
+describe("python3 ssl peer #nomemcheck", function()
   after_each(run_cleanups)
   helpers.track_fds()
 
@@ -670,7 +670,7 @@ except Exception as e:
   end)
 end)
 
-describe("STARTTLS with a python3 peer", function()
+describe("STARTTLS with a python3 peer #nomemcheck", function()
   after_each(run_cleanups)
   helpers.track_fds()
 

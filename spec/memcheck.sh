@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make memcheck: the whole spec suite under valgrind, descriptors tracked,
 # but for the specs tagged #timing (they bound a duration or a CPU ratio,
-# which valgrind's slowdown breaks) or #nomemcheck (they count descriptors
-# under a low limit, and valgrind keeps some of its own); every other run
-# covers them.
+# which valgrind's slowdown breaks) or #nomemcheck (descriptor limits, which
+# valgrind's own descriptors upset; runs of other programs and builds; the
+# same paths again over other transports), to stay within CI's time; every
+# other run covers them.
 # Fails on a spec failure, any valgrind error (in the interpreter or in a
 # child before it execs), a definite leak, or a descriptor the interpreter
 # left open at exit that it did not inherit.
