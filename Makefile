@@ -30,7 +30,7 @@ OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA) $(BUSTED_FLAGS)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
+.PHONY: all test fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -145,6 +145,14 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=a
 build/fuzz_read: spec/fuzz/fuzz_read.c csrc/dx_buf.c csrc/dx_buf.h csrc/dx_scan.c csrc/dx_scan.h
 	@mkdir -p build
 	clang $(FUZZ_CFLAGS) -o $@ spec/fuzz/fuzz_read.c csrc/dx_scan.c
+build/fuzz_tls_feed: spec/fuzz/fuzz_tls_feed.c csrc/dx_tls.c csrc/dx_tls.h csrc/dx_net.c csrc/dx_net.h
+	@mkdir -p build
+	clang $(FUZZ_CFLAGS) $(TLS_CFLAGS) -o $@ spec/fuzz/fuzz_tls_feed.c csrc/dx_tls.c csrc/dx_net.c $(TLS_LIBS)
+build/fuzz-tls/cert.pem:
+	@mkdir -p build/fuzz-tls
+	openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+	  -keyout build/fuzz-tls/key.pem -out $@ -days 2 -subj /CN=localhost 2>/dev/null
+
 fuzz: deps-tools all build/fuzz_read
 	@mkdir -p build/fuzz-corpus build/fuzz-artifacts
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build/fuzz_read \
@@ -152,6 +160,18 @@ fuzz: deps-tools all build/fuzz_read
 	  -artifact_prefix=build/fuzz-artifacts/ build/fuzz-corpus spec/fuzz/corpus/read
 	FUZZ_SECONDS=$(FUZZ_SECONDS) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
 	  LUA_CPATH="./build/?.so;;" $(LUA) spec/fuzz/read_model.lua
+ifeq ($(TLS),1)
+	$(MAKE) fuzz-tls
+endif
+
+# TLS's feed: bytes received before TLS began, then the socket, into a
+# server-side handshake and reads (FUZZ_SECONDS / 2).
+fuzz-tls: build/fuzz_tls_feed build/fuzz-tls/cert.pem
+	@mkdir -p build/fuzz-tls-corpus build/fuzz-artifacts
+	FUZZ_TLS_CERT=build/fuzz-tls/cert.pem FUZZ_TLS_KEY=build/fuzz-tls/key.pem \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build/fuzz_tls_feed \
+	  -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -print_final_stats=1 \
+	  -artifact_prefix=build/fuzz-artifacts/ build/fuzz-tls-corpus spec/fuzz/corpus/tls
 
 bench: all
 	$(MAKE) -C bench run
