@@ -68,7 +68,6 @@ static void alpn_wire(lua_State *L, int t, int arg) {
 
 /* A context from the options table at t; pushes the userdata. */
 static lx_tlsctx *new_context(lua_State *L, int t, int arg) {
-  lx_state *S = lx_state_of(L);
   dx_tls_opts o;
   lx_tlsctx *x;
   const char *sn;
@@ -105,14 +104,13 @@ static lx_tlsctx *new_context(lua_State *L, int t, int arg) {
   if (x->ctx == NULL) luaL_error(L, "duplex.tls.context: %s", err);
   if (sn) snprintf(x->servername, sizeof x->servername, "%s", sn);
   lua_replace(L, top + 1);                  /* where the alpn string was */
-  (void)S;
   return x;
 }
 
 /* The `tls` option at idx: true (the default client context), a table
  * (a context for this call) or a tlscontext. Replaces it with the context
  * userdata and returns it. */
-static lx_tlsctx *tls_option(lua_State *L, int idx, int arg) {
+lx_tlsctx *lx_tls_option(lua_State *L, int idx, int arg) {
   lx_state *S = lx_state_of(L);
   lx_tlsctx *x = NULL;
   if (lua_isuserdata(L, idx) && lua_getmetatable(L, idx)) {
@@ -139,7 +137,6 @@ static lx_tlsctx *tls_option(lua_State *L, int idx, int arg) {
   return x ? x : (lx_tlsctx *)lua_touserdata(L, idx);
 }
 
-lx_tlsctx *lx_tls_option(lua_State *L, int idx, int arg) { return tls_option(L, idx, arg); }
 
 dx_tls_ctx *lx_tls_ctx_of(lua_State *L, int idx) {
   return ((lx_tlsctx *)lua_touserdata(L, idx))->ctx;
@@ -206,7 +203,7 @@ static int c_starttls(lua_State *L) {
   const char *why;
   if (c->tls) return luaL_error(L, "starttls: already a TLS client");
   lua_settop(L, 2);
-  x = tls_option(L, 2, 1);
+  x = lx_tls_option(L, 2, 1);
   if (server && !dx_tls_ctx_can_serve(x->ctx))
     return luaL_argerror(L, 1, "a server's starttls needs a context with a certificate");
   host[0] = '\0';
