@@ -79,10 +79,14 @@ build/test_core_poll: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Mak
 build/test_resolver: spec/core/test_resolver.c spec/shim/fakegai.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 	@mkdir -p build
 	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(CFLAGS_EXTRA) -o $@ spec/core/test_resolver.c spec/shim/fakegai.c $(CORE_SRCS) -pthread -ldl
-test-core: build/test_core build/test_core_poll build/test_resolver
+build/et_short_read: spec/core/et_short_read.c
+	@mkdir -p build
+	$(CC) -std=c99 -O2 $(WARN) $(CFLAGS_EXTRA) -o $@ $< -pthread
+test-core: build/test_core build/test_core_poll build/test_resolver build/et_short_read
 	build/test_core
 	build/test_core_poll
 	build/test_resolver
+	build/et_short_read 32
 test-core-asan:
 	@mkdir -p build
 	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(ASAN_FLAGS) -o build/test_core_asan spec/core/test_core.c $(CORE_SRCS) -pthread

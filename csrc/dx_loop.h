@@ -15,6 +15,9 @@ typedef struct dx_watch {
   int fd;                 /* -1 once closed */
   int reg;                /* registered with the backend (poll: index + 1) */
   int head[2], tail[2];   /* FIFO of task slots: [0] readers, [1] writers */
+  int ready;              /* DX_READ: bytes may be waiting (see dx_loop_drained) */
+  int suspect;            /* the peer's end or urgent data seen: a short
+                             read no longer proves the socket drained */
 } dx_watch;
 
 typedef struct dx_task {
@@ -66,6 +69,13 @@ int dx_loop_suspend_for(dx_loop *l, int slot, dx_watch *w, int dir, int want, do
 /* Something changed on w that readiness will not tell (a TLS record was
  * taken in by the other direction): the FIFO heads waiting on w retry. */
 void dx_loop_poke(dx_loop *l, dx_watch *w);
+/* A receive on w came back EAGAIN, or short with nothing to suspect.
+ * Under the edge-triggered backend that means drained: until the next
+ * edge, a reader may wait without asking the kernel first (one recv per
+ * message saved). A level-triggered backend learns nothing from it. */
+void dx_loop_drained(dx_loop *l, dx_watch *w);
+/* May bytes be waiting on w? (Always yes until w is registered.) */
+#define dx_loop_readable(w) ((w)->ready & DX_READ)
 /* Point w at another descriptor (or -1), keeping its FIFOs: the backend
  * forgets the old one. */
 void dx_loop_rewatch(dx_loop *l, dx_watch *w, int fd);
@@ -120,7 +130,7 @@ void dx_backend_free(dx_loop *l);
 int dx_backend_add(dx_loop *l, dx_watch *w);
 void dx_backend_del(dx_loop *l, dx_watch *w);
 int dx_backend_wait(dx_loop *l, int ms);
-/* called by the backend for each event: DX_READ / DX_WRITE bits */
+/* called by the backend for each event: DX_READ / DX_WRITE / DX_SUSPECT bits */
 void dx_loop_fire(dx_loop *l, dx_watch *w, int events);
 
 #endif

@@ -23,7 +23,7 @@ void dx_backend_free(dx_loop *l) {
 int dx_backend_add(dx_loop *l, dx_watch *w) {
   struct epoll_event ev;
   memset(&ev, 0, sizeof ev);
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
   ev.data.ptr = w;
   if (epoll_ctl(l->fd, EPOLL_CTL_ADD, w->fd, &ev) < 0) {
     if (errno != EEXIST) return -errno;
@@ -50,6 +50,7 @@ int dx_backend_wait(dx_loop *l, int ms) {
     int bits = 0;
     if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) bits |= DX_READ;
     if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) bits |= DX_WRITE;
+    if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) bits |= DX_SUSPECT | DX_READ;
     dx_loop_fire(l, evs[i].data.ptr, bits);
   }
   return 0;

@@ -22,7 +22,9 @@ typedef struct dx_addr {
   socklen_t len;
 } dx_addr;
 
-enum { DX_READ = 1, DX_WRITE = 2 };
+/* DX_SUSPECT: an event after which a short read may leave something to
+ * read (the peer's end, urgent data) */
+enum { DX_READ = 1, DX_WRITE = 2, DX_SUSPECT = 4 };
 
 /* Besides bytes and -errno: wait for that direction (TLS may want either,
  * whatever the operation). */

@@ -866,6 +866,62 @@ static int would_block_read(int fd) {
   return read(fd, &c, 1) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+/* The read readiness a short read may trust (dx_loop_drained): only a
+ * registered watch under the edge-triggered backend forgets it; every
+ * event brings it back, and the peer's end makes the trust stop. */
+static void t_loop_drained(void) {
+  dx_loop l;
+  dx_watch w;
+  int sv[2], s;
+  char buf[16];
+  CHECK_EQ(dx_loop_init(&l), 0);
+  if (pair(sv) != 0) return;
+  dx_watch_init(&w, sv[0]);
+  CHECK(dx_loop_readable(&w));
+  dx_loop_drained(&l, &w);                          /* not registered yet */
+  CHECK(dx_loop_readable(&w));
+  s = spawn_run(&l);
+  CHECK_EQ(dx_loop_suspend(&l, s, &w, 0, dx_now() + 0.05), 0);   /* registers */
+  CHECK_EQ(poll_for(&l, 1, 2), 0);
+  CHECK_EQ(dx_loop_pop(&l), s);
+  CHECK(dx_loop_fired(&l, s));                      /* nothing to read: the timer */
+  dx_loop_drained(&l, &w);
+  CHECK(dx_loop_readable(&w) == (l.fd < 0));        /* poll learns nothing */
+  CHECK_EQ(dx_loop_suspend(&l, s, &w, 0, dx_now() + 2), 0);
+  CHECK(write(sv[1], "x", 1) == 1);
+  CHECK_EQ(poll_for(&l, 1, 2), 0);
+  CHECK_EQ(dx_loop_pop(&l), s);
+  CHECK(!dx_loop_fired(&l, s));
+  CHECK(dx_loop_readable(&w));                      /* the edge set it */
+  CHECK(read(sv[0], buf, sizeof buf) == 1);
+  dx_loop_drained(&l, &w);
+  /* an edge while nobody waits is kept */
+  CHECK(write(sv[1], "y", 1) == 1);
+  dx_loop_ready(&l, s);
+  CHECK_EQ(dx_loop_poll(&l), 0);                    /* a task is ready: no wait */
+  CHECK_EQ(dx_loop_batch(&l), 1);
+  CHECK_EQ(dx_loop_pop(&l), s);
+  if (l.fd >= 0) {
+    CHECK(dx_loop_readable(&w));
+    CHECK(read(sv[0], buf, sizeof buf) == 1);
+    dx_loop_drained(&l, &w);
+    CHECK(!dx_loop_readable(&w));
+    /* the peer's end: from then on a short read proves nothing */
+    shutdown(sv[1], SHUT_WR);
+    CHECK_EQ(dx_loop_suspend(&l, s, &w, 0, dx_now() + 2), 0);
+    CHECK_EQ(poll_for(&l, 1, 2), 0);
+    CHECK_EQ(dx_loop_pop(&l), s);
+    dx_loop_drained(&l, &w);
+    CHECK(dx_loop_readable(&w));
+  }
+  dx_loop_leave(&l, s);
+  dx_loop_close_watch(&l, &w);
+  close(sv[0]);
+  close(sv[1]);
+  dx_loop_kill(&l, s);
+  dx_loop_free(&l);
+}
+
 static void t_loop_basic(void) {
   dx_loop l;
   int a, b, c, i, seen[3];
@@ -1687,6 +1743,7 @@ int main(void) {
   t_buf_scan_stream();
   t_time();
   t_loop_basic();
+  t_loop_drained();
   t_loop_timers();
   t_loop_fifo();
   t_loop_close_watch();

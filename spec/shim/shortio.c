@@ -6,7 +6,7 @@
  * Use:    LD_PRELOAD=./build/shortio.so lua5.4 spec/shim/shortio_check.lua
  *
  * Wrapped: read, write, readv, writev, recv, recvfrom, recvmsg, send, sendto,
- * sendmsg. Only calls on a stream socket are touched: whether the descriptor
+ * sendmsg (and epoll_ctl, epoll_wait, close: below). Only calls on a stream socket are touched: whether the descriptor
  * is one is asked of the kernel on every call (getsockopt SO_TYPE), so
  * nothing is cached that could outlive a close, and files, pipes and
  * terminals (Lua's own I/O, a test runner's output) pass straight through.
@@ -19,6 +19,11 @@
  *   - is passed on with its length cut to a random 1..SHORTIO_MAX bytes
  *     (default 7); for the iovec calls the iovec is copied and cut so that
  *     its total is that many bytes. A call asking for 0 bytes stays 0.
+ * A read it cut short owes the reader an edge: the shim also wraps epoll_ctl,
+ * epoll_wait and close, and the next epoll_wait reports the descriptor
+ * readable again. That is the kernel's own contract (a short read means
+ * drained, and every later byte raises an edge), which a reader under
+ * edge-triggered epoll may trust: duplex does (spec/core/et_short_read.c).
  * The random sequence is seeded from SHORTIO_SEED (default fixed), so a run
  * is repeatable as far as the program's own call order is.
  * SHORTIO_STATS=1 prints the counts to stderr at exit (from a process that
@@ -34,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -68,6 +74,9 @@ typedef ssize_t (*recvfrom_fn)(int, void *, size_t, int, SA_ARG, socklen_t *);
 typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, CSA_ARG, socklen_t);
 typedef ssize_t (*recvmsg_fn)(int, struct msghdr *, int);
 typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
+typedef int (*epoll_ctl_fn)(int, int, int, struct epoll_event *);
+typedef int (*epoll_wait_fn)(int, struct epoll_event *, int, int);
+typedef int (*close_fn)(int);
 
 static struct {
   read_fn read;
@@ -80,6 +89,9 @@ static struct {
   sendto_fn sendto;
   recvmsg_fn recvmsg;
   sendmsg_fn sendmsg;
+  epoll_ctl_fn epoll_ctl;
+  epoll_wait_fn epoll_wait;
+  close_fn close;
 } real;
 
 static int inited;
@@ -138,6 +150,9 @@ static void init(void) {
   LOAD(sendto, "sendto");
   LOAD(recvmsg, "recvmsg");
   LOAD(sendmsg, "sendmsg");
+  LOAD(epoll_ctl, "epoll_ctl");
+  LOAD(epoll_wait, "epoll_wait");
+  LOAD(close, "close");
   max_bytes = env_ulong("SHORTIO_MAX", 7);
   if (max_bytes == 0) max_bytes = 1;
   if (max_bytes > SHIM_IOV) max_bytes = SHIM_IOV;
@@ -201,6 +216,70 @@ static ssize_t moved(ssize_t r) {
   return r;
 }
 
+/* --- the edges cut reads owe --------------------------------------------- */
+
+#define SHIM_FDS 65536
+static epoll_data_t epdata[SHIM_FDS];   /* the fd's registration, if any */
+static unsigned char registered[SHIM_FDS], owed[SHIM_FDS];
+static int nowed;
+
+/* A read on fd returned r of the n bytes asked. */
+static ssize_t owe(int fd, ssize_t r, size_t n) {
+  if (r > 0 && (size_t)r < n && fd >= 0 && fd < SHIM_FDS && registered[fd] && !owed[fd]) {
+    owed[fd] = 1;
+    nowed++;
+  }
+  return r;
+}
+
+static void forget(int fd) {
+  if (fd < 0 || fd >= SHIM_FDS) return;
+  if (owed[fd]) nowed--;
+  registered[fd] = owed[fd] = 0;
+}
+
+static size_t iov_total(const struct iovec *iov, size_t cnt) {
+  size_t t = 0, i;
+  for (i = 0; i < cnt; i++) t += iov[i].iov_len;
+  return t;
+}
+
+int epoll_ctl(int ep, int op, int fd, struct epoll_event *ev) {
+  int r;
+  init();
+  r = real.epoll_ctl(ep, op, fd, ev);
+  if (r == 0 && fd >= 0 && fd < SHIM_FDS) {
+    if (op == EPOLL_CTL_DEL) forget(fd);
+    else if (ev != NULL) {
+      epdata[fd] = ev->data;
+      registered[fd] = 1;
+    }
+  }
+  return r;
+}
+
+int epoll_wait(int ep, struct epoll_event *evs, int max, int ms) {
+  int n, fd;
+  init();
+  n = real.epoll_wait(ep, evs, max, nowed > 0 ? 0 : ms);
+  if (n < 0 || nowed == 0) return n;
+  for (fd = 0; fd < SHIM_FDS && nowed > 0 && n < max; fd++) {
+    if (!owed[fd]) continue;
+    owed[fd] = 0;
+    nowed--;
+    evs[n].events = EPOLLIN;
+    evs[n].data = epdata[fd];
+    n++;
+  }
+  return n;
+}
+
+int close(int fd) {
+  init();
+  forget(fd);
+  return real.close(fd);
+}
+
 /* Copy iov[0..cnt) into out, dropping empty entries and ending once the
  * total reaches a random cut; returns the number of entries in out. */
 static int cut_iov(const struct iovec *iov, size_t cnt, struct iovec *out) {
@@ -226,7 +305,7 @@ ssize_t read(int fd, void *buf, size_t n) {
   int d = decide(fd);
   if (d < 0) return -1;
   if (d == 0) return real.read(fd, buf, n);
-  return moved(real.read(fd, buf, cut_len(n)));
+  return owe(fd, moved(real.read(fd, buf, cut_len(n))), n);
 }
 
 ssize_t write(int fd, const void *buf, size_t n) {
@@ -240,7 +319,7 @@ ssize_t recv(int fd, void *buf, size_t n, int flags) {
   int d = decide(fd);
   if (d < 0) return -1;
   if (d == 0) return real.recv(fd, buf, n, flags);
-  return moved(real.recv(fd, buf, cut_len(n), flags));
+  return owe(fd, moved(real.recv(fd, buf, cut_len(n), flags)), n);
 }
 
 ssize_t send(int fd, const void *buf, size_t n, int flags) {
@@ -254,7 +333,7 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, SA_ARG from, socklen_t 
   int d = decide(fd);
   if (d < 0) return -1;
   if (d == 0) return real.recvfrom(fd, buf, n, flags, from, fromlen);
-  return moved(real.recvfrom(fd, buf, cut_len(n), flags, from, fromlen));
+  return owe(fd, moved(real.recvfrom(fd, buf, cut_len(n), flags, from, fromlen)), n);
 }
 
 ssize_t sendto(int fd, const void *buf, size_t n, int flags, CSA_ARG to, socklen_t tolen) {
@@ -269,7 +348,8 @@ ssize_t readv(int fd, const struct iovec *iov, int cnt) {
   int d = decide(fd);
   if (d < 0) return -1;
   if (d == 0 || cnt <= 0) return real.readv(fd, iov, cnt);
-  return moved(real.readv(fd, mine, cut_iov(iov, (size_t)cnt, mine)));
+  return owe(fd, moved(real.readv(fd, mine, cut_iov(iov, (size_t)cnt, mine))),
+             iov_total(iov, (size_t)cnt));
 }
 
 ssize_t writev(int fd, const struct iovec *iov, int cnt) {
@@ -295,7 +375,7 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
   msg->msg_namelen = m.msg_namelen;
   msg->msg_controllen = m.msg_controllen;
   msg->msg_flags = m.msg_flags;
-  return moved(r);
+  return owe(fd, moved(r), iov_total(msg->msg_iov, msg->msg_iovlen));
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
