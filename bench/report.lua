@@ -1,10 +1,13 @@
--- report.lua RAW.tsv "servers" "loads": turn the raw measurements into one
--- Markdown table (rows = loads, columns = servers), median of the repeats,
--- each cell "figure (ratio to C)".
-local raw, servers_s, loads_s = arg[1], arg[2] or "c duplex luasocket luv cqueues",
-  arg[3] or "keepalive close pingpong bulk idle"
-
-local NAMES = { c = "C epoll", duplex = "duplex", luasocket = "LuaSocket", luv = "luv", cqueues = "cqueues" }
+-- report.lua RAW.tsv "servers" "loads" [FORWARD.tsv]: the raw measurements
+-- as Markdown: one table (rows = loads, columns = servers; median of the
+-- repeats, "figure (ratio to C)"), the forward load's table, the targets.
+local HERE = arg[0]:match("^(.*)/") or "."
+local F = dofile(HERE .. "/figures.lua")
+local raw, fwd_raw = arg[1], arg[4]
+local servers = F.words(arg[2] or "c duplex luasocket luv cqueues nginx nginx_lua")
+local loads = {}
+for _, l in ipairs(F.words(arg[3] or "keepalive close pingpong bulk idle forward")) do loads[l] = true end
+local NAMES = F.NAMES
 
 -- metric id, load, label (unit; what is better)
 local ROWS = {
@@ -23,80 +26,109 @@ local ROWS = {
   { "idle_cpu",  "idle",      "  server CPU µs per connection (accept + 1-byte echo)" },
 }
 
-local function words(s)
-  local t = {}
-  for w in s:gmatch("%S+") do t[#t + 1] = w end
-  return t
-end
+local data = F.read(raw)
+local out = {}
+local function add(s) out[#out + 1] = s end
+local function row(cells) add("| " .. table.concat(cells, " | ") .. " |") end
 
-local servers, loads = words(servers_s), {}
-for _, l in ipairs(words(loads_s)) do loads[l] = true end
-
--- data[server][metric] = { values..., fails = n, nas = n }
-local data = {}
-for line in io.lines(raw) do
-  local s, m, _, v = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]*)$")
-  if s then
-    data[s] = data[s] or {}
-    local d = data[s][m] or { fails = 0, nas = 0 }
-    data[s][m] = d
-    if v == "fail" then d.fails = d.fails + 1
-    elseif v == "na" then d.nas = d.nas + 1
-    else d[#d + 1] = tonumber(v) end
-  end
-end
-
-local function median(d)
-  if not d or #d == 0 then return nil end
-  table.sort(d)
-  local n = #d
-  if n % 2 == 1 then return d[(n + 1) // 2] end
-  return (d[n // 2] + d[n // 2 + 1]) / 2
-end
-
-local function fmt(v)
-  local a = math.abs(v)
-  if a >= 1e6 then return string.format("%.2fM", v / 1e6)
-  elseif a >= 1e5 then return string.format("%.0fk", v / 1e3)
-  elseif a >= 1e4 then return string.format("%.1fk", v / 1e3)
-  elseif a >= 100 then return string.format("%.0f", v)
-  elseif a >= 10 then return string.format("%.1f", v)
-  elseif a >= 0.01 or a == 0 then return string.format("%.2f", v)
-  else return string.format("%.3g", v) end
-end
-
+-- the main table
 local header = { "load" }
 for _, s in ipairs(servers) do header[#header + 1] = NAMES[s] or s end
-local out = { "| " .. table.concat(header, " | ") .. " |",
-              "|" .. string.rep(" --- |", #header) }
-local partial = false
-for _, row in ipairs(ROWS) do
-  local id, load, label = row[1], row[2], row[3]
+row(header)
+add("|" .. string.rep(" --- |", #header))
+local partial, skipped, nostart = false, false, false
+for _, r in ipairs(ROWS) do
+  local id, load, label = r[1], r[2], r[3]
   if loads[load] then
     local cells = { label }
-    local cd = data.c and data.c[id]
-    local cmed = median(cd)
+    local cmed = F.med(data, "c", id)
     for _, s in ipairs(servers) do
-      local d = data[s] and data[s][id]
-      local v = median(d)
+      local d = F.get(data, s, id)
+      local v = F.median(d)
       local cell
       if v then
-        cell = fmt(v)
-        if cmed and cmed ~= 0 then cell = cell .. string.format(" (%.2fx)", v / cmed)
-        else cell = cell .. " (-)" end
+        cell = F.fmt(v) .. (cmed and cmed ~= 0 and string.format(" (%.2fx)", v / cmed) or " (-)")
         if d.fails > 0 then cell = cell .. " *"; partial = true end
       elseif d and d.fails > 0 then cell = "fails"
-      else cell = "n/a" end
+      elseif d and d.skips > 0 then cell = "—"; skipped = true
+      elseif d and d.nas > 0 then cell = "did not start"; nostart = true
+      else cell = "" end
       cells[#cells + 1] = cell
     end
-    out[#out + 1] = "| " .. table.concat(cells, " | ") .. " |"
+    row(cells)
   end
 end
-out[#out + 1] = ""
-out[#out + 1] = "Each cell: median over the repeats, then (figure / C epoll's figure). "
+add("")
+add("Each cell: median over the repeats, then (figure / C epoll's figure). "
   .. "Higher is better for req/s, msg/s and GB/s; lower for latency, CPU, seconds and RSS. "
   .. "CPU is the server process's on-CPU time during the load, divided by the work done. "
-  .. "\"fails\": every repeat failed (server died, load errors, or time-out); "
-  .. "\"n/a\": the server did not start (see out/logs/*.server.err)."
-if partial then out[#out + 1] = "\"*\": some repeats failed; the median is over the others." end
+  .. "\"fails\": every repeat failed (server died, load errors, or time-out).")
+if skipped then add("\"—\": not applicable (nginx answers only the HTTP loads).") end
+if nostart then add("\"did not start\": see out/logs/*.server.err.") end
+if partial then add("\"*\": some repeats failed; the median is over the others.") end
+
+-- the forward load (forward.sh): throughput through each forwarder
+local fwd = F.read(fwd_raw)
+local function has_fwd()
+  for _, s in ipairs(F.FORWARDERS) do if fwd[s] then return true end end
+end
+if loads.forward and has_fwd() then
+  add("")
+  add("Forward load (bench/forward.sh): redis-benchmark -P 16 to redis-server, directly or through a forwarder.")
+  add("")
+  row({ "forwarder", "SET req/s", "GET req/s", "forwarder CPU-s per 1M requests" })
+  add("| --- | --- | --- | --- |")
+  for _, s in ipairs(F.FORWARDERS) do
+    if fwd[s] then
+      local cells = { NAMES[s] }
+      for _, m in ipairs({ "fwd_set_rps", "fwd_get_rps", "fwd_cpu" }) do
+        local d, v = F.get(fwd, s, m), F.med(fwd, s, m)
+        local cell
+        if v then
+          local notes = {}
+          local direct = F.med(fwd, "direct", m)
+          if m ~= "fwd_cpu" and direct and direct ~= 0 then notes[#notes + 1] = string.format("%.0f%%", 100 * v / direct) end
+          local hr = s ~= "direct" and F.ratio(fwd, s, m, "haproxy")
+          if hr then notes[#notes + 1] = string.format("%.2fx", hr) end
+          cell = F.fmt(v) .. (#notes > 0 and " (" .. table.concat(notes, "; ") .. ")" or "")
+          if d.fails > 0 then cell = cell .. " *" end
+        elseif d and d.fails > 0 then cell = "fails"
+        else cell = "—" end
+        cells[#cells + 1] = cell
+      end
+      row(cells)
+    end
+  end
+  add("")
+  add("req/s cells: median, then (% of direct; ratio to HAProxy). CPU: the forwarder process's "
+    .. "CPU-seconds per million requests (ratio to HAProxy); lower is better. \"—\": no forwarder.")
+end
+
+-- the targets of issue 10, for duplex
+add("")
+add("Against the targets of issue 10:")
+add("")
+add("| target | duplex | |")
+add("| --- | --- | --- |")
+local function verdict(ok) return ok and "met" or "not met" end
+for _, t in ipairs(F.CPU_TARGETS) do
+  if loads[t.load] then
+    local rr = F.ratio(data, "duplex", t.id)
+    row({ string.format("%s ≤ %.2fx C", t.label, t.max),
+          rr and string.format("%.2fx", rr) or "not measured",
+          rr and verdict(rr <= t.max + 1e-9) or "" })
+  end
+end
+if loads.idle then
+  local v = F.med(data, "duplex", "idle_rss")
+  row({ string.format("memory per idle connection ≤ %.2f KiB", F.IDLE_MAX_KIB),
+        v and string.format("%.2f KiB", v) or "not measured", v and verdict(v <= F.IDLE_MAX_KIB) or "" })
+end
+if loads.forward then
+  local set = F.ratio(fwd, "duplex_fwd", "fwd_set_rps", "haproxy")
+  local get = F.ratio(fwd, "duplex_fwd", "fwd_get_rps", "haproxy")
+  row({ "forwarder throughput ≥ HAProxy's (SET / GET)",
+        set and get and string.format("%.2fx / %.2fx", set, get) or "not measured",
+        set and get and verdict(set >= 1 and get >= 1) or "" })
+end
 print(table.concat(out, "\n"))

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # duplex benchmark runner: every server on the same loads, server pinned to
 # CPU 0 and load generator to CPU 1; prints one table and writes
-# out/results.md. See README.md.
+# out/results.md and the chart out/results.svg (a full run also copies them
+# to RESULTS.md and results.svg). See README.md.
 #
 # Environment:
 #   QUICK=1          smoke run: 1 s loads, 256 MiB bulk, 2000 idle conns, REPEAT=1
 #   REPEAT=n         repeats per load, median reported (default 3; 1 when QUICK)
-#   SERVERS="..."    subset/order of: c duplex luasocket luv cqueues
-#   LOADS="..."      subset/order of: keepalive close pingpong bulk idle
+#   SERVERS="..."    subset/order of: c duplex luasocket luv cqueues nginx nginx_lua
+#   LOADS="..."      subset/order of: keepalive close pingpong bulk idle forward
 #   DURATION=5       seconds per wrk / ping-pong load
 #   BULK_BYTES=...   bulk echo size (default 2 GiB)
 #   IDLE_CONNS=...   idle connections (default 10000)
 #   SERVER_CPU=0 LOAD_CPU=1   CPUs to pin to
 #   DUPLEX_BUILD=dir  where duplex/core.so is (default ../build)
+#   PUBLISH=0|1      copy the results to RESULTS.md and results.svg (default:
+#                    only a full run: QUICK=0 and SERVERS, LOADS unset)
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -34,8 +37,11 @@ else
   BULK_BYTES=${BULK_BYTES:-$((2 << 30))}
   IDLE_CONNS=${IDLE_CONNS:-10000}
 fi
-SERVERS=${SERVERS:-"c duplex luasocket luv cqueues"}
-LOADS=${LOADS:-"keepalive close pingpong bulk idle"}
+# a subset or a smoke run must not overwrite the committed results
+if [ "$QUICK" = 0 ] && [ -z "${SERVERS+x}" ] && [ -z "${LOADS+x}" ]; then PUBLISH=${PUBLISH:-1}; fi
+PUBLISH=${PUBLISH:-0}
+SERVERS=${SERVERS:-"c duplex luasocket luv cqueues nginx nginx_lua"}
+LOADS=${LOADS:-"keepalive close pingpong bulk idle forward"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PP_CONNS=64
@@ -43,7 +49,9 @@ PP_SIZE=64
 
 mkdir -p "$LOGS"
 RAW=$OUT/raw.tsv
+FWD_RAW=$OUT/forward.tsv   # forward.sh's figures (its own servers)
 : > "$RAW"
+: > "$FWD_RAW"
 
 # Enough descriptors for 10k connections on both sides (children inherit).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
@@ -86,11 +94,75 @@ server_cmd() { # name mode: sets SCMD
   esac
 }
 
+# Which loads a server takes part in: nginx only answers HTTP.
+applies() { # server load
+  case $1 in nginx|nginx_lua) [ "$2" = keepalive ] || [ "$2" = close ] ;; esac
+}
+
+# A TCP port nobody listens on (nginx cannot take port 0): random, checked
+# against /proc/net/tcp*; start_nginx retries if it is taken meanwhile.
+free_port() {
+  local p _
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 40000))
+    awk -v hex="$(printf ':%04X' "$p")" 'substr($2, length($2) - 4) == hex { f = 1 } END { exit !f }' \
+      /proc/net/tcp /proc/net/tcp6 2>/dev/null || { echo "$p"; return 0; }
+  done
+  return 1
+}
+
+# The Debian ngx_http_lua module and the NDK it needs, as load_module lines.
+nginx_lua_modules() {
+  local d m found=""
+  for m in ndk_http_module ngx_http_lua_module; do
+    for d in /usr/lib/nginx/modules /usr/share/nginx/modules; do
+      if [ -f "$d/$m.so" ]; then printf 'load_module %s;\n' "$d/$m.so"; found="$found $m"; break; fi
+    done
+  done
+  [[ $found == *ngx_http_lua_module* ]]
+}
+
+# start_nginx NAME LOG: nginx in the foreground, one process (so its PID is
+# the one measured), config from servers/nginx.conf.in under out/nginx/NAME.
+start_nginx() {
+  local name=$1 log=$2 dir=$OUT/nginx/$1 mods="" handler _ try
+  : > "$log.out"; : > "$log.err"
+  command -v nginx >/dev/null || { echo "nginx not found (apt-get install nginx)" >> "$log.err"; return 1; }
+  handler='return 200 "Hello, World!";'
+  if [ "$name" = nginx_lua ]; then
+    mods=$(nginx_lua_modules) || { echo "no ngx_http_lua_module.so (apt-get install libnginx-mod-http-lua)" >> "$log.err"; return 1; }
+    # Content-Length set, as the others send it (else nginx answers chunked)
+    handler='content_by_lua_block { ngx.header["Content-Length"] = 13; ngx.print("Hello, World!") }'
+  fi
+  mkdir -p "$dir"
+  for try in 1 2 3 4 5; do
+    SPORT=$(free_port) || return 1
+    awk -v mods="$mods" -v dir="$dir" -v err="$log.err" -v port="$SPORT" -v handler="$handler" '
+      { gsub(/@MODULES@/, mods); gsub(/@DIR@/, dir); gsub(/@ERRLOG@/, err)
+        gsub(/@PORT@/, port); gsub(/@HANDLER@/, handler); print }' \
+      "$HERE/servers/nginx.conf.in" > "$dir/nginx.conf"
+    rm -f "$dir/nginx.pid"
+    echo "try $try: port $SPORT" >> "$log.out"
+    "${PIN_S[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$log.err" \
+      -g 'daemon off; master_process off;' >>"$log.out" 2>>"$log.err" &
+    SPID=$!
+    for _ in $(seq 1 100); do   # up to 5 s; the pid file is written after bind
+      [ -s "$dir/nginx.pid" ] && alive && return 0
+      grep -q 'failed (98' "$log.err" && break
+      kill -0 "$SPID" 2>/dev/null || break
+      sleep 0.05
+    done
+    stop_server
+    grep -q 'failed (98' "$log.err" || return 1   # not a port clash: give up
+  done
+  return 1
+}
+
 # start_server NAME MODE TAG: sets SPID and SPORT; returns 1 if it did not come up.
 start_server() {
-  local log
+  local log=$LOGS/$3.server
+  case $1 in nginx|nginx_lua) start_nginx "$1" "$log"; return ;; esac
   server_cmd "$1" "$2" || return 1
-  log=$LOGS/$3.server
   "${PIN_S[@]}" "${SCMD[@]}" >"$log.out" 2>"$log.err" &
   SPID=$!
   SPORT=""
@@ -148,9 +220,13 @@ fail() { # server rep metrics... : record a failure for each metric
   local s=$1 r=$2; shift 2
   for m in "$@"; do record "$s" "$m" "$r" fail; done
 }
-na() {
+na() { # the server did not start
   local s=$1 r=$2; shift 2
   for m in "$@"; do record "$s" "$m" "$r" na; done
+}
+skip() { # the load does not apply to the server
+  local s=$1 r=$2; shift 2
+  for m in "$@"; do record "$s" "$m" "$r" skip; done
 }
 
 metrics_of() {
@@ -253,10 +329,15 @@ run_load() { # load server rep
   local load=$1 s=$2 r=$3 mode=echo tag
   case $load in keepalive|close) mode=http ;; esac
   tag=$load.$s.$r
+  if ! applies "$s" "$load"; then
+    # shellcheck disable=SC2046
+    skip "$s" "$r" $(metrics_of "$load")
+    return
+  fi
   if ! start_server "$s" "$mode" "$tag"; then
     # shellcheck disable=SC2046
     na "$s" "$r" $(metrics_of "$load")
-    printf '  %-9s %-9s rep %s: n/a (server did not start; see %s)\n' "$load" "$s" "$r" "out/logs/$tag.server.err"
+    printf '  %-9s %-9s rep %s: did not start (see %s)\n' "$load" "$s" "$r" "out/logs/$tag.server.err"
     return
   fi
   case $load in
@@ -272,30 +353,68 @@ run_load() { # load server rep
         '$1 == s && $3 == r && index(m, " " $2 " ") { printf "%s=%s ", $2, $4 }' "$RAW")"
 }
 
+# duplex as built: the commit of the tree its build directory is in
+DUPLEX_DIR=${DUPLEX_BUILD:-$ROOT/build}
+DUPLEX_REV=$(git -C "$DUPLEX_DIR/.." describe --always --dirty 2>/dev/null || echo "unknown")
+has_load() { [[ " $LOADS " == *" $1 "* ]]; }
+
 echo "duplex bench: servers [$SERVERS], loads [$LOADS], repeat $REPEAT, ${DURATION}s loads," \
      "bulk $BULK_BYTES B, idle $IDLE_CONNS conns (QUICK=$QUICK)"
 START=$(date +%s)
 LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq 1 "$REPEAT"); do
   for load in $LOADS; do
+    [ "$load" = forward ] && continue   # forward.sh, below
     for s in $SERVERS; do
       run_load "$load" "$s" "$r"
-      sleep 0.2
+      applies "$s" "$load" && sleep 0.2
     done
   done
 done
+
+# The forward load has its own servers (redis, HAProxy, duplex forwarders)
+# and repeats; it appends to FWD_RAW in the same four-column format.
+if has_load forward; then
+  if [ -f "$HERE/forward.sh" ]; then
+    echo "forward: bash forward.sh (figures in out/forward.tsv)"
+    export QUICK REPEAT DURATION SERVER_CPU LOAD_CPU LUA
+    [ -n "${DUPLEX_BUILD:-}" ] && export DUPLEX_BUILD
+    RAW=$FWD_RAW timeout -k 10 3600 bash "$HERE/forward.sh" || echo "forward: forward.sh failed (exit $?)" >&2
+  else
+    echo "forward: skipped (bench/forward.sh not there)"
+  fi
+fi
 LOADAVG1=$(cut -d' ' -f1-3 /proc/loadavg)
 
+mem_gib=$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
 {
-  echo "# duplex benchmark results"
+  echo "# Measured results"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')."
-  echo "Server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; median of $REPEAT run(s); ${DURATION}s wrk/ping-pong loads," \
-       "bulk $BULK_BYTES bytes, $IDLE_CONNS idle connections; QUICK=$QUICK." \
-       "Load average before/after: $LOADAVG0 / $LOADAVG1; took $(( $(date +%s) - START ))s." \
-       "duplex: ${DUPLEX_BUILD:-$ROOT/build}/duplex/core.so."
+  echo "Written by \`make bench\` (bench/run.sh); bench/README.md says how each figure is made."
+  echo
+  echo "- **When:** $(date -u '+%Y-%m-%d %H:%M UTC'); the run took $(( $(date +%s) - START )) s."
+  echo "- **Machine:** $(uname -sr), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $mem_gib GiB."
+  echo "- **Settings:** server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; median of $REPEAT repeat(s);" \
+       "${DURATION} s wrk and ping-pong loads, $BULK_BYTES bytes of bulk echo, $IDLE_CONNS idle connections; QUICK=$QUICK."
+  echo "- **Load average** before / after: $LOADAVG0 / $LOADAVG1 (other work on the machine makes the figures noisy)."
+  echo "- **duplex:** \`$DUPLEX_REV\` (\`git describe --always --dirty\`), built in $DUPLEX_DIR."
+  if [[ " $SERVERS " == *" nginx"* ]] && command -v nginx >/dev/null; then
+    echo "- **Peers:** $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(dpkg-query -W -f='libnginx-mod-http-lua ${Version}' libnginx-mod-http-lua 2>/dev/null || echo 'no lua module')."
+  fi
+  echo
+  echo "![server CPU per operation, ratio to the C epoll server](results.svg)"
   echo
 } > "$OUT/results.md"
-$LUA "$HERE/report.lua" "$RAW" "$SERVERS" "$LOADS" >> "$OUT/results.md"
+$LUA "$HERE/report.lua" "$RAW" "$SERVERS" "$LOADS" "$FWD_RAW" >> "$OUT/results.md"
+$LUA "$HERE/chart.lua" "$RAW" "$FWD_RAW" "$OUT/results.svg" "$SERVERS" \
+  "$(date -u '+%Y-%m-%d'), duplex $DUPLEX_REV, median of $REPEAT, QUICK=$QUICK" \
+  || echo "chart.lua failed" >&2
 echo
 cat "$OUT/results.md"
+if [ "$PUBLISH" = 1 ]; then
+  cp "$OUT/results.md" "$HERE/RESULTS.md"
+  [ -s "$OUT/results.svg" ] && cp "$OUT/results.svg" "$HERE/results.svg"
+  echo "wrote bench/RESULTS.md and bench/results.svg"
+else
+  echo "not a full run: bench/RESULTS.md and results.svg left as they are (out/results.md, out/results.svg; PUBLISH=1 to copy)"
+fi
