@@ -177,6 +177,8 @@ fuzz-tls: build/fuzz_tls_feed build/fuzz-tls/cert.pem
 	  -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -print_final_stats=1 \
 	  -artifact_prefix=build/fuzz-artifacts/ build/fuzz-tls-corpus spec/fuzz/corpus/tls
 
+# Every server on every load; a full run (QUICK and SERVERS/LOADS unset)
+# ends by writing bench/RESULTS.md and the chart bench/results.svg.
 bench: all
 	$(MAKE) -C bench run
 

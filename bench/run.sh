@@ -143,6 +143,7 @@ start_nginx() {
       "$HERE/servers/nginx.conf.in" > "$dir/nginx.conf"
     rm -f "$dir/nginx.pid"
     echo "try $try: port $SPORT" >> "$log.out"
+    : > "$log.err"   # a clash is read from this try's log alone
     "${PIN_S[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$log.err" \
       -g 'daemon off; master_process off;' >>"$log.out" 2>>"$log.err" &
     SPID=$!
