@@ -22,7 +22,7 @@ local ROWS = {
   { "bulk_gbps", "bulk",      "bulk echo, 1 conn, 64 KiB writes: GB/s" },
   { "bulk_secs", "bulk",      "  seconds" },
   { "bulk_cpu",  "bulk",      "  server CPU-seconds per GB echoed" },
-  { "idle_rss",  "idle",      "idle conns: server RSS KiB per connection" },
+  { "idle_rss",  "idle",      "idle conns: server RSS KiB per connection", absolute = true },
   { "idle_cpu",  "idle",      "  server CPU µs per connection (accept + 1-byte echo)" },
 }
 
@@ -47,7 +47,10 @@ for _, r in ipairs(ROWS) do
       local v = F.median(d)
       local cell
       if v then
-        cell = F.fmt(v) .. (cmed and cmed ~= 0 and string.format(" (%.2fx)", v / cmed) or " (-)")
+        cell = F.fmt(v)
+        if not r.absolute then -- C holds almost no memory per connection: no ratio
+          cell = cell .. (cmed and cmed ~= 0 and string.format(" (%.2fx)", v / cmed) or " (-)")
+        end
         if d.fails > 0 then cell = cell .. " *"; partial = true end
       elseif d and d.fails > 0 then cell = "fails"
       elseif d and d.skips > 0 then cell = "—"; skipped = true
