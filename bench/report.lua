@@ -65,6 +65,7 @@ add("")
 add("Each cell: median over the repeats, then (figure / C epoll's figure). "
   .. "Higher is better for req/s, msg/s and GB/s; lower for latency, CPU, seconds and RSS. "
   .. "CPU is the server process's on-CPU time during the load, divided by the work done. "
+  .. "Memory per idle connection has no ratio: C holds almost none, and its target is absolute. "
   .. "\"fails\": every repeat failed (server died, load errors, or time-out).")
 if skipped then add("\"—\": not applicable (nginx answers only the HTTP loads).") end
 if nostart then add("\"did not start\": see out/logs/*.server.err.") end
