@@ -23,7 +23,9 @@
 #define LX_SERVER "duplex.server"
 #define LX_CLIENT "duplex.client"
 #define LX_UDP "duplex.udp"
-#define LX_SCRATCH 65536      /* receive scratch lent to empty buffers */
+#define LX_SCRATCH 262144     /* receive scratch lent to empty buffers: as
+                                 much as a loopback socket holds at once */
+#define LX_DGRAM_MAX 65536    /* the default max of a datagram receive */
 #define LX_BUDGET 64          /* operations a task may complete per turn */
 
 enum { LX_CLS_SERVER, LX_CLS_CLIENT, LX_CLS_UDP, LX_NCLS };
@@ -47,7 +49,7 @@ typedef struct lx_state {
   dx_scratch scratch;         /* lent to one empty receive buffer at a time */
   char scratch_mem[LX_SCRATCH];
   dx_addr dgram_from;         /* a datagram's sender, from try to push */
-  char dgram[LX_SCRATCH];     /* a datagram received, from try to push */
+  char dgram[LX_DGRAM_MAX];   /* a datagram received, from try to push */
 } lx_state;
 
 /* Common head of servers and clients. */

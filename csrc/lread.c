@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define LX_READSOME 65536
+#define LX_READSOME LX_SCRATCH    /* what one receive into the scratch takes */
 
 /* Receive once into the buffer: > 0 bytes, 0 end of stream, or -errno.
  * trust: the caller will wait if told EAGAIN, so the loop's word that the

@@ -17,7 +17,6 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#define LX_DGRAM_MAX 65536       /* the default max: any UDP datagram */
 
 typedef struct lx_udp {
   lx_sock s;

@@ -288,18 +288,21 @@ describe("readsome", function()
     assert.is_true(elapsed < 0.5, "waited " .. elapsed)
   end)
 
-  it("defaults max to 65536", function()
+  it("defaults max to 262144, taking more than 64 KiB at once when it is there", function()
     local c, p = pair()
-    local data = string.rep("x", 70000)
-    -- 70000 bytes fit in loopback buffers; read as they come
+    c:setoption("sndbuf", 1048576)
+    p:setoption("rcvbuf", 1048576)
+    local data = string.rep("x", 200000)
+    -- 200000 bytes fit in these loopback buffers; read as they come
     assert(c:write(data))
-    local total, calls = 0, 0
+    local total, calls, largest = 0, 0, 0
     while total < #data and calls < 1000 do
       local s = assert(p:readsome())
-      assert.is_true(#s >= 1 and #s <= 65536)
-      total, calls = total + #s, calls + 1
+      assert.is_true(#s >= 1 and #s <= 262144)
+      total, calls, largest = total + #s, calls + 1, math.max(largest, #s)
     end
     assert.equal(#data, total)
+    assert.is_true(largest > 65536, "largest readsome: " .. largest)
   end)
 
   it("returns a single nil at end of stream", function()

@@ -252,7 +252,7 @@ describe("64 MiB transfer #timing", function()
           k = k + 1
           local max = maxes[(k - 1) % 5 + 1]
           local chunk, msg, code = c:readsome(max)
-          if chunk then assert.is_true(#chunk <= (max or 65536), "readsome returned " .. #chunk) end
+          if chunk then assert.is_true(#chunk <= (max or 262144), "readsome returned " .. #chunk) end
           return chunk, msg, code
         end)
       end)
