@@ -136,22 +136,40 @@ int dx_loop_pop(dx_loop *l) {
 
 /* --- FIFOs --------------------------------------------------------------- */
 
-static void fifo_remove(dx_loop *l, int slot) {
-  dx_task *t = &l->tasks[slot];
-  dx_watch *w = t->watch;
-  int d = t->dir, prev = 0, s;
-  if (w == NULL) return;
-  for (s = w->head[d]; s != 0 && s != slot; s = l->tasks[s].next) prev = s;
+/* The link that follows slot s in w's FIFO d: a task may stand in two. */
+static int *link_of(dx_loop *l, int s, const dx_watch *w, int d) {
+  dx_task *t = &l->tasks[s];
+  return t->watch2 == w && t->dir2 == d ? &t->next2 : &t->next;
+}
+
+/* Take slot (followed by next) out of w's FIFO d. */
+static void fifo_unlink(dx_loop *l, int slot, int next, dx_watch *w, int d) {
+  int prev = 0, s;
+  for (s = w->head[d]; s != 0 && s != slot; s = *link_of(l, s, w, d)) prev = s;
   if (s == slot) {
-    if (prev) l->tasks[prev].next = t->next;
-    else w->head[d] = t->next;
+    if (prev) *link_of(l, prev, w, d) = next;
+    else w->head[d] = next;
     if (w->tail[d] == slot) w->tail[d] = prev;
   }
-  t->watch = NULL;
-  t->next = 0;
   /* the new head may have been waiting for its turn */
   if (prev == 0 && w->head[d] && l->tasks[w->head[d]].waiting)
     dx_loop_ready(l, w->head[d]);
+}
+
+static void fifo_remove(dx_loop *l, int slot) {
+  dx_task *t = &l->tasks[slot];
+  dx_watch *w = t->watch, *w2 = t->watch2;
+  int d = t->dir, d2 = t->dir2, n = t->next, n2 = t->next2;
+  t->watch = t->watch2 = NULL;
+  t->next = t->next2 = 0;
+  if (w) fifo_unlink(l, slot, n, w, d);
+  if (w2) fifo_unlink(l, slot, n2, w2, d2);
+}
+
+static void fifo_append(dx_loop *l, int slot, dx_watch *w, int d) {
+  if (w->tail[d]) *link_of(l, w->tail[d], w, d) = slot;
+  else w->head[d] = slot;
+  w->tail[d] = slot;
 }
 
 /* --- tasks --------------------------------------------------------------- */
@@ -178,8 +196,8 @@ int dx_loop_spawn(dx_loop *l) {
   slot = l->freelist;
   t = &l->tasks[slot];
   l->freelist = t->next;
-  t->next = 0;
-  t->watch = NULL;
+  t->next = t->next2 = 0;
+  t->watch = t->watch2 = t->on = NULL;
   t->heap = -1;
   t->live = 1;
   t->waiting = t->fired = 0;
@@ -204,25 +222,44 @@ int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline)
 }
 
 int dx_loop_suspend_for(dx_loop *l, int slot, dx_watch *w, int dir, int want, double deadline) {
-  dx_task *t = &l->tasks[slot];
-  t->want = (unsigned char)want;
-  if (w != NULL && !w->reg) {
+  if (w != NULL && !w->reg) {             /* refused: nothing joined */
     int rc = dx_backend_add(l, w);
     if (rc < 0) return rc;
   }
-  if (w != NULL && t->watch == NULL) {
+  if (w != NULL) dx_loop_join(l, slot, w, dir);
+  return dx_loop_suspend_on(l, slot, w, want, deadline);
+}
+
+void dx_loop_join(dx_loop *l, int slot, dx_watch *w, int dir) {
+  dx_task *t = &l->tasks[slot];
+  if ((t->watch == w && t->dir == dir) || (t->watch2 == w && t->dir2 == dir)) return;
+  if (t->watch == NULL) {
     t->watch = w;
     t->dir = dir;
     t->next = 0;
-    if (w->tail[dir]) l->tasks[w->tail[dir]].next = slot;
-    else w->head[dir] = slot;
-    w->tail[dir] = slot;
+  } else if (t->watch2 == NULL) {
+    t->watch2 = w;
+    t->dir2 = dir;
+    t->next2 = 0;
+  } else {
+    return;                   /* never: an operation has two sockets at most */
   }
+  fifo_append(l, slot, w, dir);
+}
+
+int dx_loop_suspend_on(dx_loop *l, int slot, dx_watch *on, int want, double deadline) {
+  dx_task *t = &l->tasks[slot];
+  if (on != NULL && !on->reg) {
+    int rc = dx_backend_add(l, on);
+    if (rc < 0) return rc;
+  }
+  t->want = (unsigned char)want;
+  t->on = on;
   heap_remove(l, slot);
   if (deadline >= 0) heap_add(l, slot, deadline);
   t->waiting = 1;
   t->fired = 0;
-  if (t->watch) l->nio++;
+  if (on) l->nio++;
   return 0;
 }
 
@@ -246,7 +283,8 @@ void dx_loop_ready(dx_loop *l, int slot) {
   dx_task *t = &l->tasks[slot];
   if (t->waiting) {
     t->waiting = 0;
-    if (t->watch) l->nio--;
+    if (t->on) l->nio--;
+    t->on = NULL;
   }
   heap_remove(l, slot);
   queue(l, slot);
@@ -256,7 +294,8 @@ void dx_loop_leave(dx_loop *l, int slot) {
   dx_task *t = &l->tasks[slot];
   if (t->waiting) {
     t->waiting = 0;
-    if (t->watch) l->nio--;
+    if (t->on) l->nio--;
+    t->on = NULL;
   }
   heap_remove(l, slot);
   fifo_remove(l, slot);
@@ -269,13 +308,14 @@ void dx_loop_close_watch(dx_loop *l, dx_watch *w) {
   int d;
   for (d = 0; d < 2; d++) {
     while (w->head[d]) {
-      int s = w->head[d];
+      int s = w->head[d], *link = link_of(l, s, w, d);
       dx_task *t = &l->tasks[s];
       if (t->waiting) dx_loop_ready(l, s);
-      w->head[d] = t->next;
+      w->head[d] = *link;
       if (w->head[d] == 0) w->tail[d] = 0;
-      t->watch = NULL;
-      t->next = 0;
+      *link = 0;
+      if (t->watch2 == w && t->dir2 == d) t->watch2 = NULL;
+      else t->watch = NULL;
     }
   }
   if (w->reg) dx_backend_del(l, w);
@@ -286,7 +326,8 @@ void dx_loop_close_watch(dx_loop *l, dx_watch *w) {
 /* The head of FIFO d, if it waits for one of these events. */
 static void wake_head(dx_loop *l, dx_watch *w, int d, int events) {
   int s = w->head[d];
-  if (s && l->tasks[s].waiting && (events & (l->tasks[s].want ? DX_WRITE : DX_READ)))
+  if (s && l->tasks[s].waiting && l->tasks[s].on == w &&
+      (events & (l->tasks[s].want ? DX_WRITE : DX_READ)))
     dx_loop_ready(l, s);
 }
 

@@ -25,6 +25,10 @@ typedef struct dx_task {
   int next;               /* next slot in its watch FIFO, or in the free list */
   dx_watch *watch;        /* the FIFO it stands in, or NULL */
   int dir;
+  dx_watch *watch2;       /* a second FIFO it holds (a forward: its
+                             destination's writers), or NULL */
+  int dir2, next2;
+  dx_watch *on;           /* while waiting: whose readiness wakes it */
   int heap;               /* index in the timer heap, or -1 */
   unsigned char live, waiting, fired;
   unsigned char want;     /* readiness it waits for: 0 read, 1 write */
@@ -66,6 +70,12 @@ int dx_loop_suspend(dx_loop *l, int slot, dx_watch *w, int dir, double deadline)
 /* The same for a task that keeps its place in w's FIFO `dir` but waits for
  * readiness in direction `want` (a TLS read that must write first). */
 int dx_loop_suspend_for(dx_loop *l, int slot, dx_watch *w, int dir, int want, double deadline);
+/* Stand in w's FIFO `dir` too, if not in it yet, without waiting: an
+ * operation on two sockets keeps both turns (two FIFOs at most). */
+void dx_loop_join(dx_loop *l, int slot, dx_watch *w, int dir);
+/* Suspend a task that stands in its FIFOs already until `on` (which need
+ * not be one of them) is ready for `want`, or until `deadline`. 0 or -errno. */
+int dx_loop_suspend_on(dx_loop *l, int slot, dx_watch *on, int want, double deadline);
 /* Something changed on w that readiness will not tell (a TLS record was
  * taken in by the other direction): the FIFO heads waiting on w retry. */
 void dx_loop_poke(dx_loop *l, dx_watch *w);

@@ -62,7 +62,7 @@ int dx_backend_wait(dx_loop *l, int ms) {
     int d;
     for (d = 0; d < 2; d++) {
       const dx_task *h = w->head[d] ? &l->tasks[w->head[d]] : NULL;
-      if (h && h->waiting) ev |= h->want ? POLLOUT : POLLIN;
+      if (h && h->waiting && h->on == w) ev |= h->want ? POLLOUT : POLLIN;
     }
     ps->p[i].fd = ev ? w->fd : -1;
     ps->p[i].events = ev;

@@ -419,7 +419,7 @@ static void interleave(lx_targets *t) {
 }
 
 static const lx_op op_connect = {
-  "connect", 1, 6, 1, try_connect, push_connect, fail_connect, NULL
+  "connect", 1, 6, 1, try_connect, push_connect, fail_connect, NULL, 0, 0
 };
 
 /* opts.bind: "host" or {host, port} */

@@ -4,7 +4,9 @@
  * and report (push); every rule about waiting is written once, here:
  *
  * - The turn: a task operates when nobody is ahead of it in the socket's
- *   FIFO for that direction, else it queues. Code that is not a task (a
+ *   FIFO for that direction, else it queues. An operation on two sockets
+ *   (a forward) needs both turns and, once it waits, stands in both FIFOs,
+ *   always taking the first socket's turn before the second's. Code that is not a task (a
  *   coroutine a task created, an onerror handler) may operate only when
  *   nobody is queued, because it cannot queue.
  * - A wait follows only what try said, and try says "wait" only after the
@@ -108,29 +110,51 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
   for (;;) {
     int turn = 1, dir;
     double until;
+    lx_sock *on = c->sock;
     if (c->sock && c->sock->w.fd < 0 && !op->opens)
       return finish(L, op, c, -ECANCELED);    /* closed while we waited */
+    if (c->sock2 && c->sock2->w.fd < 0) return finish(L, op, c, -ECANCELED);
     if (c->sock && op->dir >= 0) {
       if (S->running == L) turn = dx_loop_myturn(&c->sock->w, op->dir, S->slot);
       else if (dx_loop_busy(&c->sock->w, op->dir)) return lx_cannot_wait(L);
     }
+    if (c->sock2) {
+      if (S->running != L) {
+        if (dx_loop_busy(&c->sock2->w, op->dir2)) return lx_cannot_wait(L);
+      } else if (turn && !dx_loop_myturn(&c->sock2->w, op->dir2, S->slot)) {
+        turn = 0;
+        on = c->sock2;                    /* wait for the second turn */
+      }
+    }
     if (turn) {
       c->wake_at = -1;
+      c->on = NULL;
       r = op->try(L, c);
       if (r <= 0) return finish(L, op, c, r);
       dir = r == LX_WAIT_WRITE ? 1 : 0;
+      if (c->on) on = c->on;
     } else {
-      dir = op->dir;                      /* wait for our turn */
+      dir = on == c->sock ? op->dir : op->dir2;    /* wait for our turn */
     }
     if (c->deadline == 0) return finish(L, op, c, -EAGAIN);
     if (c->idle_at >= 0 && (c->moved || c->idle_at == 0)) {
-      c->idle_at = dx_now() + c->sock->idle;   /* bytes moved: idle time restarts */
+      c->idle_at = dx_now() + c->idle;   /* bytes moved: idle time restarts */
       c->moved = 0;
     }
     until = earlier(c->deadline, c->idle_at);
     if (until > 0 && dx_now() >= until) return finish(L, op, c, -ETIMEDOUT);
     if (op->stall) op->stall(L, c);
     if (turn) until = earlier(until, c->wake_at);
+    if (S->running == L && lua_isyieldable(L) && c->sock2) {
+      int rc;
+      dx_loop_join(&S->loop, S->slot, &c->sock->w, op->dir);   /* in this order */
+      dx_loop_join(&S->loop, S->slot, &c->sock2->w, op->dir2);
+      rc = dx_loop_suspend_on(&S->loop, S->slot, r == LX_WAIT_TIMER ? NULL : &on->w, dir, until);
+      if (rc < 0) return finish(L, op, c, rc);
+      save(L, op, c);
+      S->waited = 1;
+      return lua_yieldk(L, 0, (lua_KContext)c->base << 1 | 1, drive_k);
+    }
     if (S->running == L && lua_isyieldable(L)) {
       dx_watch *w = r == LX_WAIT_TIMER || c->sock == NULL ? NULL : &c->sock->w;
       /* queued in the op's own FIFO, waiting for what try asked for */
@@ -145,19 +169,27 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
       dx_sleep(until < 0 ? HUGE_VAL : until - dx_now());
       c->fired = 1;
     } else {
-      int rc = dx_wait_fd(c->sock->w.fd, dir == 1 ? DX_WRITE : DX_READ,
+      int rc = dx_wait_fd(on->w.fd, dir == 1 ? DX_WRITE : DX_READ,
                           dx_ms_until(until));
       if (rc < 0) return finish(L, op, c, rc);
     }
   }
 }
 
-static void init_call(lx_call *c, lx_state *S, lx_sock *sock, int base, double deadline) {
+static void init_call(lua_State *L, lx_call *c, lx_state *S, const lx_op *op, int base,
+                      double deadline) {
+  lx_sock *sock = op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL;
   c->S = S;
   c->sock = sock;
+  c->sock2 = op->sockarg2 ? (lx_sock *)lua_touserdata(L, op->sockarg2) : NULL;
+  c->on = NULL;
   c->base = base;
   c->deadline = deadline;
-  c->idle_at = sock && sock->idle > 0 ? 0 : -1;    /* 0: from the first wait */
+  c->idle = sock ? sock->idle : -1;
+  if (op->sockarg2 && sock && sock->timeout > 0 && sock->timeout != HUGE_VAL &&
+      (c->idle <= 0 || sock->timeout < c->idle))
+    c->idle = sock->timeout;                 /* a stream: no progress for that long */
+  c->idle_at = c->idle > 0 ? 0 : -1;         /* 0: from the first wait */
   c->wake_at = -1;
   c->moved = 0;
   c->k[0] = c->k[1] = 0;
@@ -179,8 +211,7 @@ static int drive_k(lua_State *L, int status, lua_KContext ctx) {
     return luaL_error(L, "duplex: a task was resumed from outside the scheduler");
   lua_settop(L, base + NSLOTS);     /* drop anything a stray resume passed */
   op = (const lx_op *)lua_touserdata(L, base + 1);
-  init_call(&c, S, op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL,
-            base, lua_tonumber(L, base + 2));
+  init_call(L, &c, S, op, base, lua_tonumber(L, base + 2));
   c.idle_at = lua_tonumber(L, base + 3);
   c.k[0] = lua_tointeger(L, base + 4);
   c.k[1] = lua_tointeger(L, base + 5);
@@ -197,7 +228,7 @@ int lx_drive(lua_State *L, const lx_op *op, double deadline) {
     return luaL_error(L, "attempt to use a closed %s",
                       sock->cls == LX_CLS_CLIENT ? LX_CLIENT
                       : sock->cls == LX_CLS_UDP ? LX_UDP : LX_SERVER);
-  init_call(&c, S, sock, lua_gettop(L), deadline);
+  init_call(L, &c, S, op, lua_gettop(L), deadline);
   /* A task that always finds its data ready yields now and then, so that
    * it cannot starve the others. */
   if (S->running == L && --S->budget < 0 && lua_isyieldable(L)) {

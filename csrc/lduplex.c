@@ -96,6 +96,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_client(L);
   lx_open_read(L);
   lx_open_write(L);
+  lx_open_forward(L);
   lx_open_udp(L);
   lx_open_resolve(L);
   lx_open_tls(L);

@@ -77,8 +77,11 @@ enum { LX_DONE = 0, LX_WAIT_READ = 1, LX_WAIT_WRITE = 2, LX_WAIT_TIMER = 3 };
 typedef struct lx_call {
   lx_state *S;
   lx_sock *sock;              /* what the operation works on; NULL: timers */
+  lx_sock *sock2;             /* its second socket (a forward's destination) */
+  lx_sock *on;                /* try: wait on this one's readiness (NULL: sock) */
   int base;                   /* last argument; the driver's slots follow */
   double deadline;            /* -1 none, 0 never wait, else monotonic time */
+  double idle;                /* seconds without progress allowed; <= 0 none */
   double idle_at;             /* idle deadline: -1 none, 0 not started yet */
   int moved;                  /* try moved bytes: the idle deadline moves */
   double wake_at;             /* try: also wake then (-1 none), no timeout */
@@ -99,6 +102,11 @@ typedef struct lx_op {
   /* optional: */
   int (*fail)(lua_State *L, lx_call *c, int code);  /* default nil, msg, code */
   void (*stall)(lua_State *L, lx_call *c);          /* before a wait or a failure */
+  /* optional, for an operation on two sockets: a stream from one to the
+   * other, which lasts as long as the stream does; its socket's timeout
+   * then limits each time without progress, not the whole call. */
+  int sockarg2;               /* the second socket, whose FIFO dir2 it also */
+  int dir2;                   /* holds (a forward's destination); 0: none */
 } lx_op;
 
 /* Run op on the arguments 1..top with this deadline (lx_deadline); returns
@@ -169,6 +177,7 @@ void lx_open_server(lua_State *L);
 void lx_open_client(lua_State *L);
 void lx_open_read(lua_State *L);
 void lx_open_write(lua_State *L);
+void lx_open_forward(lua_State *L);
 void lx_open_udp(lua_State *L);
 void lx_open_resolve(lua_State *L);
 void lx_open_tls(lua_State *L);
@@ -212,6 +221,11 @@ typedef struct lx_client {
 /* A new closed client on the stack. */
 lx_client *lx_client_new(lua_State *L);
 void lx_client_set(lx_client *c, int fd, const dx_addr *peer);
+/* Receive once into c's buffer (TLS: a record): > 0 bytes, 0 end of
+ * stream (c->eof set), -EAGAIN, DX_WANT_WRITE or -errno (lread.c).
+ * trust: the caller waits if told EAGAIN, so the loop's word that the
+ * socket is drained may stand in for the kernel's. */
+long lx_client_fill(lx_state *S, lx_client *c, int trust);
 /* Where the client talks to, for messages. */
 void lx_client_label(lx_client *c, char *out, size_t n);
 

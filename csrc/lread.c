@@ -23,7 +23,7 @@
 /* Receive once into the buffer: > 0 bytes, 0 end of stream, or -errno.
  * trust: the caller will wait if told EAGAIN, so the loop's word that the
  * socket is drained may stand in for the kernel's (no recv to hear it). */
-static long fill(lx_state *S, lx_client *c, int trust) {
+long lx_client_fill(lx_state *S, lx_client *c, int trust) {
   char *p;
   long n;
   if (trust && !dx_loop_readable(&c->s.w)) return -EAGAIN;
@@ -70,7 +70,7 @@ static int receive_until(lua_State *L, lx_call *k, lx_scanner scan) {
     int r = scan(L, k, c);
     long n;
     if (r != 0) return r > 0 ? LX_DONE : r;
-    n = fill(k->S, c, trust);
+    n = lx_client_fill(k->S, c, trust);
     if (n == -EAGAIN) return LX_WAIT_READ;
     if (n == DX_WANT_WRITE) return LX_WAIT_WRITE;     /* TLS must write first */
     if (n < 0) return (int)n;
@@ -162,7 +162,7 @@ static int push_read(lua_State *L, lx_call *k) {
   return lua_gettop(L) - top + 1;
 }
 
-static const lx_op op_read = {"read", 0, 1, 0, try_read, push_read, NULL, stall_read};
+static const lx_op op_read = {"read", 0, 1, 0, try_read, push_read, NULL, stall_read, 0, 0};
 
 /* read(0) alone never waits for data: "" unless the stream has ended,
  * which only a receive can tell when nothing is buffered. */
@@ -170,7 +170,7 @@ static int try_read0(lua_State *L, lx_call *k) {
   lx_client *c = (lx_client *)k->sock;
   (void)L;
   if (dx_buf_len(&c->rb) == 0 && !c->eof) {
-    long n = fill(k->S, c, 0);
+    long n = lx_client_fill(k->S, c, 0);
     if (n == DX_WANT_WRITE) return LX_WAIT_WRITE;
     if (n < 0 && n != -EAGAIN) return (int)n;
   }
@@ -178,7 +178,7 @@ static int try_read0(lua_State *L, lx_call *k) {
   return LX_DONE;
 }
 
-static const lx_op op_read0 = {"read", 0, 1, 0, try_read0, push_one, NULL, stall_read};
+static const lx_op op_read0 = {"read", 0, 1, 0, try_read0, push_one, NULL, stall_read, 0, 0};
 
 /* Formats become integers: a count n as n, "l" (or "*l") as -'l', and so
  * on, so that a try reads each with one lua_tointeger. */
@@ -243,7 +243,7 @@ static int try_until(lua_State *L, lx_call *k) {
   return receive_until(L, k, scan_until);
 }
 
-static const lx_op op_until = {"readuntil", 0, 1, 0, try_until, push_one, NULL, stall_read};
+static const lx_op op_until = {"readuntil", 0, 1, 0, try_until, push_one, NULL, stall_read, 0, 0};
 
 static int c_readuntil(lua_State *L) {
   lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
@@ -275,7 +275,7 @@ static int try_some(lua_State *L, lx_call *k) {
   return receive_until(L, k, scan_some);
 }
 
-static const lx_op op_some = {"readsome", 0, 1, 0, try_some, push_one, NULL, stall_read};
+static const lx_op op_some = {"readsome", 0, 1, 0, try_some, push_one, NULL, stall_read, 0, 0};
 
 static int c_readsome(lua_State *L) {
   lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);

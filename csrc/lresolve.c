@@ -97,7 +97,7 @@ static int fail_resolve(lua_State *L, lx_call *k, int code) {
   return lx_fail(L, "resolve", lua_tostring(L, 1), code);
 }
 
-static const lx_op op_resolve = {"resolve", -1, 0, 0, try_resolve, push_resolve, fail_resolve, NULL};
+static const lx_op op_resolve = {"resolve", -1, 0, 0, try_resolve, push_resolve, fail_resolve, NULL, 0, 0};
 
 /* For lx_lookup: the answer itself, which lx_resolve reads. */
 static int push_answer(lua_State *L, lx_call *k) {
@@ -106,7 +106,7 @@ static int push_answer(lua_State *L, lx_call *k) {
   return 1;
 }
 
-static const lx_op op_lookup = {"resolve", -1, 0, 0, try_resolve, push_answer, fail_resolve, NULL};
+static const lx_op op_lookup = {"resolve", -1, 0, 0, try_resolve, push_answer, fail_resolve, NULL, 0, 0};
 
 static const char *const resolve_opts[] = {"family", "timeout", NULL};
 

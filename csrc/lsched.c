@@ -265,7 +265,7 @@ static int push_false(lua_State *L, lx_call *k, int code) {
   return 1;
 }
 
-static const lx_op op_suspend = {"suspend", -1, 0, 0, try_suspend, push_true, push_false, NULL};
+static const lx_op op_suspend = {"suspend", -1, 0, 0, try_suspend, push_true, push_false, NULL, 0, 0};
 
 static void must_be_task(lua_State *L, lx_state *S, const char *what) {
   if (S->running != L || !lua_isyieldable(L))
@@ -327,7 +327,7 @@ static int slept(lua_State *L, lx_call *k, int code) {
   return push_true(L, k);
 }
 
-static const lx_op op_sleep = {"sleep", -1, 0, 0, try_sleep, push_true, slept, NULL};
+static const lx_op op_sleep = {"sleep", -1, 0, 0, try_sleep, push_true, slept, NULL, 0, 0};
 
 /* sleep(s): yields inside a task, blocks the process outside duplex.run. */
 static int k_sleep(lua_State *L) {

@@ -59,7 +59,7 @@ static int push_accept(lua_State *L, lx_call *k) {
   return 1;
 }
 
-static const lx_op op_accept = {"accept", 0, 1, 0, try_accept, push_accept, NULL, NULL};
+static const lx_op op_accept = {"accept", 0, 1, 0, try_accept, push_accept, NULL, NULL, 0, 0};
 
 static int s_accept(lua_State *L) {
   lx_server *s = check_server(L);

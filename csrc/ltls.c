@@ -181,7 +181,7 @@ static int push_handshake(lua_State *L, lx_call *k) {
   return 1;
 }
 
-static const lx_op op_handshake = {"tls handshake", 0, 1, 0, try_handshake, push_handshake, NULL, NULL};
+static const lx_op op_handshake = {"tls handshake", 0, 1, 0, try_handshake, push_handshake, NULL, NULL, 0, 0};
 
 /* handshake([timeout]) -> self, or nil, msg, code */
 static int c_handshake(lua_State *L) {

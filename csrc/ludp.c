@@ -74,8 +74,8 @@ static int fail_sendto(lua_State *L, lx_call *k, int code) {
   return lx_fail(L, "sendto", where, code);
 }
 
-static const lx_op op_sendto = {"sendto", 1, 1, 0, try_send, push_self, fail_sendto, NULL};
-static const lx_op op_send = {"send", 1, 1, 0, try_send, push_self, NULL, NULL};
+static const lx_op op_sendto = {"sendto", 1, 1, 0, try_send, push_self, fail_sendto, NULL, 0, 0};
+static const lx_op op_send = {"send", 1, 1, 0, try_send, push_self, NULL, NULL, 0, 0};
 
 /* sendto(data, host, port) -> self, or nil, msg, code. ctx 1: back from
  * looking the host up off the loop. */
@@ -143,8 +143,8 @@ static int push_recv(lua_State *L, lx_call *k) {
   return 1;
 }
 
-static const lx_op op_recvfrom = {"recvfrom", 0, 1, 0, try_recv, push_recvfrom, NULL, NULL};
-static const lx_op op_recv = {"recv", 0, 1, 0, try_recv, push_recv, NULL, NULL};
+static const lx_op op_recvfrom = {"recvfrom", 0, 1, 0, try_recv, push_recvfrom, NULL, NULL, 0, 0};
+static const lx_op op_recv = {"recv", 0, 1, 0, try_recv, push_recv, NULL, NULL, 0, 0};
 
 static int receive(lua_State *L, const lx_op *op) {
   lx_udp *u = check_udp(L);

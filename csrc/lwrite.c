@@ -117,7 +117,7 @@ static int fail_write(lua_State *L, lx_call *k, int code) {
   return 4;
 }
 
-static const lx_op op_write = {"write", 1, 1, 0, try_write, push_write, fail_write, stall_write};
+static const lx_op op_write = {"write", 1, 1, 0, try_write, push_write, fail_write, stall_write, 0, 0};
 
 #ifdef DX_TLS
 #define LX_RECORD 16384

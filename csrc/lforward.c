@@ -1,0 +1,256 @@
+/*
+ * lforward.c - client:forward(dst [, max]): the bytes of one client go to
+ * another in C until the source's stream ends, then dst is half-closed.
+ * One operation of the driver on two sockets: it holds src's read turn and
+ * dst's write turn, and waits on whichever of them the kernel said EAGAIN
+ * for.
+ *
+ * Two paths. Small messages go through src's own receive buffer: one recv
+ * and one send each, as a hand-written pump would (and TLS on either side
+ * must go this way: splice never sees plaintext). A receive that fills the
+ * buffer shows a bulk stream, which then goes through a pipe with
+ * splice(2), never copied to user space, until a splice brings little.
+ *
+ * Nothing is lost: the buffer's bytes go to dst before anything new is
+ * received, and what a failed call had taken into the pipe is put back
+ * into src's buffer, where the next read or forward finds it first. Only
+ * a cancelled task's pipe is dropped with it.
+ */
+#include "dx_prefix.h"
+#include "lduplex.h"
+#include "dx_splice.h"
+#include "dx_time.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define LX_PIPE_SIZE (256 * 1024)   /* asked for; the kernel may give less */
+#define LX_BULK 32768               /* a receive this large: splice next */
+#define LX_SMALL 4096               /* a splice this small: the buffer next */
+#define LX_TURN (1024 * 1024)       /* bytes a try moves before others run */
+
+typedef struct lx_fwd {
+  int pipe[2];                /* -1 until the first splice */
+  long cap;                   /* the pipe's size */
+  size_t inpipe;              /* bytes in the pipe, not yet in dst */
+  lua_Integer count, max;     /* bytes given to dst; where to stop */
+  int splice;                 /* 0 never (TLS, off, unsupported), 1 may, 2 now */
+  int side;                   /* the failure was dst's (1) or src's (0) */
+} lx_fwd;
+
+static int fwd_gc(lua_State *L) {
+  lx_fwd *f = (lx_fwd *)lua_touserdata(L, 1);
+  dx_pipe_close(f->pipe);
+  return 0;
+}
+
+/* Send from src's buffer to dst: a count, -EAGAIN, DX_WANT_* or -errno. */
+static long send_some(lx_state *S, lx_client *d, const char *p, size_t n) {
+  struct iovec iov;
+#ifdef DX_TLS
+  if (d->tls) {
+    long r = dx_tls_write(d->tls, p, n);      /* a retry sends the same bytes */
+    if (r >= 0 && S->loop_ok) dx_loop_poke(&S->loop, &d->s.w);
+    return r;
+  }
+#else
+  (void)S;
+#endif
+  iov.iov_base = (void *)p;
+  iov.iov_len = n;
+  return d->notsock ? dx_writev(d->s.w.fd, &iov, 1) : dx_sendv(d->s.w.fd, &iov, 1);
+}
+
+/* The pipe's bytes back into src's buffer (0 or -errno). */
+static int unpipe(lx_fwd *f, lx_client *src) {
+  while (f->inpipe > 0) {
+    char *p = dx_buf_prep(&src->rb, f->inpipe, NULL);
+    long n;
+    if (p == NULL) return -ENOMEM;
+    n = dx_pipe_read(f->pipe[0], p, f->inpipe);
+    if (n <= 0) return n < 0 ? (int)n : -EIO;
+    dx_buf_commit(&src->rb, (size_t)n);
+    f->inpipe -= (size_t)n;
+  }
+  return 0;
+}
+
+static int unsupported(long r) {
+  return r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP || r == -ESPIPE;
+}
+
+/* The end of src's stream: dst's too (TLS: close_notify first). */
+static int end_stream(lx_fwd *f, lx_client *dst) {
+  int rc;
+#ifdef DX_TLS
+  if (dst->tls) dx_tls_close_notify(dst->tls);
+#endif
+  if (dst->notsock) return LX_DONE;         /* a pipe or file: close ends it */
+  rc = dx_shutdown(dst->s.w.fd, SHUT_WR);
+  f->side = 1;
+  return rc < 0 ? rc : LX_DONE;
+}
+
+/* Stack: 1 src, 2 dst, 3 max, 4 the call's state (lx_fwd). */
+static int try_forward(lua_State *L, lx_call *k) {
+  lx_client *src = (lx_client *)k->sock, *dst = (lx_client *)k->sock2;
+  lx_fwd *f = (lx_fwd *)lua_touserdata(L, 4);
+  lua_Integer turn = f->count + LX_TURN;
+  /* as reads do: the loop's word that src is drained saves a recv (TCP) */
+  int trust = k->S->running == L && k->deadline != 0 && !src->tls && !src->isunix;
+  for (;;) {
+    size_t left = (size_t)(f->max - f->count) - f->inpipe;
+    long r;
+    if (f->count >= turn) {                 /* let the others run */
+      k->wake_at = dx_now();
+      return LX_WAIT_TIMER;
+    }
+    if (f->inpipe > 0) {                    /* pipe -> dst */
+      dx_pipeguard g;
+      dx_pipeguard_hold(&g);
+      r = dx_splice_out(f->pipe[0], dst->s.w.fd, f->inpipe);
+      dx_pipeguard_release(&g, r == -EPIPE);
+      if (r > 0) {
+        f->inpipe -= (size_t)r;
+        f->count += r;
+        k->moved = 1;
+        continue;
+      }
+      k->on = k->sock2;
+      if (r == -EAGAIN) return LX_WAIT_WRITE;
+      if (unsupported(r)) {                 /* dst cannot take splices */
+        f->splice = 0;
+        if ((r = unpipe(f, src)) == 0) continue;
+      }
+      f->side = 1;
+      return (int)r;
+    }
+    if (dx_buf_len(&src->rb) > 0) {         /* src's buffer -> dst */
+      size_t n = dx_buf_len(&src->rb);
+      r = send_some(k->S, dst, dx_buf_peek(&src->rb), n < left ? n : left);
+      if (r > 0) {
+        dx_buf_take(&src->rb, (size_t)r);
+        f->count += r;
+        k->moved = 1;
+        continue;
+      }
+      k->on = k->sock2;
+      if (r == -EAGAIN || r == DX_WANT_WRITE) return LX_WAIT_WRITE;
+      if (r == DX_WANT_READ) return LX_WAIT_READ;     /* TLS must read first */
+      f->side = 1;
+      return (int)r;
+    }
+    if (left == 0) return LX_DONE;          /* max moved: no half-close */
+    if (src->eof) return end_stream(f, dst);
+    if (f->splice == 2) {                   /* src -> pipe */
+      if (f->pipe[0] < 0) {
+        r = dx_pipe_open(f->pipe, LX_PIPE_SIZE);
+        if (r < 0) {
+          f->splice = 0;                    /* no pipe: copy instead */
+          continue;
+        }
+        f->cap = r;
+      }
+      r = dx_splice_in(src->s.w.fd, f->pipe[1], left < (size_t)f->cap ? left : (size_t)f->cap);
+      if (r > 0) {
+        f->inpipe = (size_t)r;
+        if (r < LX_SMALL) f->splice = 1;   /* small again: the buffer next */
+        continue;
+      }
+      if (r == 0) {
+        src->eof = 1;
+        continue;
+      }
+      if (r == -EAGAIN) return LX_WAIT_READ;
+      if (!unsupported(r)) return (int)r;
+      f->splice = 0;                        /* then receive as usual */
+    }
+    r = lx_client_fill(k->S, src, trust);          /* src -> its buffer */
+    if (r > 0) {
+      if (r >= LX_BULK && f->splice == 1) f->splice = 2;
+      continue;
+    }
+    if (r == 0) continue;                   /* eof set */
+    if (r == -EAGAIN) return LX_WAIT_READ;
+    if (r == DX_WANT_WRITE) return LX_WAIT_WRITE;     /* TLS must write first */
+    return (int)r;
+  }
+}
+
+/* Before a wait or a failure: give the shared scratch back. */
+static void stall_forward(lua_State *L, lx_call *k) {
+  (void)L;
+  dx_buf_settle(&((lx_client *)k->sock)->rb);
+}
+
+static int push_forward(lua_State *L, lx_call *k) {
+  lx_fwd *f = (lx_fwd *)lua_touserdata(L, 4);
+  dx_buf_settle(&((lx_client *)k->sock)->rb);
+  lua_pushinteger(L, f->count);
+  return 1;
+}
+
+/* nil, msg, code, count: the message names the socket that failed. */
+static int fail_forward(lua_State *L, lx_call *k, int code) {
+  lx_fwd *f = (lx_fwd *)lua_touserdata(L, 4);
+  lx_client *src = (lx_client *)k->sock;
+  if (f->inpipe > 0 && src->s.w.fd >= 0) unpipe(f, src);
+  dx_buf_settle(&src->rb);
+  lx_sockfail(L, f->side ? k->sock2 : k->sock, "forward", code);
+  lua_pushinteger(L, f->count);
+  return 4;
+}
+
+static const lx_op op_forward = {
+  "forward", 0, 1, 0, try_forward, push_forward, fail_forward, stall_forward, 2, 1
+};
+
+static int c_forward(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  lx_client *src = (lx_client *)lx_checkopen(L, S, LX_CLS_CLIENT), *dst;
+  lua_Integer max = LUA_MAXINTEGER;
+  int isclient = 0;
+  lx_fwd *f;
+  if (lua_touserdata(L, 2) && lua_getmetatable(L, 2)) {
+    isclient = lua_topointer(L, -1) == S->mt[LX_CLS_CLIENT];
+    lua_pop(L, 1);
+  }
+  if (!isclient) luaL_typeerror(L, 2, LX_CLIENT);
+  dst = (lx_client *)lua_touserdata(L, 2);
+  luaL_argcheck(L, dst->s.w.fd >= 0, 2, "attempt to use a closed " LX_CLIENT);
+  if (!lua_isnoneornil(L, 3)) {
+    max = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, max >= 0, 3, "maximum must be non-negative");
+  }
+  lua_settop(L, 2);
+  lua_pushinteger(L, max);                                  /* 3 */
+  f = (lx_fwd *)lua_newuserdatauv(L, sizeof(lx_fwd), 0);    /* 4 */
+  f->pipe[0] = f->pipe[1] = -1;
+  f->cap = 0;
+  f->inpipe = 0;
+  f->count = 0;
+  f->max = max;
+  f->side = 0;
+  f->splice = dx_splice_mode();
+  if (src->tls || dst->tls) f->splice = 0;
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_setmetatable(L, 4);
+  lua_toclose(L, 4);          /* a cancelled task's pipe closes at once */
+  /* a stream: timeout 0 moves what is ready; any other limits idleness */
+  return lx_drive(L, &op_forward, src->s.timeout == 0 ? 0 : -1);
+}
+
+/* Stack on entry: module, state. Adds forward to the client's methods. */
+void lx_open_forward(lua_State *L) {
+  lua_getfield(L, -2, "client_methods");
+  lua_pushvalue(L, -2);
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, fwd_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, fwd_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcclosure(L, c_forward, 2);
+  lua_setfield(L, -2, "forward");
+  lua_pop(L, 1);
+}
