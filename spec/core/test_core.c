@@ -1392,6 +1392,83 @@ static int regs_ok(const dx_loop *l, const dx_watch *w, int k, unsigned closed) 
   return 1;
 }
 
+/* An operation on two sockets (a forward) stands in two FIFOs: src's
+ * readers and dst's writers, where others queue behind it; only readiness
+ * of the watch it waits on wakes it; leaving lets both queues go on; a
+ * close of one watch unlinks it from that FIFO and keeps the other. */
+static void t_loop_two_fifos(void) {
+  dx_loop l;
+  dx_watch ws, wd;
+  int s1[2], s2[2], f, r, w, n, i, got[3] = {0, 0, 0};
+  if (pair(s1) != 0 || pair(s2) != 0) return;
+  CHECK_EQ(dx_loop_init(&l), 0);
+  dx_watch_init(&ws, s1[0]);
+  dx_watch_init(&wd, s2[0]);
+  f = spawn_run(&l);
+  r = spawn_run(&l);
+  w = spawn_run(&l);
+  dx_loop_join(&l, f, &ws, 0);
+  dx_loop_join(&l, f, &wd, 1);
+  dx_loop_join(&l, f, &wd, 1);                   /* twice: still once */
+  CHECK_EQ(dx_loop_suspend_on(&l, f, &ws, 0, dx_now() + 3), 0);
+  CHECK_EQ(dx_loop_suspend(&l, r, &ws, 0, dx_now() + 3), 0);
+  CHECK_EQ(dx_loop_suspend(&l, w, &wd, 1, dx_now() + 3), 0);
+  CHECK_EQ(ws.head[0], f);
+  CHECK_EQ(ws.tail[0], r);
+  CHECK_EQ(wd.head[1], f);
+  CHECK_EQ(wd.tail[1], w);
+  CHECK_EQ(l.nio, 3);
+  /* dst readable and writable: not what f waits for */
+  CHECK_EQ(write(s2[1], "x", 1), 1);
+  CHECK_EQ(dx_backend_wait(&l, 50), 0);          /* events only, no timers */
+  CHECK_EQ(dx_loop_batch(&l), 0);
+  /* src readable: f (the head) wakes, r behind it does not */
+  CHECK_EQ(write(s1[1], "y", 1), 1);
+  CHECK_EQ(dx_backend_wait(&l, 1000), 0);
+  CHECK_EQ(dx_loop_batch(&l), 1);
+  CHECK_EQ(dx_loop_pop(&l), f);
+  dx_loop_leave(&l, f);                          /* both queues go on */
+  CHECK(l.tasks[f].watch == NULL && l.tasks[f].watch2 == NULL);
+  CHECK_EQ(ws.head[0], r);
+  CHECK_EQ(wd.head[1], w);
+  n = dx_loop_batch(&l);
+  CHECK_EQ(n, 2);
+  for (i = 0; i < n && i < 3; i++) got[i] = dx_loop_pop(&l);
+  CHECK_EQ(got[0], r);
+  CHECK_EQ(got[1], w);
+  dx_loop_leave(&l, r);
+  dx_loop_leave(&l, w);
+  CHECK_EQ(l.nio, 0);
+
+  /* closing dst's watch: f leaves that FIFO only, and is woken */
+  dx_loop_join(&l, f, &ws, 0);
+  dx_loop_join(&l, f, &wd, 1);
+  CHECK_EQ(dx_loop_suspend(&l, w, &wd, 1, dx_now() + 3), 0);
+  drain_fd(s1[0]);
+  CHECK_EQ(dx_loop_suspend_on(&l, f, &ws, 0, dx_now() + 3), 0);
+  dx_loop_close_watch(&l, &wd);
+  CHECK(l.tasks[f].watch == &ws && l.tasks[f].watch2 == NULL);
+  CHECK(l.tasks[w].watch == NULL);
+  CHECK_EQ(ws.head[0], f);
+  CHECK_EQ(wd.head[1], 0);
+  CHECK_EQ(dx_loop_batch(&l), 2);
+  CHECK_EQ(dx_loop_pop(&l), f);
+  CHECK_EQ(dx_loop_pop(&l), w);
+  dx_loop_leave(&l, f);
+  CHECK_EQ(ws.head[0], 0);
+  CHECK_EQ(ws.tail[0], 0);
+  CHECK_EQ(l.nio, 0);
+  dx_loop_close_watch(&l, &ws);
+  dx_loop_kill(&l, f);
+  dx_loop_kill(&l, r);
+  dx_loop_kill(&l, w);
+  for (i = 0; i < 2; i++) {
+    close(s1[i]);
+    close(s2[i]);
+  }
+  dx_loop_free(&l);
+}
+
 /* A registered socket with unread data (or free space) that nobody waits
  * for must not wake the loop again and again: a timer wait elsewhere takes
  * a couple of polls, not a busy loop. The backend refusing a descriptor
@@ -1749,6 +1826,7 @@ int main(void) {
   t_loop_close_watch();
   t_loop_watches();
   t_loop_idle_watch();
+  t_loop_two_fifos();
   t_loop_ring_stress();
   t_loop_grow_wrapped();
 
