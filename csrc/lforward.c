@@ -126,6 +126,7 @@ static int try_forward(lua_State *L, lx_call *k) {
       f->side = 1;
       return (int)r;
     }
+    if (left == 0) return LX_DONE;          /* max moved: no half-close */
     if (dx_buf_len(&src->rb) > 0) {         /* src's buffer -> dst */
       size_t n = dx_buf_len(&src->rb);
       r = send_some(k->S, dst, dx_buf_peek(&src->rb), n < left ? n : left);
@@ -141,7 +142,6 @@ static int try_forward(lua_State *L, lx_call *k) {
       f->side = 1;
       return (int)r;
     }
-    if (left == 0) return LX_DONE;          /* max moved: no half-close */
     if (src->eof) return end_stream(f, dst);
     if (f->splice == 2) {                   /* src -> pipe */
       if (f->pipe[0] < 0) {
