@@ -39,8 +39,11 @@ struct dx_tls {
   int fd, state, code, sent_close, eof, syserr;
   char *ahead;                /* bytes received before TLS began */
   size_t aheadlen, aheadoff;
-  char err[200];
+  char *err;                  /* why it failed, made then: an idle connection
+                                 holds no room for a message */
 };
+
+static char err_nomem[] = "out of memory";
 
 /* --- the BIO: bytes ahead first, then the socket; MSG_NOSIGNAL ---------- */
 
@@ -326,6 +329,7 @@ nomem:
 
 void dx_tls_free(dx_tls *t) {
   if (t == NULL) return;
+  if (t->err != err_nomem) free(t->err);
   SSL_free(t->ssl);
   dx_tls_ctx_unref(t->ctx);
   free(t->ahead);
@@ -334,9 +338,15 @@ void dx_tls_free(dx_tls *t) {
 
 /* A failure: remember code and reason; every later call answers the same. */
 static int failed(dx_tls *t, int code, const char *why) {
+  size_t n;
+  if (why == NULL) why = "TLS error";       /* a reason OpenSSL has no text for */
+  n = strlen(why);
   t->state = FAILED;
   t->code = code;
-  snprintf(t->err, sizeof t->err, "%s", why);
+  if (t->err != err_nomem) free(t->err);
+  t->err = malloc(n + 1);
+  if (t->err != NULL) memcpy(t->err, why, n + 1);
+  else t->err = err_nomem;
   ERR_clear_error();
   return code;
 }
@@ -418,7 +428,7 @@ int dx_tls_close_notify(dx_tls *t) {
 
 int dx_tls_failure(const dx_tls *t) { return t->state == FAILED ? t->code : 0; }
 
-const char *dx_tls_error(const dx_tls *t) { return t->err; }
+const char *dx_tls_error(const dx_tls *t) { return t->err ? t->err : ""; }
 
 /* --- what was agreed ------------------------------------------------------------ */
 
