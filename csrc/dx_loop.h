@@ -86,6 +86,9 @@ void dx_loop_poke(dx_loop *l, dx_watch *w);
 void dx_loop_drained(dx_loop *l, dx_watch *w);
 /* May bytes be waiting on w? (Always yes until w is registered.) */
 #define dx_loop_readable(w) ((w)->ready & DX_READ)
+/* w is new (an accepted connection): its first read may wait without
+ * asking the kernel, as registering reports the bytes already there. */
+#define dx_loop_fresh(w) ((w)->ready &= ~DX_READ)
 /* Point w at another descriptor (or -1), keeping its FIFOs: the backend
  * forgets the old one. */
 void dx_loop_rewatch(dx_loop *l, dx_watch *w, int fd);

@@ -40,6 +40,7 @@ static int try_accept(lua_State *L, lx_call *k) {
   c = (lx_client *)lua_touserdata(L, 3);
   lx_client_set(c, fd, &peer);
   c->accepted = 1;
+  dx_loop_fresh(&c->s.w);        /* a request rarely comes with the accept */
 #ifdef DX_TLS
   if (s->tls) {                  /* the handshake runs on first use */
     char err[256];

@@ -9,7 +9,10 @@
 --   3. on a Unix socket, bytes after ones that carried descriptors.
 -- Fix: an EPOLLRDHUP/HUP/ERR/PRI event makes short reads on that socket
 -- prove nothing from then on; Unix sockets never trust a short read.
--- Each case below timed out (nil, msg, "ETIMEDOUT") on the faulty cache.
+-- Each of those cases timed out (nil, msg, "ETIMEDOUT") on the faulty cache.
+-- An accepted connection's first read also waits without a recv (churn: one
+-- recv per connection, as C); the last case checks that bytes queued before
+-- the accept are reported by the registration and read at once.
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
 
@@ -108,5 +111,22 @@ s.recv(1)
     os.remove(path)
     assert.same({ n = 1, "hi" }, r.hi)
     assert.same({ n = 1, "abcd" }, r.line)
+  end)
+
+  it("a request queued before the accept is read at once", function()
+    local r = duplex.run(function()
+      local srv, port = helpers.server()
+      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 2 }))
+      assert(c:write("GET / HTTP/1.0\r\n\r\n"))
+      duplex.sleep(0.05)                      -- queued on the accepted socket
+      local conn <close> = assert(srv:accept(2))
+      conn:settimeout(2)
+      local t0 = duplex.now()
+      local head = table.pack(conn:readuntil("\r\n\r\n"))
+      srv:close()
+      return { head = head, took = duplex.now() - t0 }
+    end)
+    assert.same({ n = 1, "GET / HTTP/1.0" }, r.head)
+    assert.is_true(r.took < 1, "the queued request was read only at the deadline")
   end)
 end)
