@@ -73,14 +73,16 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
    * 1 tasks by slot, 2 and 3 the done and report hooks, 4 and 5 the client
    * and server metatables, 6 the signal hook, 7 the udp metatable, 8 the
    * resolve function, 9 the tlscontext metatable, 10 the default client
-   * TLS context. */
-  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 10);
+   * TLS context, 11 serve_go's hooks (lsched.c). */
+  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 11);
   memset(S, 0, sizeof *S);
   dx_sigs_init(&S->sigs);
   S->scratch.mem = S->scratch_mem;
   S->scratch.cap = LX_SCRATCH;
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
+  lua_newtable(L);                         /* serve_go's hooks, by task slot */
+  lua_setiuservalue(L, -2, 11);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc");

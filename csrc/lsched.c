@@ -65,11 +65,19 @@ static void close_thread(lua_State *L, lua_State *co, int err) {
   report(L, "(raised by a <close> handler of a task that was ending)");
 }
 
+/* detached: 0 spawn, 1 go, LX_HOOKED serve_go: its end function and its
+ * client wait in hooks[2 * slot - 1] and hooks[2 * slot] (uservalue 11;
+ * not on the task's own stack, which an error leaves unreachable), and
+ * the client also lies to be closed below the function the task runs */
+#define LX_HOOKED 2
+#define LX_HOOKS 11
+
 static int spawn_task(lua_State *L, int detached) {
   lx_state *S = lx_state_of(L);
   int n = lua_gettop(L), slot;
   lua_State *co;
   luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (detached == LX_HOOKED) luaL_checktype(L, 3, LUA_TFUNCTION);
   need_loop(L, S);
   lua_getiuservalue(L, lua_upvalueindex(1), 1);   /* tasks */
   co = lua_newthread(L);           /* never reused: a task inherits nothing */
@@ -90,7 +98,18 @@ static int spawn_task(lua_State *L, int detached) {
   S->detached[slot] = (unsigned char)detached;
   lua_rawseti(L, -2, slot);                        /* tasks[slot] = co */
   lua_pop(L, 1);
+  if (detached == LX_HOOKED) {
+    lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 2 * (lua_Integer)slot - 1);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 2 * (lua_Integer)slot);
+    lua_pop(L, 1);
+    lua_remove(L, 1);                              /* the end function */
+    n--;
+  }
   lua_xmove(L, co, n);                             /* fn and its arguments */
+  if (detached == LX_HOOKED) lua_toclose(co, 1);   /* closed however it ends */
   lua_pushinteger(L, lx_task_id(S, slot));
   return 1;
 }
@@ -102,11 +121,74 @@ static int k_spawn(lua_State *L) { return spawn_task(L, 0); }
  * tasks: no Lua call when one ends well) */
 static int k_go(lua_State *L) { return spawn_task(L, 1); }
 
+/* serve_go(ended, client, fn, ...) -> id: go(fn, ...) for a connection,
+ * whose task ends by closing client and calling ended(client, ok [, err,
+ * traceback]) (not when cancelled). No wrapper frame stays on the task's
+ * stack: an idle connection holds one call frame less per level. */
+static int k_serve_go(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  return spawn_task(L, LX_HOOKED);
+}
+
+/* serve_clients(ended) -> the clients of the live serve_go tasks whose end
+ * function is ended: a serve's connections, kept nowhere else (memory of
+ * idle connections), for its graceful close. */
+static int k_serve_clients(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  int slot, n = 0;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_newtable(L);
+  if (!S->loop_ok) return 1;
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
+  for (slot = 1; slot < dx_loop_nslots(&S->loop) && slot < S->ndetached; slot++) {
+    if (!dx_loop_alive(&S->loop, slot) || S->detached[slot] != LX_HOOKED) continue;
+    lua_rawgeti(L, 3, 2 * (lua_Integer)slot - 1);
+    if (lua_rawequal(L, -1, 1)) {
+      lua_rawgeti(L, 3, 2 * (lua_Integer)slot);
+      lua_rawseti(L, 2, ++n);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* A serve_go task ended: close what it left open, then ended(...). */
+static void finish_hooked(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
+                          int status) {
+  int nargs = 3, h;
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
+  h = lua_gettop(L);
+  lua_rawgeti(L, h, 2 * (lua_Integer)slot - 1);   /* ended */
+  lua_rawgeti(L, h, 2 * (lua_Integer)slot);       /* client */
+  lua_pushnil(L);
+  lua_rawseti(L, h, 2 * (lua_Integer)slot - 1);
+  lua_pushnil(L);
+  lua_rawseti(L, h, 2 * (lua_Integer)slot);
+  lua_remove(L, h);
+  lua_pushboolean(L, status == LUA_OK);
+  if (status != LUA_OK) {
+    lua_pushvalue(co, -1);        /* the error stays on co for its closers */
+    lua_xmove(co, L, 1);
+    luaL_traceback(L, co, lua_tostring(L, -1), 0);
+    nargs = 5;
+  }
+  close_thread(L, co, status == LUA_OK ? 0 : lua_gettop(L) - 1);
+  dx_loop_kill(&S->loop, slot);
+  lua_pushnil(L);
+  lua_rawseti(L, T, slot);
+  lua_call(L, nargs - 1, 0);
+}
+
 /* Report a finished task and free its slot. Stack: tasks at T. */
 static void finish(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
                    int status, int nres) {
   lua_Integer id = lx_task_id(S, slot);
   int nargs;
+  if (S->detached[slot] == LX_HOOKED) {
+    finish_hooked(L, S, T, slot, co, status);
+    return;
+  }
   if (status == LUA_OK && S->detached[slot]) {
     dx_loop_kill(&S->loop, slot);
     lua_pushnil(L);
@@ -140,7 +222,8 @@ static void resume_one(lua_State *L, lx_state *S, int T, int slot) {
   lua_rawgeti(L, T, slot);
   co = lua_tothread(L, -1);
   lua_pop(L, 1);                 /* still anchored in tasks */
-  nargs = lua_status(co) == LUA_OK ? lua_gettop(co) - 1 : 0;
+  nargs = lua_status(co) != LUA_OK ? 0
+        : lua_gettop(co) - 1 - (S->detached[slot] == LX_HOOKED);
   S->running = co;
   S->slot = slot;
   S->budget = LX_BUDGET;
@@ -308,6 +391,14 @@ static int k_cancel(lua_State *L) {
     lua_pushliteral(L, "self");
     return 1;
   }
+  if (S->detached[slot] == LX_HOOKED) {            /* cancelled: no end call */
+    lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 2 * (lua_Integer)slot - 1);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 2 * (lua_Integer)slot);
+    lua_pop(L, 1);
+  }
   dx_loop_kill(&S->loop, slot);
   lua_pushnil(L);
   lua_rawseti(L, -3, slot);
@@ -367,6 +458,8 @@ static const luaL_Reg funcs[] = {
   {"ids", k_ids},
   {"spawn", k_spawn},
   {"go", k_go},
+  {"serve_go", k_serve_go},
+  {"serve_clients", k_serve_clients},
   {"step", k_step},
   {"sethooks", k_sethooks},
   {"sigwatch", k_sigwatch},

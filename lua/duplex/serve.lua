@@ -7,7 +7,8 @@
 
 return function(duplex, core, aux)
   local client, server = core.client_methods, core.server_methods
-  local go, current, timeout_error, now = core.go, core.current, core.timeout_error, core.now
+  local serve_go, serve_clients = core.serve_go, core.serve_clients
+  local current, timeout_error, now = core.current, core.timeout_error, core.now
   local idle_client = core.idle
   local typename, report = aux.typename, aux.report
 
@@ -20,20 +21,15 @@ return function(duplex, core, aux)
       method, want, typename(self)), 3)
   end
 
-  -- The last error lines() raised in each coroutine: a handler that ends
+  -- The last error lines() raised for each client: a handler that ends
   -- with it ends quietly (the client went away or timed out), not as a bug.
   local quiet = setmetatable({}, { __mode = "k" })
 
-  -- Did error e come from lines() in this coroutine? (error() put where in
-  -- front)
-  local function from_lines(e)
-    local msg = quiet[coroutine.running()]
+  -- Did error e come from lines() of client c? (error() put where in front)
+  local function from_lines(c, e)
+    local msg = quiet[c]
     return msg ~= nil and type(e) == "string" and e:sub(-#msg) == msg
   end
-
-  -- What a handler's error handler gives back when the error is to be
-  -- reported: the error and its traceback.
-  local Report = {}
 
   --- Iterate over reads of fmt (default "l"); raises on I/O errors.
   function client:lines(fmt)
@@ -43,7 +39,7 @@ return function(duplex, core, aux)
     return function()
       local v, msg = read(self, fmt)
       if v == nil and msg then
-        quiet[coroutine.running()] = msg
+        quiet[self] = msg
         error(msg, 2)
       end
       return v
@@ -99,26 +95,27 @@ return function(duplex, core, aux)
     end
   end
 
-  -- One connection: its handler in a task of its own. The client closes
-  -- when the handler ends; an error is reported with its traceback unless
-  -- the client went away (an error of lines(), or serve closed it).
-  local function serve_one(st, handler, c)
-    local conn <close> = c
-    if st.handshake_timeout then   -- TLS: never call the handler unauthenticated
-      local ok, msg = c:handshake(st.handshake_timeout)
-      if not ok then
-        st.clients[c] = nil
-        st.active = st.active - 1
-        st.changed:broadcast()
-        report(msg)                 -- one line, no traceback
-        return
-      end
+  -- One connection: its handler is the body of a task of its own (no
+  -- wrapper frame stays below it: memory of idle connections); the task
+  -- closes the client however it ends and then calls st.ended. A TLS
+  -- client first completes its handshake, then the handler is a tail call.
+  local function tls_one(st, handler, c)
+    local ok, msg = c:handshake(st.handshake_timeout)
+    if not ok then                  -- never call the handler unauthenticated
+      report(msg)                   -- one line, no traceback
+      return
     end
-    local ok, err = xpcall(handler, st.msgh, conn)
-    st.clients[c] = nil
-    st.active = st.active - 1
-    st.changed:broadcast()
-    if not ok and getmetatable(err) == Report then report(err[1], err[2]) end
+    return handler(c)
+  end
+
+  -- A connection's task ended (not when cancelled): count it out, and
+  -- report an error unless the client went away or serve ended it.
+  local function ender(st)
+    return function(c, ok, err, traceback)
+      st.active = st.active - 1
+      st.changed:broadcast()
+      if not ok and not (st.cutting or from_lines(c, err)) then report(err, traceback) end
+    end
   end
 
   -- Running out of descriptors (or memory) is an episode: reported when it
@@ -137,14 +134,9 @@ return function(duplex, core, aux)
     if not current() then return duplex.run(server.serve, self, handler, opts) end
     opts = opts or {}
     if opts.nodelay ~= nil then self:setoption("nodelay", opts.nodelay) end
-    local st = { clients = {}, active = 0, cutting = false,
+    local st = { active = 0, cutting = false,
                  changed = duplex.cond(), handshake_timeout = self:getoption("handshake_timeout") }
-    -- One error handler per serve, not per connection (memory of idle
-    -- connections): quiet when the client went away, or serve ended it.
-    st.msgh = function(e)
-      if st.cutting or from_lines(e) then return e end
-      return setmetatable({ e, debug.traceback(e, 2) }, Report)
-    end
+    st.ended = ender(st)              -- one per serve, not per connection
     serving[self] = st
     local accept, max, idle = server.accept, opts.maxclients, opts.idletimeout
     local episode
@@ -156,10 +148,10 @@ return function(duplex, core, aux)
         -- empty ends the episode
         local c, msg, code = accept(self, episode and 0 or math.huge)
         if c then
-          st.clients[c] = true              -- counted now, for maxclients
-          st.active = st.active + 1
+          st.active = st.active + 1         -- counted now, for maxclients
           if idle then c:setoption("idletimeout", idle) end
-          go(serve_one, st, handler, c)
+          if st.handshake_timeout then serve_go(st.ended, c, tls_one, st, handler, c)
+          else serve_go(st.ended, c, handler, c) end
         elseif code == "EAGAIN" then
           report(string.format("%s; accepting again after %d failures in %.1f s",
             episode.msg, episode.count, now() - episode.since))
@@ -180,14 +172,14 @@ return function(duplex, core, aux)
     if st.grace then                        -- drain, then end the stragglers
       local deadline = now() + st.grace
       repeat
-        for c in pairs(st.clients) do       -- between requests: end it now
+        for _, c in ipairs(serve_clients(st.ended)) do   -- between requests: end it now
           if idle_client(c) then c:close() end
         end
         if st.active == 0 then break end
         st.changed:wait(math.min(0.05, math.max(0, deadline - now())))
       until now() >= deadline
       st.cutting = true
-      for c in pairs(st.clients) do c:close() end
+      for _, c in ipairs(serve_clients(st.ended)) do c:close() end
     end
     serving[self] = nil
     return true
