@@ -385,6 +385,27 @@ describe("server:serve options", function()
   after_each(helpers.run_cleanups)
   helpers.track_fds()
 
+  -- Memory of idle connections: no frame of serve stays under a handler
+  -- (each would cost an idle connection a CallInfo); the handler is its
+  -- task's body, and the client is closed when the task ends.
+  it("run the handler as its connection task's body, and close the client when it returns", function()
+    local srv, port = helpers.server()
+    local r = duplex.run(function()
+      local seen = {}
+      local serving = duplex.spawn(srv.serve, srv, function(c)
+        seen.below = debug.getinfo(2, "S")   -- nil: nothing called the handler in its coroutine
+        seen.client = c
+      end)
+      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+      c:settimeout(5)
+      local eof = table.pack(c:read("l"))    -- the server side closed
+      srv:close()
+      assert(serving:join(5))
+      return { below = seen.below, type = duplex.type(seen.client), eof = eof }
+    end)
+    assert.same({ type = "closed client", eof = { n = 1, nil } }, r)
+  end)
+
   it("raise for unknown keys and bad values, before serving", function()
     local srv = helpers.server()
     defer(function() srv:close() end)
