@@ -1108,12 +1108,13 @@ local function exhaust(queued, env)
       answers[i] = r or msg
     end)
   end
-  -- about `free` are served (the child's count of its descriptors may be
-  -- off by one); the rest wait in the listen queue while accept fails
+  -- about `free` are served (the child's count of its descriptors, which
+  -- includes what it inherited from the runner, may be off by a few); the
+  -- rest wait in the listen queue while accept fails
   assert.is_true(wait_for(function() return answered() >= free - 3 end, 5))
   duplex.sleep(0.5)                       -- about ten failed accepts
   local served = answered()
-  assert.is_true(served <= free + 1 and env.n - served >= queued - 3,
+  assert.is_true(served <= free + 3 and env.n - served >= queued - 3,
     served .. " of " .. env.n .. " answered, " .. free .. " descriptors were free")
   return proc, clients, answers, answered
 end
