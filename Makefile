@@ -30,7 +30,7 @@ OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA) $(BUSTED_FLAGS)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
+.PHONY: all test check-rockspec fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -60,8 +60,17 @@ deps-tools:
 	@$(MAKE) -s deps DEPS_PKGS="$(DEPS_TOOLS)"
 
 test: deps
-	$(MAKE) all check-tiers test-core
+	$(MAKE) all check-tiers check-rockspec test-core
 	$(BUSTED) -o utfTerminal spec
+
+# The rockspec builds what the Makefile builds: every csrc/*.c but the
+# backends dx_loop.c includes.
+check-rockspec:
+	@listed=$$(grep -o 'csrc/[a-z_]*\.c' rockspec/duplex-scm-1.rockspec | sort); \
+	built=$$(ls csrc/*.c | grep -v -e dx_loop_epoll -e dx_loop_poll | sort); \
+	if [ "$$listed" = "$$built" ]; then echo "rockspec: every source listed"; \
+	else echo "the rockspec's sources differ from csrc/*.c:"; echo "$$listed" > build/.rs; \
+	  echo "$$built" | diff build/.rs - ; exit 1; fi
 
 # The core compiles without Lua: no csrc/dx_* file may include a Lua header.
 check-tiers:
