@@ -153,31 +153,42 @@ static int k_serve_clients(lua_State *L) {
   return 1;
 }
 
-/* A serve_go task ended: close what it left open, then ended(...). */
-static void finish_hooked(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
-                          int status) {
-  int nargs = 3, h;
+/* Take a serve_go task's end function and client out of the hooks:
+ * pushed when push, forgotten either way. */
+static void take_hooks(lua_State *L, int slot, int push) {
+  lua_Integer i = 2 * (lua_Integer)slot - 1;
+  int h;
   lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
   h = lua_gettop(L);
-  lua_rawgeti(L, h, 2 * (lua_Integer)slot - 1);   /* ended */
-  lua_rawgeti(L, h, 2 * (lua_Integer)slot);       /* client */
+  if (push) {
+    lua_rawgeti(L, h, i);
+    lua_rawgeti(L, h, i + 1);
+  }
   lua_pushnil(L);
-  lua_rawseti(L, h, 2 * (lua_Integer)slot - 1);
+  lua_rawseti(L, h, i);
   lua_pushnil(L);
-  lua_rawseti(L, h, 2 * (lua_Integer)slot);
+  lua_rawseti(L, h, i + 1);
   lua_remove(L, h);
+}
+
+/* A serve_go task ended: close what it left open, then
+ * ended(client, ok [, err, traceback]). */
+static void finish_hooked(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
+                          int status) {
+  int nargs = 2;
+  take_hooks(L, slot, 1);
   lua_pushboolean(L, status == LUA_OK);
   if (status != LUA_OK) {
     lua_pushvalue(co, -1);        /* the error stays on co for its closers */
     lua_xmove(co, L, 1);
     luaL_traceback(L, co, lua_tostring(L, -1), 0);
-    nargs = 5;
+    nargs = 4;
   }
   close_thread(L, co, status == LUA_OK ? 0 : lua_gettop(L) - 1);
   dx_loop_kill(&S->loop, slot);
   lua_pushnil(L);
   lua_rawseti(L, T, slot);
-  lua_call(L, nargs - 1, 0);
+  lua_call(L, nargs, 0);
 }
 
 /* Report a finished task and free its slot. Stack: tasks at T. */
@@ -391,14 +402,7 @@ static int k_cancel(lua_State *L) {
     lua_pushliteral(L, "self");
     return 1;
   }
-  if (S->detached[slot] == LX_HOOKED) {            /* cancelled: no end call */
-    lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
-    lua_pushnil(L);
-    lua_rawseti(L, -2, 2 * (lua_Integer)slot - 1);
-    lua_pushnil(L);
-    lua_rawseti(L, -2, 2 * (lua_Integer)slot);
-    lua_pop(L, 1);
-  }
+  if (S->detached[slot] == LX_HOOKED) take_hooks(L, slot, 0);   /* cancelled: no end call */
   dx_loop_kill(&S->loop, slot);
   lua_pushnil(L);
   lua_rawseti(L, -3, slot);
