@@ -406,6 +406,29 @@ describe("server:serve options", function()
     assert.same({ type = "closed client", eof = { n = 1, nil } }, r)
   end)
 
+  it("close a connection's client when its task is cancelled (run's main task fails)", function()
+    local srv, port = helpers.server()
+    local c, seen = nil, {}
+    local ok, err = pcall(duplex.run, function()
+      duplex.spawn(srv.serve, srv, function(conn)
+        seen.client = conn
+        conn:readsome()                      -- waits here until cancelled
+      end)
+      c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+      for _ = 1, 100 do
+        if seen.client then break end
+        duplex.sleep(0.01)
+      end
+      error("stop", 0)
+    end)
+    srv:close()
+    c:settimeout(5)
+    local eof = table.pack(c:read("l"))      -- the cancelled handler's client closed
+    c:close()
+    assert.same({ false, "stop", "closed client", { n = 1, nil } },
+      { ok, err, duplex.type(seen.client), eof })
+  end)
+
   it("raise for unknown keys and bad values, before serving", function()
     local srv = helpers.server()
     defer(function() srv:close() end)
