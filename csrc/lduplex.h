@@ -226,6 +226,8 @@ void lx_client_set(lx_client *c, int fd, const dx_addr *peer);
  * trust: the caller waits if told EAGAIN, so the loop's word that the
  * socket is drained may stand in for the kernel's. */
 long lx_client_fill(lx_state *S, lx_client *c, int trust);
+/* The trust a receive of call k on c may take (lread.c). */
+int lx_client_trusts(lua_State *L, const lx_call *k, const lx_client *c);
 /* Where the client talks to, for messages. */
 void lx_client_label(lx_client *c, char *out, size_t n);
 

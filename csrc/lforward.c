@@ -98,7 +98,7 @@ static int try_forward(lua_State *L, lx_call *k) {
   lx_fwd *f = (lx_fwd *)lua_touserdata(L, 4);
   lua_Integer turn = f->count + LX_TURN;
   /* as reads do: the loop's word that src is drained saves a recv (TCP) */
-  int trust = k->S->running == L && k->deadline != 0 && !src->tls && !src->isunix;
+  int trust = lx_client_trusts(L, k, src);
   for (;;) {
     size_t left = (size_t)(f->max - f->count) - f->inpipe;
     long r;

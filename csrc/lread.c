@@ -50,6 +50,14 @@ long lx_client_fill(lx_state *S, lx_client *c, int trust) {
   return n;
 }
 
+/* May a receive of call k on c take the loop's word that c is drained?
+ * Only in a task that will wait, and for TCP only: TLS reads through its
+ * BIO, and on a Unix socket bytes that carry descriptors end a read early
+ * with more behind them and no edge (spec/core/et_short_read.c). */
+int lx_client_trusts(lua_State *L, const lx_call *k, const lx_client *c) {
+  return k->S->running == L && k->deadline != 0 && !c->tls && !c->isunix;
+}
+
 /* Before a wait or a failure: give the shared scratch back. */
 static void stall_read(lua_State *L, lx_call *k) {
   (void)L;
@@ -63,9 +71,7 @@ typedef int (*lx_scanner)(lua_State *L, lx_call *k, lx_client *c);
  * (more needed) or -errno. */
 static int receive_until(lua_State *L, lx_call *k, lx_scanner scan) {
   lx_client *c = (lx_client *)k->sock;
-  /* TCP only: on a Unix socket, bytes that carry descriptors end a read
-   * early with more behind them and no edge (spec/core/et_short_read.c) */
-  int trust = k->S->running == L && k->deadline != 0 && !c->tls && !c->isunix;
+  int trust = lx_client_trusts(L, k, c);
   for (;;) {
     int r = scan(L, k, c);
     long n;
