@@ -235,11 +235,11 @@ void dx_loop_join(dx_loop *l, int slot, dx_watch *w, int dir) {
   if ((t->watch == w && t->dir == dir) || (t->watch2 == w && t->dir2 == dir)) return;
   if (t->watch == NULL) {
     t->watch = w;
-    t->dir = dir;
+    t->dir = (unsigned char)dir;
     t->next = 0;
   } else if (t->watch2 == NULL) {
     t->watch2 = w;
-    t->dir2 = dir;
+    t->dir2 = (unsigned char)dir;
     t->next2 = 0;
   } else {
     return;                   /* never: an operation has two sockets at most */
@@ -264,7 +264,7 @@ int dx_loop_suspend_on(dx_loop *l, int slot, dx_watch *on, int want, double dead
 }
 
 void dx_loop_rewatch(dx_loop *l, dx_watch *w, int fd) {
-  if (w->reg) dx_backend_del(l, w);
+  if (w->reg) dx_backend_del(l, w, 0);
   w->fd = fd;
   w->ready = DX_READ | DX_WRITE;
   w->suspect = 0;
@@ -304,7 +304,7 @@ void dx_loop_leave(dx_loop *l, int slot) {
 /* A task in the FIFO that is not suspended is running or already queued
  * to run (a connect between two addresses closes its own socket): it only
  * leaves the FIFO. */
-void dx_loop_close_watch(dx_loop *l, dx_watch *w) {
+static void unwatch(dx_loop *l, dx_watch *w, int closing) {
   int d;
   for (d = 0; d < 2; d++) {
     while (w->head[d]) {
@@ -318,7 +318,17 @@ void dx_loop_close_watch(dx_loop *l, dx_watch *w) {
       else t->watch = NULL;
     }
   }
-  if (w->reg) dx_backend_del(l, w);
+  if (w->reg) dx_backend_del(l, w, closing);
+}
+
+void dx_loop_close_watch(dx_loop *l, dx_watch *w) { unwatch(l, w, 0); }
+
+int dx_loop_close_fd(dx_loop *l, dx_watch *w) {
+  int rc;
+  unwatch(l, w, 1);
+  rc = dx_close(w->fd);
+  w->fd = -1;
+  return rc;
 }
 
 /* --- events -------------------------------------------------------------- */
@@ -350,7 +360,7 @@ void dx_loop_fire(dx_loop *l, dx_watch *w, int events) {
 int dx_loop_watch_sys(dx_loop *l, int i, int fd) {
   dx_watch *w = &l->sys[i];
   if (w->fd == fd) return 0;
-  if (w->reg) dx_backend_del(l, w);
+  if (w->reg) dx_backend_del(l, w, 0);
   dx_watch_init(w, fd);
   return fd < 0 ? 0 : dx_backend_add(l, w);
 }

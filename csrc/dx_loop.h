@@ -13,23 +13,24 @@
 /* Embedded in every socket handle: the descriptor and who waits on it. */
 typedef struct dx_watch {
   int fd;                 /* -1 once closed */
-  int reg;                /* registered with the backend (poll: index + 1) */
+  int reg;                /* registered with the backend: 0 no, else epoll
+                             the registration's tag, poll index + 1 */
   int head[2], tail[2];   /* FIFO of task slots: [0] readers, [1] writers */
   int ready;              /* DX_READ: bytes may be waiting (see dx_loop_drained) */
   int suspect;            /* the peer's end or urgent data seen: a short
                              read no longer proves the socket drained */
 } dx_watch;
 
-typedef struct dx_task {
-  unsigned gen;           /* bumped when the slot is freed: stale ids fail */
-  int next;               /* next slot in its watch FIFO, or in the free list */
+typedef struct dx_task {   /* 48 bytes: one per slot, idle tasks included */
   dx_watch *watch;        /* the FIFO it stands in, or NULL */
-  int dir;
   dx_watch *watch2;       /* a second FIFO it holds (a forward: its
                              destination's writers), or NULL */
-  int dir2, next2;
   dx_watch *on;           /* while waiting: whose readiness wakes it */
+  unsigned gen;           /* bumped when the slot is freed: stale ids fail */
+  int next;               /* next slot in its watch FIFO, or in the free list */
+  int next2;              /* next slot in watch2's FIFO */
   int heap;               /* index in the timer heap, or -1 */
+  unsigned char dir, dir2;  /* which FIFO of watch, of watch2 */
   unsigned char live, waiting, fired;
   unsigned char want;     /* readiness it waits for: 0 read, 1 write */
   unsigned char queued;   /* wants to run: ready */
@@ -48,7 +49,7 @@ typedef struct dx_loop {
   int *ring, rhead, rcount, rcap;     /* ready queue, rcap a power of two */
   dx_timer *heap;                     /* capacity ntasks, like the ring: a */
   int nheap;                          /* task is in each at most once */
-  void *backend;                      /* poll backend's table */
+  void *backend;                      /* the backend's tables */
   dx_watch sys[2];                    /* the loop's own descriptors (signals, lookups) */
   int sysready;                       /* bit i: sys[i] became readable */
 } dx_loop;
@@ -101,6 +102,10 @@ void dx_loop_leave(dx_loop *l, int slot);
  * (they will find w closed); the backend forgets w. Call before closing
  * w->fd. */
 void dx_loop_close_watch(dx_loop *l, dx_watch *w);
+/* The same, then close w->fd (and set it to -1): the backend may leave
+ * the registration for close to remove, with no system call of its own.
+ * dx_close's result. */
+int dx_loop_close_fd(dx_loop *l, dx_watch *w);
 
 /* May `slot` operate on w's direction now (nobody ahead of it)? */
 #define dx_loop_myturn(w, dir, slot) ((w)->head[dir] == 0 || (w)->head[dir] == (slot))
@@ -141,7 +146,8 @@ void dx_watch_init(dx_watch *w, int fd);
 int dx_backend_init(dx_loop *l);
 void dx_backend_free(dx_loop *l);
 int dx_backend_add(dx_loop *l, dx_watch *w);
-void dx_backend_del(dx_loop *l, dx_watch *w);
+/* closing: w->fd is closed next (epoll leaves the registration to close) */
+void dx_backend_del(dx_loop *l, dx_watch *w, int closing);
 int dx_backend_wait(dx_loop *l, int ms);
 /* called by the backend for each event: DX_READ / DX_WRITE / DX_SUSPECT bits */
 void dx_loop_fire(dx_loop *l, dx_watch *w, int events);

@@ -45,9 +45,10 @@ int dx_backend_add(dx_loop *l, dx_watch *w) {
   return 0;
 }
 
-void dx_backend_del(dx_loop *l, dx_watch *w) {
+void dx_backend_del(dx_loop *l, dx_watch *w, int closing) {
   dx_pollset *ps = l->backend;
   int i = w->reg - 1;
+  (void)closing;
   ps->w[i] = ps->w[--ps->n];
   ps->w[i]->reg = i + 1;
   w->reg = 0;

@@ -20,9 +20,11 @@
  *   may use this socket or another one.
  *
  * Stack of a call: 1..base the operation's arguments; once the call has
- * yielded, the driver's slots follow: base+1 the op (light userdata),
- * base+2 the deadline, base+3 the idle deadline, base+4 and base+5 the op's
- * progress k[0], k[1]. A call that never waits pushes nothing.
+ * yielded, the driver's slots follow: base+1 the op (light userdata) and,
+ * unless the call has no deadline and no progress to keep (most reads and
+ * writes: one push per wait), base+2 the deadline, base+3 the idle
+ * deadline, base+4 and base+5 the op's progress k[0], k[1]. A call that
+ * never waits pushes nothing.
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
@@ -51,6 +53,8 @@ int lx_cannot_wait(lua_State *L) {
                        "ended task, nor a C function such as table.sort)");
 }
 
+static int drive_k(lua_State *L, int status, lua_KContext ctx);
+
 static int pass_k(lua_State *L, int status, lua_KContext ctx) {
   (void)L, (void)status, (void)ctx;
   lua_pushboolean(L, 1);
@@ -64,16 +68,23 @@ int lx_pass(lua_State *L, lx_state *S) {
   return lua_yieldk(L, 0, 0, pass_k);
 }
 
-/* Before a yield: the call's state goes onto the stack, the first time in
- * full, later only the progress. */
+/* Before a yield: the call's state goes onto the stack (c->saved: how
+ * many of the driver's slots are there), the first time in full unless
+ * the op alone says it all, later only the progress. */
 static void save(lua_State *L, const lx_op *op, lx_call *c) {
-  if (!c->saved) {
+  int plain = c->deadline < 0 && c->idle_at < 0 && c->k[0] == 0 && c->k[1] == 0;
+  if (c->saved == 0) {
     lua_pushlightuserdata(L, (void *)op);
+    c->saved = 1;
+    if (plain) return;
+  }
+  if (c->saved == 1) {
+    if (plain) return;
     lua_pushnumber(L, c->deadline);
     lua_pushnumber(L, c->idle_at);
     lua_pushinteger(L, c->k[0]);
     lua_pushinteger(L, c->k[1]);
-    c->saved = 1;
+    c->saved = NSLOTS;
     return;
   }
   lua_pushnumber(L, c->idle_at);
@@ -82,6 +93,15 @@ static void save(lua_State *L, const lx_op *op, lx_call *c) {
   lua_replace(L, c->base + 4);
   lua_pushinteger(L, c->k[1]);
   lua_replace(L, c->base + 5);
+}
+
+/* Yield for a wait; ctx = base << 2 | (the slots are all there) << 1 |
+ * (a suspension, not a forced turn). */
+static int yield(lua_State *L, const lx_op *op, lx_call *c, int suspended) {
+  save(L, op, c);
+  c->S->waited = 1;
+  return lua_yieldk(L, 0, (lua_KContext)c->base << 2 | (c->saved == NSLOTS) << 1 | suspended,
+                    drive_k);
 }
 
 /* The earlier of two deadlines (< 0: none). */
@@ -100,8 +120,6 @@ static int finish(lua_State *L, const lx_op *op, lx_call *c, int code) {
   if (op->fail) return op->fail(L, c, code);
   return lx_sockfail(L, c->sock, op->name, code);
 }
-
-static int drive_k(lua_State *L, int status, lua_KContext ctx);
 
 /* The loop of every call: turn, try, wait, until done or failed. */
 static int drive(lua_State *L, const lx_op *op, lx_call *c) {
@@ -151,18 +169,14 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
       dx_loop_join(&S->loop, S->slot, &c->sock2->w, op->dir2);
       rc = dx_loop_suspend_on(&S->loop, S->slot, r == LX_WAIT_TIMER ? NULL : &on->w, dir, until);
       if (rc < 0) return finish(L, op, c, rc);
-      save(L, op, c);
-      S->waited = 1;
-      return lua_yieldk(L, 0, (lua_KContext)c->base << 1 | 1, drive_k);
+      return yield(L, op, c, 1);
     }
     if (S->running == L && lua_isyieldable(L)) {
       dx_watch *w = r == LX_WAIT_TIMER || c->sock == NULL ? NULL : &c->sock->w;
       /* queued in the op's own FIFO, waiting for what try asked for */
       int rc = dx_loop_suspend_for(&S->loop, S->slot, w, op->dir < 0 ? dir : op->dir, dir, until);
       if (rc < 0) return finish(L, op, c, rc);
-      save(L, op, c);
-      S->waited = 1;
-      return lua_yieldk(L, 0, (lua_KContext)c->base << 1 | 1, drive_k);
+      return yield(L, op, c, 1);
     }
     if (S->running != NULL || S->in_run) return lx_cannot_wait(L);
     if (c->sock == NULL || r == LX_WAIT_TIMER) {
@@ -176,9 +190,8 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
   }
 }
 
-static void init_call(lua_State *L, lx_call *c, lx_state *S, const lx_op *op, int base,
-                      double deadline) {
-  lx_sock *sock = op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL;
+static void init_call(lua_State *L, lx_call *c, lx_state *S, const lx_op *op, lx_sock *sock,
+                      int base, double deadline) {
   c->S = S;
   c->sock = sock;
   c->sock2 = op->sockarg2 ? (lx_sock *)lua_touserdata(L, op->sockarg2) : NULL;
@@ -199,23 +212,25 @@ static void init_call(lua_State *L, lx_call *c, lx_state *S, const lx_op *op, in
   c->eof = c->ended = 0;
 }
 
-/* After a yield. ctx = base << 1 | (the yield was a suspension, not a
- * forced turn). */
+/* After a yield (ctx: see yield). */
 static int drive_k(lua_State *L, int status, lua_KContext ctx) {
   lx_state *S = lx_state_of(L);
-  int base = (int)(ctx >> 1);
+  int base = (int)(ctx >> 2), full = (int)(ctx >> 1 & 1);
   const lx_op *op;
   lx_call c;
   (void)status;
   if (S->running != L)
     return luaL_error(L, "duplex: a task was resumed from outside the scheduler");
-  lua_settop(L, base + NSLOTS);     /* drop anything a stray resume passed */
+  lua_settop(L, base + (full ? NSLOTS : 1));   /* drop anything a stray resume passed */
   op = (const lx_op *)lua_touserdata(L, base + 1);
-  init_call(L, &c, S, op, base, lua_tonumber(L, base + 2));
-  c.idle_at = lua_tonumber(L, base + 3);
-  c.k[0] = lua_tointeger(L, base + 4);
-  c.k[1] = lua_tointeger(L, base + 5);
-  c.saved = 1;
+  init_call(L, &c, S, op, op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL, base,
+            full ? lua_tonumber(L, base + 2) : -1);
+  if (full) {
+    c.idle_at = lua_tonumber(L, base + 3);
+    c.k[0] = lua_tointeger(L, base + 4);
+    c.k[1] = lua_tointeger(L, base + 5);
+  }
+  c.saved = full ? NSLOTS : 1;
   c.fired = (ctx & 1) && dx_loop_fired(&S->loop, S->slot);
   return drive(L, op, &c);
 }
@@ -228,14 +243,12 @@ int lx_drive(lua_State *L, const lx_op *op, double deadline) {
     return luaL_error(L, "attempt to use a closed %s",
                       sock->cls == LX_CLS_CLIENT ? LX_CLIENT
                       : sock->cls == LX_CLS_UDP ? LX_UDP : LX_SERVER);
-  init_call(L, &c, S, op, lua_gettop(L), deadline);
+  init_call(L, &c, S, op, sock, lua_gettop(L), deadline);
   /* A task that always finds its data ready yields now and then, so that
    * it cannot starve the others. */
   if (S->running == L && --S->budget < 0 && lua_isyieldable(L)) {
     dx_loop_ready(&S->loop, S->slot);
-    save(L, op, &c);
-    S->waited = 1;
-    return lua_yieldk(L, 0, (lua_KContext)c.base << 1, drive_k);
+    return yield(L, op, &c, 0);
   }
   return drive(L, op, &c);
 }

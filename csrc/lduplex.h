@@ -87,7 +87,7 @@ typedef struct lx_call {
   double wake_at;             /* try: also wake then (-1 none), no timeout */
   lua_Integer k[2];           /* the operation's progress, kept across waits */
   int fired;                  /* the last wait ended by the deadline */
-  int saved;                  /* the driver's slots are on the stack */
+  int saved;                  /* how many of the driver's slots are on the stack */
   size_t vlen, used;          /* what try found, for push: */
   int eof, ended;             /* ...the stream had ended; a nil result */
 } lx_call;

@@ -32,7 +32,10 @@ lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls) {
 
 void lx_sock_close(lx_state *S, lx_sock *s) {
   if (s->w.fd < 0) return;
-  if (S->loop_ok) dx_loop_close_watch(&S->loop, &s->w);
+  if (S->loop_ok) {
+    dx_loop_close_fd(&S->loop, &s->w);
+    return;
+  }
   dx_close(s->w.fd);
   s->w.fd = -1;
 }

@@ -1367,8 +1367,61 @@ static void t_loop_close_watch(void) {
   dx_loop_free(&l);
 }
 
-/* Registration marks: epoll 1 for every registered watch; poll a distinct
- * table index + 1 for each, 1..n without holes. closed: bit mask. */
+/* dx_loop_close_fd closes the descriptor and may leave its registration to
+ * close. When the open file lives on (here a dup; a forked child, a passed
+ * descriptor), its registration lives on too: its events must reach no
+ * watch, not even one that now sits in the same memory on the same
+ * descriptor number. */
+static void t_loop_close_fd(void) {
+  dx_loop l;
+  dx_watch w;
+  int sv[2], sv2[2], keep, old, a, b, c;
+  if (pair(sv) != 0) return;
+  CHECK_EQ(dx_loop_init(&l), 0);
+  dx_watch_init(&w, sv[0]);
+  a = spawn_run(&l);
+  b = spawn_run(&l);
+  CHECK_EQ(dx_loop_suspend(&l, a, &w, 0, -1), 0);
+  keep = dup(sv[0]);
+  CHECK(keep >= 0);
+  old = sv[0];
+  CHECK_EQ(dx_loop_close_fd(&l, &w), 0);
+  CHECK_EQ(w.fd, -1);
+  CHECK_EQ(w.reg, 0);
+  CHECK(l.tasks[a].queued && !l.tasks[a].waiting);   /* woken by the close */
+  CHECK_EQ(dx_loop_batch(&l), 1);
+  CHECK_EQ(dx_loop_pop(&l), a);
+  CHECK_EQ(fcntl(old, F_GETFD), -1);                  /* really closed */
+
+  if (pair(sv2) != 0) return;
+  CHECK_EQ(sv2[0], old);                              /* the number is reused */
+  dx_watch_init(&w, sv2[0]);                          /* and the memory */
+  CHECK_EQ(dx_loop_suspend(&l, b, &w, 0, -1), 0);
+  c = spawn_run(&l);                                  /* bounds the poll */
+  CHECK_EQ(dx_loop_suspend(&l, c, NULL, 0, dx_now() + 0.05), 0);
+  CHECK_EQ(write(sv[1], "x", 1), 1);                  /* the old file's edge */
+  while (!l.tasks[c].queued) CHECK_EQ(dx_loop_poll(&l), 0);
+  CHECK_EQ(dx_loop_batch(&l), 1);
+  CHECK_EQ(dx_loop_pop(&l), c);
+  CHECK(l.tasks[b].waiting);
+  CHECK_EQ(write(sv2[1], "y", 1), 1);                 /* the new one's */
+  CHECK_EQ(dx_loop_poll(&l), 0);
+  CHECK_EQ(dx_loop_batch(&l), 1);
+  CHECK_EQ(dx_loop_pop(&l), b);
+  dx_loop_leave(&l, b);
+  CHECK_EQ(dx_loop_close_fd(&l, &w), 0);
+  dx_loop_kill(&l, a);
+  dx_loop_kill(&l, b);
+  dx_loop_kill(&l, c);
+  close(keep);
+  close(sv[1]);
+  close(sv2[1]);
+  dx_loop_free(&l);
+}
+
+/* Registration marks: epoll a distinct tag for every registered watch;
+ * poll a distinct table index + 1 for each, 1..n without holes. closed:
+ * bit mask. */
 static int regs_ok(const dx_loop *l, const dx_watch *w, int k, unsigned closed) {
   int i, n = 0, seen = 0;
   for (i = 0; i < k; i++) {
@@ -1380,8 +1433,10 @@ static int regs_ok(const dx_loop *l, const dx_watch *w, int k, unsigned closed) 
     if (w[i].reg <= 0) return 0;
   }
   if (l->fd >= 0) {
+    int j;
     for (i = 0; i < k; i++)
-      if (!(closed & (1u << i)) && w[i].reg != 1) return 0;
+      for (j = i + 1; j < k; j++)
+        if (!(closed & (1u << i)) && !(closed & (1u << j)) && w[i].reg == w[j].reg) return 0;
     return 1;
   }
   for (i = 0; i < k; i++) {
@@ -1824,6 +1879,7 @@ int main(void) {
   t_loop_timers();
   t_loop_fifo();
   t_loop_close_watch();
+  t_loop_close_fd();
   t_loop_watches();
   t_loop_idle_watch();
   t_loop_two_fifos();
