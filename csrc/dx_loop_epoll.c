@@ -20,7 +20,7 @@
 
 typedef struct dx_epoll {
   dx_watch **byfd;       /* the watch registered under each descriptor */
-  int cap;
+  size_t cap;
   int tag;               /* the last registration's tag (1..INT_MAX) */
 } dx_epoll;
 
@@ -42,13 +42,14 @@ void dx_backend_free(dx_loop *l) {
 
 /* Make byfd hold descriptor fd. */
 static int reserve_fd(dx_epoll *ep, int fd) {
-  int cap = ep->cap ? ep->cap : 64;
+  size_t cap = ep->cap ? ep->cap : 64;
   dx_watch **t;
-  while (cap <= fd) cap *= 2;
+  if (fd < 0) return -EBADF;
+  while (cap <= (size_t)fd) cap *= 2;
   if (cap == ep->cap) return 0;
   t = realloc(ep->byfd, sizeof *t * (size_t)cap);
   if (t == NULL) return -ENOMEM;
-  memset(t + ep->cap, 0, sizeof *t * (size_t)(cap - ep->cap));
+  memset(t + ep->cap, 0, sizeof *t * (cap - ep->cap));
   ep->byfd = t;
   ep->cap = cap;
   return 0;
@@ -58,7 +59,8 @@ int dx_backend_add(dx_loop *l, dx_watch *w) {
   dx_epoll *ep = l->backend;
   struct epoll_event ev;
   int tag = ep->tag == 0x7fffffff ? 1 : ep->tag + 1;
-  if (reserve_fd(ep, w->fd) < 0) return -ENOMEM;
+  int rc = reserve_fd(ep, w->fd);
+  if (rc < 0) return rc;
   memset(&ev, 0, sizeof ev);
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
   ev.data.u64 = (uint64_t)(unsigned)w->fd | (uint64_t)tag << 32;
@@ -78,7 +80,7 @@ int dx_backend_add(dx_loop *l, dx_watch *w) {
  * registration (a live registration of a dead tag is harmless). */
 void dx_backend_del(dx_loop *l, dx_watch *w, int closing) {
   dx_epoll *ep = l->backend;
-  if (w->fd >= 0 && w->fd < ep->cap && ep->byfd[w->fd] == w) {
+  if (w->fd >= 0 && (size_t)w->fd < ep->cap && ep->byfd[w->fd] == w) {
     ep->byfd[w->fd] = NULL;
     if (!closing) {
       struct epoll_event ev;   /* non-NULL for kernels before 2.6.9 */
@@ -97,7 +99,7 @@ int dx_backend_wait(dx_loop *l, int ms) {
   for (i = 0; i < n; i++) {
     unsigned e = evs[i].events;
     int fd = (int)(evs[i].data.u64 & 0xffffffffu), tag = (int)(evs[i].data.u64 >> 32), bits = 0;
-    dx_watch *w = fd < ep->cap ? ep->byfd[fd] : NULL;
+    dx_watch *w = (size_t)fd < ep->cap ? ep->byfd[fd] : NULL;
     if (w == NULL || w->reg != tag) continue;     /* a closed watch's registration */
     if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) bits |= DX_READ;
     if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) bits |= DX_WRITE;

@@ -32,10 +32,14 @@ lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls) {
 
 void lx_sock_close(lx_state *S, lx_sock *s) {
   if (s->w.fd < 0) return;
-  if (S->loop_ok) {
+  /* A connection's registration is left for close to remove (one system
+   * call less per connection); a listener's, which forked workers may
+   * share, goes at once, so that their connections never wake this loop. */
+  if (S->loop_ok && s->cls == LX_CLS_CLIENT) {
     dx_loop_close_fd(&S->loop, &s->w);
     return;
   }
+  if (S->loop_ok) dx_loop_close_watch(&S->loop, &s->w);
   dx_close(s->w.fd);
   s->w.fd = -1;
 }

@@ -303,6 +303,17 @@ static int u_tostring(lua_State *L) {
     return 1;
   }
   lx_udp_label(&u->s, where, sizeof where);
+  if (where[0] == '\0' && u->family != AF_UNIX) {
+    /* the kernel binds an inet socket at its connect or first sendto */
+    dx_addr a;
+    char host[64];
+    int port = 0;
+    const char *family;
+    if (dx_sockname(u->s.w.fd, 0, &a) == 0) {
+      dx_addr_text(&a, host, sizeof host, &port, &family);
+      if (port > 0) dx_addr_label(&a, where, sizeof where);
+    }
+  }
   lua_pushfstring(L, LX_UDP " (%s)", where[0] ? where : "unbound");
   return 1;
 }
@@ -363,7 +374,11 @@ static int udp_k(lua_State *L, int status, lua_KContext ctx) {
       if (fd >= 0 || (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)) break;
     }
   }
-  if (fd < 0) return lx_fail(L, "udp", n ? lua_tostring(L, 1) : NULL, fd);
+  if (fd < 0) {
+    char where[128];                     /* the last address tried, port and all */
+    if (n > 0 && u->family != AF_UNIX) dx_addr_label(&u->local, where, sizeof where);
+    return lx_fail(L, "udp", n == 0 ? NULL : u->family == AF_UNIX ? lua_tostring(L, 1) : where, fd);
+  }
   dx_watch_init(&u->s.w, fd);
   if (n > 0) {
     u->bound = 1;
