@@ -22,6 +22,7 @@ set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
+. "$HERE/lib.sh"
 OUT=$HERE/out
 LUA=${LUA:-lua5.4}
 QUICK=${QUICK:-0}
@@ -57,10 +58,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # Wait (at most 10 s) until something accepts on 127.0.0.1:$1.
 wait_port() {
   python3 - "$1" <<'PY'
@@ -73,15 +70,6 @@ while time.time() < end:
         time.sleep(0.05)
 sys.exit(1)
 PY
-}
-
-# CPU time in ns of every thread of a process (as bench/run.sh counts it).
-cpu_ns() {
-  local t total=0 ns
-  for t in /proc/"$1"/task/*/schedstat; do
-    read -r ns _ < "$t" 2>/dev/null && total=$((total + ns))
-  done
-  echo "$total"
 }
 
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RAW"; }

@@ -20,6 +20,7 @@ set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
+. "$HERE/lib.sh"
 BIN=$HERE/bin
 OUT=$HERE/out
 LOGS=$OUT/logs
@@ -99,17 +100,8 @@ applies() { # server load
   case $1 in nginx|nginx_lua) [ "$2" = keepalive ] || [ "$2" = close ] ;; esac
 }
 
-# A TCP port nobody listens on (nginx cannot take port 0): random, checked
-# against /proc/net/tcp*; start_nginx retries if it is taken meanwhile.
-free_port() {
-  local p _
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
-    awk -v hex="$(printf ':%04X' "$p")" 'substr($2, length($2) - 4) == hex { f = 1 } END { exit !f }' \
-      /proc/net/tcp /proc/net/tcp6 2>/dev/null || { echo "$p"; return 0; }
-  done
-  return 1
-}
+# (free_port, from lib.sh: nginx cannot take port 0, so start_nginx
+# retries if the port is taken meanwhile.)
 
 # The Debian ngx_http_lua module and the NDK it needs, as load_module lines.
 nginx_lua_modules() {
@@ -187,23 +179,6 @@ stop_server() {
   fi
 }
 
-alive() { kill -0 "$SPID" 2>/dev/null && [ -e "/proc/$SPID/stat" ] && ! grep -q '^[^)]*) Z' "/proc/$SPID/stat"; }
-
-# Server CPU time in ns: on-CPU time of every thread (/proc/PID/task/*/schedstat),
-# falling back to utime+stime from /proc/PID/stat (clock ticks).
-# Prints nothing if the process is gone.
-cpu_ns() {
-  local total=0 t v
-  for t in /proc/"$1"/task/*/schedstat; do
-    read -r v _ < "$t" 2>/dev/null || continue
-    total=$((total + v))
-  done
-  if [ "$total" -eq 0 ]; then
-    total=$(awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1e9 / hz) }' "/proc/$1/stat" 2>/dev/null)
-  fi
-  echo "$total"
-}
-
 # end_cpu: after a load, set C1 to the server's CPU time; fail (1) if the
 # server died during the load.
 end_cpu() {
@@ -211,8 +186,6 @@ end_cpu() {
   C1=$(cpu_ns "$SPID")
   [ -n "$C1" ] && [ "$C1" != 0 ] && alive
 }
-
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 record() { # server metric rep value
   printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RAW"

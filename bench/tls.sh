@@ -24,6 +24,7 @@ set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
+. "$HERE/lib.sh"
 BIN=$HERE/bin
 OUT=$HERE/out
 LOGS=$OUT/tls_logs
@@ -133,22 +134,6 @@ stop_load() {
   fi
 }
 
-alive() { kill -0 "$SPID" 2>/dev/null && [ -e "/proc/$SPID/stat" ] && ! grep -q '^[^)]*) Z' "/proc/$SPID/stat"; }
-
-# Server CPU time in ns (user + system, every thread): the first field of
-# /proc/PID/task/*/schedstat, else utime+stime of /proc/PID/stat (ticks).
-cpu_ns() {
-  local total=0 t v
-  for t in /proc/"$1"/task/*/schedstat; do
-    read -r v _ < "$t" 2>/dev/null || continue
-    total=$((total + v))
-  done
-  if [ "$total" -eq 0 ]; then
-    total=$(awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e9 / hz }' "/proc/$1/stat" 2>/dev/null)
-  fi
-  echo "$total"
-}
-
 # Busy time of CPU $1 in ns (everything but idle and iowait), from /proc/stat.
 cpu_busy_ns() {
   awk -v c="cpu$1" -v hz="$(getconf CLK_TCK)" '$1 == c { printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) * 1e9 / hz }' /proc/stat
@@ -169,8 +154,6 @@ wait_quiet() {
   done
   QUIET_PCT=$pct
 }
-
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$ATT"; }   # this attempt's figures
 fail() { local s=$1 r=$2; shift 2; for m in "$@"; do record "$s" "$m" "$r" fail; done; }
