@@ -24,22 +24,26 @@ function M.words(s)
   return t
 end
 
--- data[server][metric] = { numbers..., fails = n, nas = n, skips = n };
+-- data[server][metric] = { numbers..., fails = n, nas = n, skips = n,
+-- byrep = { [repeat] = number } };
 -- "fail": the load failed, "na": the server did not start, "skip": the load
 -- does not apply to that server. A missing or empty file gives {}.
 function M.read(path)
   local data, f = {}, path and path ~= "" and io.open(path)
   if not f then return data end
   for line in f:lines() do
-    local s, m, _, v = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]*)$")
+    local s, m, r, v = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]*)$")
     if s then
       data[s] = data[s] or {}
-      local d = data[s][m] or { fails = 0, nas = 0, skips = 0 }
+      local d = data[s][m] or { fails = 0, nas = 0, skips = 0, byrep = {} }
       data[s][m] = d
       if v == "fail" then d.fails = d.fails + 1
       elseif v == "na" then d.nas = d.nas + 1
       elseif v == "skip" then d.skips = d.skips + 1
-      elseif tonumber(v) then d[#d + 1] = tonumber(v) end
+      elseif tonumber(v) then
+        d[#d + 1] = tonumber(v)
+        d.byrep[r] = tonumber(v)
+      end
     end
   end
   f:close()
@@ -64,6 +68,22 @@ function M.med(data, s, m) return M.median(M.get(data, s, m)) end
 function M.ratio(data, s, m, base)
   local v, b = M.med(data, s, m), M.med(data, base or "c", m)
   if v and b and b ~= 0 then return v / b end
+end
+
+-- The lowest and highest ratio of s's metric to C's (or `base`'s) within
+-- one repeat: repeat r of every server runs back to back, so these show
+-- how far the machine's drift moves a ratio.
+function M.ratio_range(data, s, m, base)
+  local d, b = M.get(data, s, m), M.get(data, base or "c", m)
+  local lo, hi
+  if not (d and b) then return nil end
+  for r, v in pairs(d.byrep) do
+    local bv = b.byrep[r]
+    if bv and bv ~= 0 then
+      lo, hi = math.min(lo or math.huge, v / bv), math.max(hi or -math.huge, v / bv)
+    end
+  end
+  return lo, hi
 end
 
 function M.fmt(v)
