@@ -167,6 +167,31 @@ describe("client:forward", function()
       assert.equal("x", b:read(1))               -- still src's: not lost
     end)
 
+    it("fails with EPIPE, moving nothing, into a stream another task's write left cut", function()
+      local a, b = helpers.deferred_pair()       -- dst a; b does not read yet
+      local c, d = helpers.deferred_pair()       -- src d
+      local big = S.data(8 * MiB, 3)
+      duplex.run(function()
+        local cut = duplex.spawn(function()
+          a:settimeout(0.2)
+          return all(a:write(big))                -- part of it, then ETIMEDOUT: a is cut
+        end)
+        local _, w = cut:join(10)
+        assert.same({ n = 4, nil, w[2], "ETIMEDOUT", w[4] }, w)
+        assert.is_true(w[4] > 0 and w[4] < #big, tostring(w[4]))
+        assert(c:write("not into the middle"))
+        local f = duplex.spawn(function() return all(d:forward(a)) end)
+        local _, r = f:join(10)
+        assert.same({ n = 4, nil, r[2], "EPIPE", 0 }, r)
+        assert.matches("^forward 127%.0%.0%.1:%d+: an earlier write was cut off mid%-message$", r[2])
+        assert.equal("not into the middle", d:read(19))   -- still src's: not lost
+        b:settimeout(5)
+        assert.equal(big:sub(1, w[4]), b:read(w[4]))       -- a's part, and nothing after it
+        b:settimeout(0)
+        assert.same({ nil, "EAGAIN" }, { select(1, b:readsome()), select(3, b:readsome()) })
+      end)
+    end)
+
     it("fails with ECANCELED when another task closes dst", function()
       local _, b = helpers.deferred_pair()
       local c = helpers.deferred_pair()
@@ -291,6 +316,50 @@ describe("client:forward", function()
         assert.same({ true, #want }, { f2:join(30) })
         assert.is_true(got == want, "bytes differ")
         assert.is_nil(td:read("l"))              -- close_notify passed on
+      end)
+    end)
+
+    -- OpenSSL takes a record it could not finish sending and must be
+    -- given the same bytes again: a forward that stops there (timeout,
+    -- cancel) leaves dst cut, as a write does (spec/62's cut-write rule).
+    -- Another task's write then fails with EPIPE instead of going out in
+    -- the record's place; the same task forwarding again finishes it.
+    it("leaves a TLS destination cut while OpenSSL holds a record of it: other writers get EPIPE, the same task mends it", function()
+      local c, d = helpers.deferred_pair()        -- plain src: c -> d
+      local want = S.data(32 * MiB, 11)
+      duplex.run(function()
+        local ta, tb, tsrv = pki.pair()           -- TLS dst ta; its peer tb does not read yet
+        defer(function() pki.close(ta, tb, tsrv) end)
+        for _, s in ipairs({ c, ta, tb }) do s:settimeout(30) end
+        local res, go = {}, false
+        duplex.spawn(function() return c:write(want) end)
+        local f = duplex.spawn(function()
+          d:settimeout(0.3)
+          res.f1 = all(d:forward(ta))             -- no progress for 0.3 s
+          while not go do duplex.sleep(0.01) end
+          d:settimeout(30)
+          res.f2 = all(d:forward(ta, #want - res.f1[4]))   -- the held record first, then the rest
+        end)
+        while not res.f1 do duplex.sleep(0.01) end
+        local b = duplex.spawn(function() return all(ta:write("B")) end)
+        res.b1 = select(2, b:join(5))
+        res.m1 = all(ta:write("M"))               -- run's main task is another task too
+        local rd = duplex.spawn(function() return tb:read(#want + 1) end)
+        go = true
+        f:join(30)
+        res.b2 = all(ta:write("B"))
+        local _, got = rd:join(30)
+        local n = res.f1[4]
+        assert.same({ n = 4, nil, res.f1[2], "ETIMEDOUT", n }, res.f1)
+        assert.is_true(n < #want, tostring(n))
+        for _, r in ipairs({ res.b1, res.m1 }) do
+          assert.same({ n = 4, nil, r[2], "EPIPE", 0 }, r)
+          assert.matches("^write .*cut off mid%-message$", r[2])
+        end
+        assert.same({ n = 1, #want - n }, res.f2)
+        assert.same({ n = 1, ta }, res.b2)
+        assert.equal(#want + 1, #got)
+        assert.is_true(got == want .. "B", "the peer's bytes differ from what was reported sent")
       end)
     end)
   end)
