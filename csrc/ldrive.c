@@ -229,6 +229,8 @@ static int drive_k(lua_State *L, int status, lua_KContext ctx) {
     c.idle_at = lua_tonumber(L, base + 3);
     c.k[0] = lua_tointeger(L, base + 4);
     c.k[1] = lua_tointeger(L, base + 5);
+  } else {
+    c.idle_at = -1;       /* began without one: an idletimeout set since waits for the next call */
   }
   c.saved = full ? NSLOTS : 1;
   c.fired = (ctx & 1) && dx_loop_fired(&S->loop, S->slot);

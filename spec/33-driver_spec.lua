@@ -80,6 +80,30 @@ describe("the operation driver", function()
     end)
   end)
 
+  -- A waiting call keeps the limits it began with: the driver saves only
+  -- what it needs while it waits, and must not pick up an idle timeout set
+  -- meanwhile (nor, with one, lose it: the second half).
+  it("a read waiting in a task keeps the idle timeout it began with, set or not, whatever setoption does meanwhile", function()
+    local a, b = helpers.deferred_pair()
+    local c = helpers.deferred_pair()
+    a:settimeout(nil)                             -- no limit at all: the call saves the least
+    duplex.run(function()
+      local plain = duplex.spawn(function() return table.pack(a:readuntil("\n")) end)
+      c:setoption("idletimeout", 0.1)
+      local idle = duplex.spawn(function() return table.pack(c:readsome()) end)
+      duplex.sleep(0.02)
+      a:setoption("idletimeout", 0.1)             -- after the read began: not this call's
+      c:setoption("idletimeout", false)           -- nor does this lift the running one
+      assert(b:write("part"))                     -- wakes the read, which waits again
+      duplex.sleep(0.3)
+      assert(b:write("ial\n"))
+      local _, r1 = plain:join(5)
+      local _, r2 = idle:join(5)
+      assert.same({ n = 1, "partial" }, r1)
+      assert.same({ n = 3, nil, r2[2], "ETIMEDOUT" }, r2)
+    end)
+  end)
+
   it("sleep(0) in a task lets the other ready tasks run, then returns true", function()
     local order = {}
     duplex.run(function()
