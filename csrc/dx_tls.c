@@ -37,6 +37,7 @@ struct dx_tls {
   SSL *ssl;
   dx_tls_ctx *ctx;
   int fd, state, code, sent_close, eof, syserr;
+  int held;                   /* a write wanted: OpenSSL holds its record */
   char *ahead;                /* bytes received before TLS began */
   size_t aheadlen, aheadoff;
   char *err;                  /* why it failed, made then: an idle connection
@@ -407,10 +408,13 @@ long dx_tls_write(dx_tls *t, const char *p, size_t n) {
   if (t->sent_close) return -EPIPE;      /* after shutdown("w"), as plaintext */
   if (n == 0) return 0;
   ERR_clear_error();
-  if (SSL_write_ex(t->ssl, p, n, &put) == 1) return (long)put;
+  t->held = SSL_write_ex(t->ssl, p, n, &put) != 1;
+  if (!t->held) return (long)put;
   r = outcome(t, 0);
   return r == 0 ? failed(t, -EPIPE, "the peer closed the TLS connection") : r;
 }
+
+int dx_tls_write_held(const dx_tls *t) { return t->state == OPEN && t->held; }
 
 int dx_tls_pending(const dx_tls *t) {
   return t->state == OPEN && SSL_has_pending(t->ssl);

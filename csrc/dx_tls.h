@@ -59,6 +59,9 @@ long dx_tls_read(dx_tls *t, char *p, size_t n);
 /* Bytes written (one record at most), DX_WANT_*, or a code. A write that
  * wanted something must be retried with the same bytes. */
 long dx_tls_write(dx_tls *t, const char *p, size_t n);
+/* Did the last write want something, so that OpenSSL holds its record
+ * and only the same bytes may follow? */
+int dx_tls_write_held(const dx_tls *t);
 /* Plaintext or records OpenSSL holds that a read would return without
  * the socket. */
 int dx_tls_pending(const dx_tls *t);

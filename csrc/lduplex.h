@@ -230,6 +230,15 @@ long lx_client_fill(lx_state *S, lx_client *c, int trust);
 int lx_client_trusts(lua_State *L, const lx_call *k, const lx_client *c);
 /* Where the client talks to, for messages. */
 void lx_client_label(lx_client *c, char *out, size_t n);
+/* The cut-write rule (lwrite.c), for write and forward: is c cut by
+ * another caller than this one? Before a wait or a failure, mark c cut by
+ * this caller if it sent part of a message, or if OpenSSL holds a record
+ * of its (only the same bytes may finish it). The failure of a call that
+ * met another's cut: nil, "<op> <c>: an earlier write was cut off
+ * mid-message", "EPIPE" (3 results). */
+int lx_cut_by_other(lua_State *L, const lx_state *S, const lx_client *c);
+void lx_cut_mark(lua_State *L, const lx_state *S, lx_client *c, size_t sent);
+int lx_cut_fail(lua_State *L, lx_client *c, const char *op);
 
 #ifdef DX_TLS
 #include "dx_tls.h"

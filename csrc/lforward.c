@@ -37,8 +37,6 @@ typedef struct lx_fwd {
   lua_Integer count, max;     /* bytes given to dst; where to stop */
   int splice;                 /* 0 never (TLS, off, unsupported), 1 may, 2 now */
   int side;                   /* the failure was dst's (1) or src's (0) */
-  int pending;                /* OpenSSL holds a record for dst that only
-                                 the same bytes may finish (lwrite.c's cut) */
   int cutoff;                 /* failed: another caller's write to dst was cut */
 } lx_fwd;
 
@@ -102,7 +100,7 @@ static int try_forward(lua_State *L, lx_call *k) {
   lua_Integer turn = f->count + LX_TURN;
   /* as reads do: the loop's word that src is drained saves a recv (TCP) */
   int trust = lx_client_trusts(L, k, src);
-  if (dst->cut != 0 && dst->cut != lx_who(L, k->S)) {
+  if (lx_cut_by_other(L, k->S, dst)) {
     f->side = f->cutoff = 1;                /* nothing may follow a cut message */
     return -EPIPE;
   }
@@ -141,11 +139,9 @@ static int try_forward(lua_State *L, lx_call *k) {
         dx_buf_take(&src->rb, (size_t)r);
         f->count += r;
         k->moved = 1;
-        f->pending = 0;                     /* a held record went out: */
-        dst->cut = 0;                       /* the cut (ours, see above) is mended */
+        dst->cut = 0;                       /* ours (see above), and mended */
         continue;
       }
-      if (dst->tls && (r == DX_WANT_WRITE || r == DX_WANT_READ)) f->pending = 1;
       k->on = k->sock2;
       if (r == -EAGAIN || r == DX_WANT_WRITE) return LX_WAIT_WRITE;
       if (r == DX_WANT_READ) return LX_WAIT_READ;     /* TLS must read first */
@@ -188,14 +184,13 @@ static int try_forward(lua_State *L, lx_call *k) {
   }
 }
 
-/* Before a wait or a failure: give the shared scratch back, and while
- * OpenSSL holds a record of src's bytes for dst, dst is cut: only this
- * task (forwarding the same bytes again) may write to it, as after a
- * write cut off mid-message. Set now, so a cancel finds it set too. */
+/* Before a wait or a failure: give the shared scratch back; and while
+ * OpenSSL holds a record of src's bytes for dst, dst is cut (a stream has
+ * no message to cut otherwise): only this task, forwarding the same bytes
+ * again, may write to it. Marked now, so that a cancel finds it marked. */
 static void stall_forward(lua_State *L, lx_call *k) {
-  lx_fwd *f = (lx_fwd *)lua_touserdata(L, 4);
   dx_buf_settle(&((lx_client *)k->sock)->rb);
-  if (f->pending) ((lx_client *)k->sock2)->cut = lx_who(L, k->S);
+  lx_cut_mark(L, k->S, (lx_client *)k->sock2, 0);
 }
 
 static int push_forward(lua_State *L, lx_call *k) {
@@ -211,15 +206,8 @@ static int fail_forward(lua_State *L, lx_call *k, int code) {
   lx_client *src = (lx_client *)k->sock;
   if (f->inpipe > 0 && src->s.w.fd >= 0) unpipe(f, src);
   dx_buf_settle(&src->rb);
-  if (f->cutoff) {
-    char where[128];
-    lx_client_label((lx_client *)k->sock2, where, sizeof where);
-    luaL_pushfail(L);
-    lua_pushfstring(L, "forward %s: an earlier write was cut off mid-message", where);
-    lua_pushliteral(L, "EPIPE");
-  } else {
-    lx_sockfail(L, f->side ? k->sock2 : k->sock, "forward", code);
-  }
+  if (f->cutoff) lx_cut_fail(L, (lx_client *)k->sock2, "forward");
+  else lx_sockfail(L, f->side ? k->sock2 : k->sock, "forward", code);
   lua_pushinteger(L, f->count);
   return 4;
 }
@@ -253,7 +241,7 @@ static int c_forward(lua_State *L) {
   f->inpipe = 0;
   f->count = 0;
   f->max = max;
-  f->side = f->pending = f->cutoff = 0;
+  f->side = f->cutoff = 0;
   f->splice = dx_splice_mode();
   if (src->tls || dst->tls) f->splice = 0;
   lua_pushvalue(L, lua_upvalueindex(2));

@@ -30,7 +30,7 @@ static int try_write(lua_State *L, lx_call *k) {
   int i = (int)k->k[0];
   size_t off = (size_t)k->k[1];
   if (i == 0) {
-    if (c->cut != 0 && c->cut != lx_who(L, k->S)) {
+    if (lx_cut_by_other(L, k->S, c)) {
       k->ended = 1;                       /* tell fail_write why */
       return -EPIPE;
     }
@@ -59,9 +59,6 @@ static int try_write(lua_State *L, lx_call *k) {
     if (c->tls) {
       r = dx_tls_write(c->tls, iov[0].iov_base, iov[0].iov_len);
       if (r >= 0 && k->S->loop_ok) dx_loop_poke(&k->S->loop, &c->s.w);
-      /* a record OpenSSL took and could not finish sending is committed:
-       * only these same bytes may follow (k->used: the stream is cut) */
-      k->used = r == DX_WANT_READ || r == DX_WANT_WRITE;
     } else
 #endif
     r = c->notsock ? dx_writev(c->s.w.fd, iov, n) : dx_sendv(c->s.w.fd, iov, n);
@@ -93,8 +90,30 @@ static size_t written(lua_State *L, const lx_call *k) {
   return n;
 }
 
+int lx_cut_by_other(lua_State *L, const lx_state *S, const lx_client *c) {
+  return c->cut != 0 && c->cut != lx_who(L, S);
+}
+
+void lx_cut_mark(lua_State *L, const lx_state *S, lx_client *c, size_t sent) {
+  int held = 0;
+#ifdef DX_TLS
+  held = c->tls != NULL && dx_tls_write_held(c->tls);
+#endif
+  /* a record held for another caller's cut message stays that caller's */
+  if ((sent > 0 || held) && !lx_cut_by_other(L, S, c)) c->cut = lx_who(L, S);
+}
+
+int lx_cut_fail(lua_State *L, lx_client *c, const char *op) {
+  char where[128];
+  lx_client_label(c, where, sizeof where);
+  luaL_pushfail(L);
+  lua_pushfstring(L, "%s %s: an earlier write was cut off mid-message", op, where);
+  lua_pushliteral(L, "EPIPE");
+  return 3;
+}
+
 static void stall_write(lua_State *L, lx_call *k) {
-  if (written(L, k) > 0 || k->used) ((lx_client *)k->sock)->cut = lx_who(L, k->S);
+  lx_cut_mark(L, k->S, (lx_client *)k->sock, written(L, k));
 }
 
 static int push_write(lua_State *L, lx_call *k) {
@@ -105,11 +124,7 @@ static int push_write(lua_State *L, lx_call *k) {
 
 static int fail_write(lua_State *L, lx_call *k, int code) {
   if (k->ended) {
-    char where[128];
-    lx_client_label((lx_client *)k->sock, where, sizeof where);
-    luaL_pushfail(L);
-    lua_pushfstring(L, "write %s: an earlier write was cut off mid-message", where);
-    lua_pushliteral(L, "EPIPE");
+    lx_cut_fail(L, (lx_client *)k->sock, "write");
   } else {
     lx_sockfail(L, k->sock, "write", code);
   }
