@@ -260,6 +260,26 @@ int dx_tls_ctx_can_serve(const dx_tls_ctx *c) { return c->cert; }
 
 /* --- connections -------------------------------------------------------------- */
 
+/* Does this side check its peer's certificate? (verify: see dx_tls_opts) */
+static int verifies_peer(const dx_tls_ctx *ctx, int server) {
+  return server ? ctx->verify == 1 || ctx->verify == 2 : ctx->verify == -1 || ctx->verify == 1;
+}
+
+/* Only a side that verifies its peer needs the system store, and loads it
+ * at its first connection: a server that asks for no client certificate
+ * would otherwise look its own chain up in it on every handshake
+ * (OpenSSL's auto chain: +20% CPU measured). 0, or -1 with the reason. */
+static int need_syspaths(dx_tls_ctx *ctx, int server, char *err, size_t errlen) {
+  if (ctx->syspaths != 1 || !verifies_peer(ctx, server)) return 0;
+  ERR_clear_error();
+  if (SSL_CTX_set_default_verify_paths(ctx->ctx) != 1) {
+    reason(err, errlen, "the system's certificates");
+    return -1;
+  }
+  ctx->syspaths = 2;
+  return 0;
+}
+
 dx_tls *dx_tls_new(dx_tls_ctx *ctx, int server, int fd, const char *servername,
                    const char *host, const char *ahead, size_t aheadlen,
                    char *err, size_t errlen) {
@@ -271,18 +291,9 @@ dx_tls *dx_tls_new(dx_tls_ctx *ctx, int server, int fd, const char *servername,
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  /* Only a peer that is verified needs the system store: a server that
-   * asks for no client certificate would otherwise look its own chain up
-   * in it on every handshake (OpenSSL's auto chain: +20% CPU measured). */
-  if (ctx->syspaths == 1 && (server ? ctx->verify == 1 || ctx->verify == 2
-                                    : ctx->verify == -1 || ctx->verify == 1)) {
-    ERR_clear_error();
-    if (SSL_CTX_set_default_verify_paths(ctx->ctx) != 1) {
-      reason(err, errlen, "the system's certificates");
-      free(t);
-      return NULL;
-    }
-    ctx->syspaths = 2;
+  if (need_syspaths(ctx, server, err, errlen) < 0) {
+    free(t);
+    return NULL;
   }
   t->fd = fd;
   t->ctx = ctx;
@@ -308,7 +319,7 @@ dx_tls *dx_tls_new(dx_tls_ctx *ctx, int server, int fd, const char *servername,
   } else {
     unsigned char ip[16];
     int isip = host && (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1);
-    int verify = ctx->verify == -1 || ctx->verify == 1;
+    int verify = verifies_peer(ctx, 0);
     SSL_set_verify(t->ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (servername && SSL_set_tlsext_host_name(t->ssl, servername) != 1) goto nomem;
     if (host && verify) {
