@@ -190,6 +190,11 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
   }
 }
 
+/* The socket the op works on, from its argument (NULL: none). */
+static lx_sock *op_sock(lua_State *L, const lx_op *op) {
+  return op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL;
+}
+
 static void init_call(lua_State *L, lx_call *c, lx_state *S, const lx_op *op, lx_sock *sock,
                       int base, double deadline) {
   c->S = S;
@@ -223,8 +228,7 @@ static int drive_k(lua_State *L, int status, lua_KContext ctx) {
     return luaL_error(L, "duplex: a task was resumed from outside the scheduler");
   lua_settop(L, base + (full ? NSLOTS : 1));   /* drop anything a stray resume passed */
   op = (const lx_op *)lua_touserdata(L, base + 1);
-  init_call(L, &c, S, op, op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL, base,
-            full ? lua_tonumber(L, base + 2) : -1);
+  init_call(L, &c, S, op, op_sock(L, op), base, full ? lua_tonumber(L, base + 2) : -1);
   if (full) {
     c.idle_at = lua_tonumber(L, base + 3);
     c.k[0] = lua_tointeger(L, base + 4);
@@ -239,7 +243,7 @@ static int drive_k(lua_State *L, int status, lua_KContext ctx) {
 
 int lx_drive(lua_State *L, const lx_op *op, double deadline) {
   lx_state *S = lx_state_of(L);
-  lx_sock *sock = op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL;
+  lx_sock *sock = op_sock(L, op);
   lx_call c;
   if (sock && !op->opens && sock->w.fd < 0)
     return luaL_error(L, "attempt to use a closed %s",
