@@ -84,6 +84,32 @@ local function attempt(leaf, host, o, extra_server)
   return r, s, port, info
 end
 
+-- A child process (env: assignments put before it) that serves one TLS
+-- handshake on 127.0.0.1 and connects to itself with the client option
+-- `tls` (Lua source; arg[3] is the test CA); its output, then "exit N".
+local function handshake_child(tls, env, limit)
+  local script = pki.tmp(".lua")
+  defer(function() os.remove(script) end)
+  pki.writefile(script, ([[
+local duplex = require "duplex"
+local crt, key, ca = arg[1], arg[2], arg[3]
+local srv = assert(duplex.listen("127.0.0.1", 0, { tls = { certificate = crt, key = key } }))
+local _, port = srv:getsockname()
+print(duplex.run(function()
+  local t = duplex.spawn(function() local p = srv:accept(5); p:handshake(5); p:close() end)
+  local c, msg, code = duplex.connect("127.0.0.1", port, { tls = %s, timeout = 5 })   -- an address: no lookup threads
+  t:join(5)
+  if c then c:close() return "OK" end
+  return msg .. " " .. code
+end))
+]]):format(tls))
+  local p = io.popen(("%s timeout %d %s %s %s %s %s 2>&1; echo \"exit $?\""):format(env, limit,
+    helpers.lua, script, helpers.shquote(P.server.crt), helpers.shquote(P.server.key), helpers.shquote(P.ca)))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
 -- Collect onerror reports for this test.
 local function collect_errors()
   local reports = {}
@@ -421,26 +447,7 @@ describe("defaults", function()
   end)
 
   it("the system store honours SSL_CERT_FILE (a child process)", function()
-    local script = pki.tmp(".lua")
-    pki.writefile(script, [[
-local duplex = require "duplex"
-local crt, key = arg[1], arg[2]
-local srv = assert(duplex.listen("127.0.0.1", 0, { tls = { certificate = crt, key = key } }))
-local _, port = srv:getsockname()
-print(duplex.run(function()
-  local t = duplex.spawn(function() local p = srv:accept(5); p:handshake(5); p:close() end)
-  local c, msg, code = duplex.connect("127.0.0.1", port, { tls = true, timeout = 5 })   -- an address: no lookup threads
-  t:join(5)
-  if c then c:close() return "OK" end
-  return msg .. " " .. code
-end))
-]])
-    defer(function() os.remove(script) end)
-    local p = io.popen(("SSL_CERT_FILE=%s timeout 20 %s %s %s %s 2>&1"):format(
-      helpers.shquote(P.ca), helpers.lua, script, helpers.shquote(P.server.crt), helpers.shquote(P.server.key)))
-    local out = p:read("a")
-    p:close()
-    assert.equal("OK\n", out)
+    assert.equal("OK\nexit 0\n", handshake_child("true", "SSL_CERT_FILE=" .. helpers.shquote(P.ca), 20))
   end)
 
   -- Regression: a server context loaded the system store when it was made,
@@ -449,28 +456,10 @@ end))
   -- a FIFO here: whoever opens it to read blocks, so a server that touches
   -- the system store hangs until `timeout` ends it.
   it("a server that asks for no client certificate never reads the system store (a child process)", function()
-    local script, fifo = pki.tmp(".lua"), pki.tmp(".fifo")
+    local fifo = pki.tmp(".fifo")
     assert(os.execute("mkfifo " .. helpers.shquote(fifo)))
-    defer(function() os.remove(script); os.remove(fifo) end)
-    pki.writefile(script, [[
-local duplex = require "duplex"
-local crt, key, ca = arg[1], arg[2], arg[3]
-local srv = assert(duplex.listen("127.0.0.1", 0, { tls = { certificate = crt, key = key } }))
-local _, port = srv:getsockname()
-print(duplex.run(function()
-  local t = duplex.spawn(function() local p = srv:accept(5); p:handshake(5); p:close() end)
-  local c, msg, code = duplex.connect("127.0.0.1", port, { tls = { cafile = ca }, timeout = 5 })
-  t:join(5)
-  if c then c:close() return "OK" end
-  return msg .. " " .. code
-end))
-]])
-    local p = io.popen(("SSL_CERT_FILE=%s timeout 10 %s %s %s %s %s 2>&1; echo \"exit $?\""):format(
-      helpers.shquote(fifo), helpers.lua, script, helpers.shquote(P.server.crt),
-      helpers.shquote(P.server.key), helpers.shquote(P.ca)))
-    local out = p:read("a")
-    p:close()
-    assert.equal("OK\nexit 0\n", out)
+    defer(function() os.remove(fifo) end)
+    assert.equal("OK\nexit 0\n", handshake_child("{ cafile = ca }", "SSL_CERT_FILE=" .. helpers.shquote(fifo), 10))
   end)
 
   it("SNI is sent for a name, never for an IP address; servername sets it", function()
