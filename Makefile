@@ -69,7 +69,7 @@ check-rockspec:
 	@listed=$$(grep -o 'csrc/[a-z_]*\.c' rockspec/duplex-scm-1.rockspec | sort); \
 	built=$$(ls csrc/*.c | grep -v -e dx_loop_epoll -e dx_loop_poll | sort); \
 	if [ "$$listed" = "$$built" ]; then echo "rockspec: every source listed"; \
-	else echo "the rockspec's sources differ from csrc/*.c:"; echo "$$listed" > build/.rs; \
+	else echo "the rockspec's sources differ from csrc/*.c:"; mkdir -p build; echo "$$listed" > build/.rs; \
 	  echo "$$built" | diff build/.rs - ; exit 1; fi
 
 # The core compiles without Lua: no csrc/dx_* file may include a Lua header.
