@@ -376,8 +376,13 @@ static int udp_k(lua_State *L, int status, lua_KContext ctx) {
   }
   if (fd < 0) {
     char where[128];                     /* the last address tried, port and all */
-    if (n > 0 && u->family != AF_UNIX) dx_addr_label(&u->local, where, sizeof where);
-    return lx_fail(L, "udp", n == 0 ? NULL : u->family == AF_UNIX ? lua_tostring(L, 1) : where, fd);
+    const char *at = NULL;               /* (a Unix path as given) */
+    if (n > 0 && u->family == AF_UNIX) at = lua_tostring(L, 1);
+    else if (n > 0) {
+      dx_addr_label(&u->local, where, sizeof where);
+      at = where;
+    }
+    return lx_fail(L, "udp", at, fd);
   }
   dx_watch_init(&u->s.w, fd);
   if (n > 0) {
