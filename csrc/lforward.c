@@ -122,12 +122,12 @@ static int try_forward(lua_State *L, lx_call *k) {
         k->moved = 1;
         continue;
       }
-      k->on = k->sock2;
-      if (r == -EAGAIN) return LX_WAIT_WRITE;
       if (unsupported(r)) {                 /* dst cannot take splices */
         f->splice = 0;
-        if ((r = unpipe(f, src)) == 0) continue;
+        if ((r = unpipe(f, src)) == 0) continue;   /* and src's readiness is the wait */
       }
+      k->on = k->sock2;
+      if (r == -EAGAIN) return LX_WAIT_WRITE;
       f->side = 1;
       return (int)r;
     }

@@ -2,7 +2,8 @@
 -- one client to another in C (issue 10): byte for byte in both directions
 -- between real peers (python3), over TCP and Unix sockets, through every
 -- path (splice for bulk streams, src's buffer for small messages; children
--- with DUPLEX_SPLICE=off and =always force each); the half-close passed on
+-- with DUPLEX_SPLICE=off and =always force each; spec/shim/nosplice.c a
+-- kernel that refuses to splice, so that it falls back); the half-close passed on
 -- at the end; the count; max; bytes buffered ahead first; the timeout as a
 -- limit without progress, with nothing lost; a peer that goes away (no
 -- SIGPIPE); several forwards in tasks beside a responsive one; TLS on
@@ -18,12 +19,17 @@ local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 
 local function all(...) return table.pack(...) end
 
--- A child lua5.4 running scenario `name` with DUPLEX_SPLICE=mode.
-local function in_child(mode, name, ...)
+-- A child lua5.4 running scenario `name` with env (DUPLEX_SPLICE=mode and
+-- the like) and preload (an LD_PRELOAD library, or none).
+local function in_child_with(env, preload, name, ...)
   local args = {}
   for i, v in ipairs({ ... }) do args[i] = string.format("%q", v) end
   local body = ("emit(require('spec.forward_scenarios').%s(%s))"):format(name, table.concat(args, ", "))
-  return (ch.run(body, { DUPLEX_SPLICE = mode }, 120, { preload = "" }))
+  return (ch.run(body, env, 120, { preload = preload }))
+end
+
+local function in_child(mode, name, ...)
+  return in_child_with({ DUPLEX_SPLICE = mode }, "", name, ...)
 end
 
 local function check_roundtrip(r, up, down)
@@ -57,6 +63,26 @@ describe("client:forward", function()
       it("is byte-exact with DUPLEX_SPLICE=" .. mode .. " #nomemcheck", function()
         check_roundtrip(in_child(mode, "roundtrip", 6 * MiB, 3 * MiB, "inet"), 6 * MiB, 3 * MiB)
         check_roundtrip(in_child(mode, "roundtrip", 2 * MiB, 100, "unix"), 2 * MiB, 100)
+      end)
+    end
+
+    -- spec/shim/nosplice.c makes the kernel refuse, as gVisor or another
+    -- kernel may for some descriptors: each direction falls back once and
+    -- then moves every byte through src's buffer.
+    for _, case in ipairs({
+      { "in", "a splice from src into the pipe fails", "in=2 out=0 pipe=0\n" },
+      { "out", "a splice from the pipe into dst fails (the piped bytes go back to the buffer)",
+        "in=0 out=2 pipe=0\n" },
+      { "pipe", "no pipe can be made", "in=0 out=0 pipe=2\n" },
+    }) do
+      local mode, why, want = case[1], case[2], case[3]
+      it("falls back to the buffer, nothing lost, when " .. why .. " #nomemcheck", function()
+        local so = assert(ch.build("nosplice.so", "nosplice.c", "-shared -fPIC -ldl"))
+        local log = os.tmpname()
+        defer(function() os.remove(log) end)
+        local env = { DUPLEX_SPLICE = "always", NOSPLICE = mode, NOSPLICE_LOG = log }
+        check_roundtrip(in_child_with(env, so, "roundtrip", 3 * MiB, 100, "inet"), 3 * MiB, 100)
+        assert.equal(want, helpers.slurp(log))
       end)
     end
   end)
