@@ -1,13 +1,13 @@
--- tls_cgsum.lua FILE [OPS [TOP]]: summarize a callgrind output file (Ir only):
+-- cgsum.lua FILE [OPS [TOP]]: summarize a callgrind output file (Ir only):
 -- instructions per operation by object (library) and the TOP functions by
 -- self cost, the inclusive cost of the functions named in FN,FN... (a
 -- recursive function's is overstated); and a "PEROP ..." line (thousands of instructions per operation
 -- by group: OpenSSL, libc, Lua, duplex core, C server, other).
 -- OPS divides every figure (handshakes, messages, ...). Used by
--- tls_profile.sh; callgrind_annotate prints the same self costs, this adds
+-- profile.sh; callgrind_annotate prints the same self costs, this adds
 -- the per-library split.
 local file, ops, top, incl = arg[1], tonumber(arg[2] or "1"), tonumber(arg[3] or "25"), arg[4]
-assert(file, "usage: lua5.4 tls_cgsum.lua CALLGRIND.OUT [OPS [TOP [FN,FN...]]]")
+assert(file, "usage: lua5.4 cgsum.lua CALLGRIND.OUT [OPS [TOP [FN,FN...]]]")
 
 local names = { ob = {}, fl = {}, fn = {} }
 -- "(id) name" defines id, "(id)" refers to it
@@ -56,7 +56,7 @@ local function sorted(t)
   table.sort(a, function(x, y) return x[2] > y[2] end)
   return a
 end
-local function k(v) return string.format("%9.1fk", v / ops / 1e3) end
+local function k(v) return string.format("%11.3fk", v / ops / 1e3) end
 
 print(string.format("%s: %.0f instructions in all, %.1fk per operation (%g operations)",
   file, total, total / ops / 1e3, ops))
@@ -66,18 +66,18 @@ for _, e in ipairs(sorted(self_ob)) do
     print(string.format("  %s  %5.1f%%  %s", k(e[2]), 100 * e[2] / total, short(e[1])))
   end
 end
--- one line for tls_profile.sh's table: thousands of instructions per operation
+-- one line for profile.sh's table: thousands of instructions per operation
 local groups = { openssl = 0, libc = 0, lua = 0, duplex = 0, cserver = 0, other = 0 }
 for o, v in pairs(self_ob) do
   local n = short(o)
   local g = (n:match("^libcrypto") or n:match("^libssl")) and "openssl" or n:match("^libc%.") and "libc"
     or (n:match("^lua5") or n:match("^liblua")) and "lua" or n == "core.so" and "duplex"
-    or n == "c_tls_server" and "cserver" or "other"
+    or (n == "c_tls_server" or n == "c_server") and "cserver" or "other"
   groups[g] = groups[g] + v
 end
-local parts = { string.format("PEROP total=%.1f", total / ops / 1e3) }
+local parts = { string.format("PEROP total=%.3f", total / ops / 1e3) }
 for _, g in ipairs { "openssl", "libc", "lua", "duplex", "cserver", "other" } do
-  parts[#parts + 1] = string.format("%s=%.1f", g, groups[g] / ops / 1e3)
+  parts[#parts + 1] = string.format("%s=%.3f", g, groups[g] / ops / 1e3)
 end
 print("\n" .. table.concat(parts, " "))
 print("\ntop functions by self cost:")

@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
-# tls_profile.sh: where the TLS servers spend their work, counted instead of
-# timed (so a busy shared machine does not blur it). For each server and load
-# of tls.sh, on a reduced load:
+# profile.sh: where the servers spend their work, counted instead of timed
+# (so a busy shared machine does not blur it), on a reduced load. SUITE=tcp
+# (default) takes run.sh's C and duplex servers and loads, SUITE=tls those of
+# tls.sh. For each server and load:
 #   - callgrind: user-space instructions per operation, split by library
 #     (libcrypto, libssl, libc, the Lua interpreter, duplex's core.so, the C
 #     server) and the top functions, for the measured phase only
-#     (callgrind_control zeroes the counters at READY and dumps at RESULT);
+#     (callgrind_control zeroes the counters before it and dumps after it);
 #   - strace -c: system calls per operation (the kernel side callgrind
 #     cannot see), for the same phase of a run without valgrind;
 #   - massif (idle load): heap bytes per idle connection, split by who
 #     allocated them (OpenSSL, the Lua heap, duplex's core, the C server).
-# Writes out/tls_profile/summary.txt (and the raw tool outputs beside it).
+# Writes out/SUITE_profile/summary.txt (and the raw tool outputs beside it).
 #
-# Environment: SERVERS (default "c duplex duplex_noverify"), LOADS (default
-# "handshake small bulk idle"), HANDSHAKES (200), MESSAGES (20000),
-# BULK_BYTES (64 MiB), IDLE_CONNS (1000), SERVER_CPU/LOAD_CPU (0/1), LUA.
+# Environment: SUITE (tcp | tls), SERVERS, LOADS, IDLE_CONNS (1000),
+# SERVER_CPU/LOAD_CPU (0/1), LUA; tcp: SERVERS "c duplex", LOADS "pingpong
+# keepalive close bulk idle", MESSAGES (20000), DURATION (wrk seconds, 5),
+# BULK_BYTES (64 MiB); tls: SERVERS "c duplex duplex_noverify", LOADS
+# "handshake small bulk idle", HANDSHAKES (200), MESSAGES (20000),
+# BULK_BYTES (64 MiB).
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 BIN=$HERE/bin
-OUT=$HERE/out/tls_profile
 LUA=${LUA:-lua5.4}
-SERVERS=${SERVERS:-"c duplex duplex_noverify"}
-LOADS=${LOADS:-"handshake small bulk idle"}
+SUITE=${SUITE:-tcp}
+case $SUITE in
+  tcp) SERVERS=${SERVERS:-"c duplex"}
+       LOADS=${LOADS:-"pingpong keepalive close bulk idle"}
+       NEED=("$BIN/c_server" "$BIN/loadgen"); MAKE_HINT="make' in bench/" ;;
+  tls) SERVERS=${SERVERS:-"c duplex duplex_noverify"}
+       LOADS=${LOADS:-"handshake small bulk idle"}
+       NEED=("$BIN/c_tls_server" "$BIN/tls_loadgen"); MAKE_HINT="make tls-bin' in bench/" ;;
+  *) echo "SUITE must be tcp or tls" >&2; exit 2 ;;
+esac
+OUT=$HERE/out/${SUITE}_profile
 HANDSHAKES=${HANDSHAKES:-200}
 MESSAGES=${MESSAGES:-20000}
+DURATION=${DURATION:-5}
 BULK_BYTES=${BULK_BYTES:-$((64 << 20))}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -34,8 +47,9 @@ LOAD_CPU=${LOAD_CPU:-1}
 for t in valgrind callgrind_control strace; do
   command -v $t >/dev/null || { echo "$t not found (apt-get install valgrind strace)" >&2; exit 1; }
 done
-for f in "$BIN/c_tls_server" "$BIN/tls_loadgen"; do
-  [ -x "$f" ] || { echo "missing $f: run 'make tls-bin' in bench/" >&2; exit 1; }
+[ "$SUITE" = tcp ] && { command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }; }
+for f in "${NEED[@]}"; do
+  [ -x "$f" ] || { echo "missing $f: run '$MAKE_HINT" >&2; exit 1; }
 done
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
 export LUA_CPATH="${DUPLEX_BUILD:-$ROOT/build}/?.so;;"
@@ -43,10 +57,13 @@ PIN_S=(); PIN_L=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   PIN_S=(taskset -c "$SERVER_CPU"); PIN_L=(taskset -c "$LOAD_CPU")
 fi
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
 rm -rf "$OUT"; mkdir -p "$OUT"
-"$HERE/tls_pki.sh" "$OUT/pki" || exit 1
-CERT=$OUT/pki/server.crt KEY=$OUT/pki/server.key CA=$OUT/pki/ca.crt
+if [ "$SUITE" = tls ]; then
+  "$HERE/tls_pki.sh" "$OUT/pki" || exit 1
+  CERT=$OUT/pki/server.crt KEY=$OUT/pki/server.key CA=$OUT/pki/ca.crt
+fi
 SUM=$OUT/summary.txt
 TSV=$OUT/profile.tsv
 : > "$SUM"; : > "$TSV"
@@ -59,11 +76,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
-server_cmd() {
-  case $1 in
-    c)               SCMD=("$BIN/c_tls_server" "$CERT" "$KEY" 0) ;;
-    duplex)          SCMD=("$LUA" "$HERE/servers/duplex_tls.lua" "$CERT" "$KEY" 0) ;;
-    duplex_noverify) SCMD=("$LUA" "$HERE/servers/duplex_tls.lua" "$CERT" "$KEY" 0 noverify) ;;
+server_cmd() { # server (load in $load)
+  local mode=echo
+  case $load in keepalive|close) mode=http ;; esac
+  case $SUITE.$1 in
+    tcp.c)           SCMD=("$BIN/c_server" "$mode" 0) ;;
+    tcp.duplex)      SCMD=("$LUA" "$HERE/servers/duplex.lua" "$mode" 0) ;;
+    tls.c)           SCMD=("$BIN/c_tls_server" "$CERT" "$KEY" 0) ;;
+    tls.duplex)      SCMD=("$LUA" "$HERE/servers/duplex_tls.lua" "$CERT" "$KEY" 0) ;;
+    tls.duplex_noverify) SCMD=("$LUA" "$HERE/servers/duplex_tls.lua" "$CERT" "$KEY" 0 noverify) ;;
     *) return 1 ;;
   esac
 }
@@ -109,9 +130,36 @@ load_args() { # load -> LARGS, OPS (operations in the measured phase)
   esac
 }
 
-# measure TAG LOAD ON_READY ON_RESULT: run the load generator gated; the
-# hooks run at READY (before the measured phase) and at RESULT (after it)
-measure() {
+# measure TAG LOAD ON_READY ON_RESULT: run the load with the hooks around
+# its measured phase; sets OPS, the operations in that phase
+measure() { if [ "$SUITE" = tls ]; then measure_gated "$@"; else measure_plain "$@"; fi; }
+
+# The plain loads have no setup phase worth leaving out (64 connections
+# against thousands of operations): the hooks run just before the load
+# starts and just after it ends.
+measure_plain() {
+  local tag=$1 load=$2 ready=$3 result=$4 out=$OUT/$1.load url="http://127.0.0.1:$SPORT/"
+  : > "$out"; OPS=""
+  $ready
+  case $load in
+    pingpong)  "${PIN_L[@]}" "$BIN/loadgen" pingpong "$SPORT" -c 64 -s 64 -n "$MESSAGES" -d 3600 ;;
+    keepalive) "${PIN_L[@]}" wrk -t1 -c64 -d"${DURATION}s" --timeout 30s "$url" ;;
+    close)     "${PIN_L[@]}" wrk -t1 -c64 -d"${DURATION}s" --timeout 30s -H 'Connection: close' "$url" ;;
+    bulk)      "${PIN_L[@]}" "$BIN/loadgen" bulk "$SPORT" -b "$BULK_BYTES" -t 3600 ;;
+  esac > "$out" 2>&1
+  $result
+  case $load in
+    pingpong)       grep -q 'errors=0' "$out" && OPS=$(sed -n 's/.* msgs=\([0-9]*\).*/\1/p' "$out") ;;
+    keepalive|close) grep -q 'Socket errors\|Non-2xx' "$out" || OPS=$(awk '/requests in/ { print $1; exit }' "$out") ;;
+    bulk)           grep -q '^RESULT' "$out" && OPS=$(awk -v b="$BULK_BYTES" 'BEGIN { print b / 1e6 }') ;;
+  esac
+  [ -n "$OPS" ] && [ "$OPS" != 0 ] && return 0
+  echo "$tag: the load failed (see $out)" | tee -a "$SUM"; return 1
+}
+
+# tls_loadgen runs gated (-w): the hooks run at READY (before the measured
+# phase) and at RESULT (after it)
+measure_gated() {
   local tag=$1 load=$2 ready=$3 result=$4 out=$OUT/$1.load
   load_args "$load"
   : > "$out"
@@ -127,13 +175,33 @@ measure() {
   return 0
 }
 
-cg_zero() { callgrind_control -z "$SPID" > /dev/null; }
-cg_dump() { callgrind_control -d "$SPID" > /dev/null; sleep 1; }
+cg_zero() { callgrind_control -z "$SPID" > /dev/null 2>&1; }
+cg_dump() { callgrind_control -d "$SPID" > /dev/null 2>&1; sleep 1; }
 st_start() { strace -c -f -o "$STRACE_OUT" -p "$SPID" 2> /dev/null & TPID=$!; sleep 1; }
 st_stop() { kill -INT "$TPID" 2>/dev/null; wait "$TPID" 2>/dev/null; TPID=""; }
 nothing() { :; }
 
-unit() { case $1 in bulk) echo "MB (1e6 bytes each way)" ;; small) echo "message" ;; *) echo "handshake" ;; esac; }
+unit() {
+  case $1 in
+    bulk) echo "MB (1e6 bytes each way)" ;; small|pingpong) echo "message" ;; keepalive) echo "request" ;;
+    close) echo "connection with one request" ;; *) echo "handshake" ;;
+  esac
+}
+
+# a few operations before the counters are zeroed (the first ones load code)
+warmup() {
+  case $SUITE.$load in
+    tls.*)                "$BIN/tls_loadgen" handshake "$SPORT" "$CA" -n 5 ;;
+    tcp.keepalive|tcp.close) wrk -t1 -c4 -d1s "http://127.0.0.1:$SPORT/" ;;
+    tcp.*)                "$BIN/loadgen" pingpong "$SPORT" -c 4 -n 200 -d 60 ;;
+  esac > /dev/null 2>&1
+}
+
+# the idle load's connections, held until killed
+idle_load() {
+  if [ "$SUITE" = tls ]; then "${PIN_L[@]}" "$BIN/tls_loadgen" idle "$SPORT" "$CA" -c "$IDLE_CONNS" -w -H 3600
+  else "${PIN_L[@]}" "$BIN/loadgen" idle "$SPORT" -c "$IDLE_CONNS" -t 600 -H 3600; fi
+}
 
 for load in $LOADS; do
   for S in $SERVERS; do
@@ -147,12 +215,14 @@ for load in $LOADS; do
       start "$tag" valgrind --tool=massif --detailed-freq=1 --threshold=0.1 --depth=40 \
         --massif-out-file="$OUT/$tag.massif" || continue
       : > "$OUT/$tag.load"
-      "${PIN_L[@]}" "$BIN/tls_loadgen" idle "$SPORT" "$CA" -c "$IDLE_CONNS" -w -H 3600 > "$OUT/$tag.load" 2>&1 &
+      idle_load > "$OUT/$tag.load" 2>&1 &
       LPID=$!
       if wait_line "$OUT/$tag.load" '^READY' 600; then
         sleep 2; stop
-        $LUA "$HERE/tls_heapsum.lua" "$OUT/$tag.base.massif" "$OUT/$tag.massif" "$IDLE_CONNS" | tee -a "$SUM" |
+        $LUA "$HERE/heapsum.lua" "$OUT/$tag.base.massif" "$OUT/$tag.massif" "$IDLE_CONNS" | tee -a "$SUM" |
           sed -n "s/^heap per idle connection: \([-0-9]*\) B.*/$S\t$load\theap\t\1/p" >> "$TSV"
+        # a Lua server's floor: its coroutine per connection, measured alone
+        [ "$S" = c ] || $LUA "$HERE/floor.lua" "$IDLE_CONNS" | sed 's/^/  of which at least: /' | tee -a "$SUM"
       else
         echo "$tag: no READY (see $OUT/$tag.load)" | tee -a "$SUM"; stop
       fi
@@ -160,12 +230,12 @@ for load in $LOADS; do
       kill "$LPID" 2>/dev/null; wait "$LPID" 2>/dev/null; LPID=""
       continue
     fi
-    # instructions (callgrind), after a warm-up of a few handshakes
+    # instructions (callgrind), after a warm-up
     start "$tag" valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$OUT/$tag.callgrind" || continue
-    "$BIN/tls_loadgen" handshake "$SPORT" "$CA" -n 5 > /dev/null 2>&1
+    warmup
     if measure "$tag" "$load" cg_zero cg_dump; then
       stop
-      $LUA "$HERE/tls_cgsum.lua" "$OUT/$tag.callgrind.1" "$OPS" 15 | sed "s|^$OUT/||" | tee -a "$SUM" |
+      $LUA "$HERE/cgsum.lua" "$OUT/$tag.callgrind.1" "$OPS" 15 | sed "s|^$OUT/||" | tee -a "$SUM" |
         awk -v s="$S" -v l="$load" '/^PEROP/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); printf "%s\t%s\t%s\t%s\n", s, l, kv[1], kv[2] } }' >> "$TSV"
       echo "  (operation = one $(unit "$load"))" | tee -a "$SUM"
     else
@@ -173,7 +243,7 @@ for load in $LOADS; do
     fi
     # system calls (strace -c), same load, no valgrind
     start "$tag.strace" || continue
-    "$BIN/tls_loadgen" handshake "$SPORT" "$CA" -n 5 > /dev/null 2>&1
+    warmup
     STRACE_OUT=$OUT/$tag.strace
     if measure "$tag.strace" "$load" st_start st_stop; then
       # strace -c columns: % time, seconds, usecs/call, calls, [errors,] syscall
@@ -189,7 +259,7 @@ done
 # server against C
 {
   echo
-  echo "Counted per operation (handshake; message; MB each way; idle connection):"
+  echo "Counted per operation (see each load's unit above; idle: per connection):"
   echo "instructions in thousands (callgrind: total, then OpenSSL / libc / Lua / duplex core),"
   echo "system calls (strace -c), heap bytes per idle connection (massif)."
   echo

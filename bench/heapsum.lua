@@ -1,25 +1,25 @@
--- tls_heapsum.lua BASE.massif LOADED.massif CONNS: the heap a server holds
+-- heapsum.lua BASE.massif LOADED.massif CONNS: the heap a server holds
 -- per idle connection, from two massif runs of the same server (BASE: started
 -- and left alone; LOADED: the same with CONNS idle connections), using the
 -- last snapshot of each. Bytes are split by who allocated them: OpenSSL
 -- (libssl/libcrypto), the Lua heap (lua5.4: userdata, coroutines, tables,
 -- strings), duplex's own C allocations, the C server's, each with the
--- nearest duplex or C server function on the stack. Used by tls_profile.sh.
+-- nearest duplex or C server function on the stack. Used by profile.sh.
 local base_f, loaded_f, conns = arg[1], arg[2], tonumber(arg[3] or "")
-assert(base_f and loaded_f and conns, "usage: lua5.4 tls_heapsum.lua BASE.massif LOADED.massif CONNS")
+assert(base_f and loaded_f and conns, "usage: lua5.4 heapsum.lua BASE.massif LOADED.massif CONNS")
 
 local function classify(frame)
   if frame:find("vgpreload", 1, true) then return nil end
   if frame:find("libcrypto", 1, true) or frame:find("libssl", 1, true) then return "OpenSSL" end
   if frame:find("lua5.4", 1, true) or frame:find("liblua", 1, true) then return "Lua heap" end
   local file = frame:match("%(([%w_]+%.c):%d+%)")
-  if file == "c_tls_server.c" then return "C server" end
+  if file == "c_tls_server.c" or file == "c_server.c" then return "C server" end
   if file and (file:match("^dx_") or file:match("^l%w+%.c$")) then return "duplex core" end
   return nil                                  -- libc helpers and the like: look further out
 end
 local function ours(frame)                     -- a duplex core or C server function
   local fn, file = frame:match(":%s*([%w_]+)%s+%(([%w_]+%.c):%d+%)")
-  if fn and (file == "c_tls_server.c" or file:match("^dx_") or file:match("^l%w+%.c$")) then return fn end
+  if fn and (file == "c_tls_server.c" or file == "c_server.c" or file:match("^dx_") or file:match("^l%w+%.c$")) then return fn end
 end
 
 -- { [group .. " <- " .. fn] = bytes, total = heap + extra } of the last snapshot
