@@ -29,9 +29,17 @@
 --   c      outside duplex.run (blocking mode): the same exchange with a
 --          python3 echo peer in a child process (not under the shim), one
 --          line at a time (both ends in one process cannot both block).
+--   d      inside duplex.run: a proxy: two client:forward tasks between two
+--          pairs move BYTES/4 one way and BYTES/16 the other at once, each
+--          side half-closing when done; both streams intact, both counts
+--          exact.
+--   e      inside duplex.run: the same two streams (BYTES/8, BYTES/32) over
+--          TLS between a duplex client and server (spec/tls_pki.lua's
+--          certificates; skipped in a build without TLS).
 --
 -- Settings (environment): SHORTIO_BYTES (or argument 1; suffix K or M) the
--- size for part a; SHORTIO_PARTS (default "abc") which parts to run;
+-- size for part a (d moves a quarter of it, e an eighth); SHORTIO_PARTS
+-- (default "abcde") which parts to run;
 -- SHORTIO_OPTIMEOUT (default 10) seconds for each socket operation;
 -- SHORTIO_PARTLIMIT (default 300) seconds a part may take before it stops
 -- itself; SHORTIO_MAX as for the shim (used by the probe). Prints a line per
@@ -50,7 +58,7 @@ local function size_of(s)
 end
 
 local BYTES = size_of(arg[1] or os.getenv("SHORTIO_BYTES")) or 16 * 1024 * 1024
-local PARTS = os.getenv("SHORTIO_PARTS") or "abc"
+local PARTS = os.getenv("SHORTIO_PARTS") or "abcde"
 local OPTIMEOUT = tonumber(os.getenv("SHORTIO_OPTIMEOUT") or "10")
 local PARTLIMIT = tonumber(os.getenv("SHORTIO_PARTLIMIT") or "300")
 local SHIM_MAX = math.tointeger(tonumber(os.getenv("SHORTIO_MAX") or "7"))
@@ -604,6 +612,118 @@ local function part_c()
   return string.format("%d lines (%d bytes) each way intact in %.2fs", #lines, total, took)
 end
 
+-- parts d and e: a stream both ways at once --------------------------------
+
+-- Each side of x <-> y sends its data, half-closes and reads the other's
+-- until end of stream, in tasks of its own; both must arrive intact.
+-- Returns what each read.
+local function both_ways(what, x, y, up, down, deadline)
+  local function send(c, data)
+    local r = rng(#data + 1)
+    local pos = 1
+    while pos <= #data do
+      check_deadline(deadline, what .. ": writer")
+      local l = math.min(({ 1, 100, 4096, 70000 })[r(4)], #data - pos + 1)
+      local t = now()
+      local ok, msg, code = c:write(data:sub(pos, pos + l - 1))
+      if not ok then failed(string.format("%s: write at offset %d", what, pos - 1), t, msg, code) end
+      pos = pos + l
+    end
+    assert(c:shutdown("w"))
+  end
+  local function drain(c)
+    local parts = {}
+    while true do
+      check_deadline(deadline, what .. ": reader")
+      local t = now()
+      local s, msg, code = c:readsome()
+      if s == nil then
+        if msg ~= nil then failed(what .. ": readsome", t, msg, code) end
+        return table.concat(parts)
+      end
+      parts[#parts + 1] = s
+    end
+  end
+  local tasks = { duplex.spawn(send, x, up), duplex.spawn(send, y, down),
+                  duplex.spawn(drain, y), duplex.spawn(drain, x) }
+  local got = {}
+  for i, t in ipairs(tasks) do
+    local ok, v = t:join()
+    if not ok then error(v, 0) end
+    got[i] = v
+  end
+  for i, want in ipairs({ [3] = up, [4] = down }) do
+    local d = first_diff(want, got[i])
+    if d then
+      error(string.format("%s: %s received %d bytes, sent %d; first difference at offset %d",
+                          what, i == 3 and "up" or "down", #got[i], #want, d), 0)
+    end
+  end
+end
+
+-- part d: a proxy's two forwards (client:forward) between two pairs.
+local function part_d()
+  local up, down = make_data(BYTES // 4), make_data(BYTES // 16):reverse()
+  local deadline = now() + PARTLIMIT
+  local t_start = now()
+  local counts = table.pack(duplex.run(function()
+    local a, b, s1 = pair()                  -- a: the client; b: the proxy's side
+    local c, d, s2 = pair()                  -- c: the proxy's side; d: the server
+    local fwd = { duplex.spawn(function() return { b:forward(c) } end),
+                  duplex.spawn(function() return { c:forward(b) } end) }
+    local ok, err = pcall(both_ways, "d", a, d, up, down, deadline)
+    local res = {}
+    for i, t in ipairs(fwd) do
+      local fine, r = t:join(OPTIMEOUT)
+      res[i] = fine and r or { nil, tostring(r) }
+    end
+    close_all(a, b, c, d, s1, s2)
+    if not ok then error(err, 0) end
+    return res[1], res[2]
+  end))
+  local took = now() - t_start
+  if counts[1][1] ~= #up or counts[2][1] ~= #down then
+    error(string.format("d: the forwards returned %s and %s, expected %d and %d",
+                        tostring(counts[1][1] or counts[1][2]), tostring(counts[2][1] or counts[2][2]),
+                        #up, #down), 0)
+  end
+  return string.format("%d bytes up and %d down through two forwards, intact, in %.2fs",
+                       #up, #down, took)
+end
+
+-- part e: TLS both ways (the records cross the socket a few bytes at a time).
+local function part_e()
+  local P = require("spec.tls_pki").get()
+  local up, down = make_data(BYTES // 8), make_data(BYTES // 32):reverse()
+  local deadline = now() + PARTLIMIT
+  local t_start = now()
+  duplex.run(function()
+    local sctx = duplex.tls.context { certificate = P.server.crt, key = P.server.key }
+    local cctx = duplex.tls.context { cafile = P.ca }
+    local srv = assert(duplex.listen("127.0.0.1", 0, { tls = sctx }))
+    local _, port = srv:getsockname()
+    local t = now()
+    local acc = duplex.spawn(function()      -- the server's handshake meanwhile
+      local p, msg, code = srv:accept(OPTIMEOUT)
+      if not p then failed("e: TLS accept", t, msg, code) end
+      local ok
+      ok, msg, code = p:handshake(OPTIMEOUT)
+      if not ok then failed("e: the server's handshake", t, msg, code) end
+      return p
+    end)
+    local c, msg, code = duplex.connect("127.0.0.1", port, { tls = cctx, timeout = OPTIMEOUT })
+    if not c then failed("e: TLS connect (the client's handshake)", t, msg, code) end
+    local ok, p = acc:join()
+    if not ok then error(p, 0) end
+    c:settimeout(OPTIMEOUT)
+    p:settimeout(OPTIMEOUT)
+    local fine, err = pcall(both_ways, "e", c, p, up, down, deadline)
+    close_all(c, p, srv)
+    if not fine then error(err, 0) end
+  end)
+  return string.format("%d bytes up and %d down over TLS, intact, in %.2fs", #up, #down, now() - t_start)
+end
+
 -- main ---------------------------------------------------------------------
 
 say("duplex %s; LD_PRELOAD=%q; SHORTIO_SEED=%s SHORTIO_MAX=%s SHORTIO_EINTR=%s; bytes=%d; op timeout %gs",
@@ -628,6 +748,8 @@ step("probe", probe)
 if PARTS:find("a", 1, true) then step("a (bulk transfer in run)", part_a) end
 if PARTS:find("b", 1, true) then step("b (line exchange in run)", part_b) end
 if PARTS:find("c", 1, true) then step("c (line exchange, blocking, python3 peer)", part_c) end
+if PARTS:find("d", 1, true) then step("d (a proxy's two forwards in run)", part_d) end
+if PARTS:find("e", 1, true) and duplex.tls then step("e (TLS both ways in run)", part_e) end
 
 say("%s: %d of %d passed", failures == 0 and "OK" or "FAILED", #results - failures, #results)
-os.exit(failures == 0 and 0 or 1)
+os.exit(failures == 0 and 0 or 1, true)   -- closing the state removes the TLS PKI (spec/tls_pki.lua)
