@@ -197,10 +197,11 @@ warmup() {
   esac > /dev/null 2>&1
 }
 
-# the idle load's connections, held until killed
+# the idle load's connections, held until killed; run in the background,
+# it execs, so that $! is the load generator itself
 idle_load() {
-  if [ "$SUITE" = tls ]; then "${PIN_L[@]}" "$BIN/tls_loadgen" idle "$SPORT" "$CA" -c "$IDLE_CONNS" -w -H 3600
-  else "${PIN_L[@]}" "$BIN/loadgen" idle "$SPORT" -c "$IDLE_CONNS" -t 600 -H 3600; fi
+  if [ "$SUITE" = tls ]; then exec "${PIN_L[@]}" "$BIN/tls_loadgen" idle "$SPORT" "$CA" -c "$IDLE_CONNS" -w -H 3600
+  else exec "${PIN_L[@]}" "$BIN/loadgen" idle "$SPORT" -c "$IDLE_CONNS" -t 600 -H 3600; fi
 }
 
 for load in $LOADS; do
