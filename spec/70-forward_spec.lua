@@ -3,7 +3,8 @@
 -- between real peers (python3), over TCP and Unix sockets, through every
 -- path (splice for bulk streams, src's buffer for small messages; children
 -- with DUPLEX_SPLICE=off and =always force each; spec/shim/nosplice.c a
--- kernel that refuses to splice, so that it falls back); the half-close passed on
+-- kernel that refuses to splice, so that it falls back); files and pipes
+-- (duplex.stream) at either end; the half-close passed on
 -- at the end; the count; max; bytes buffered ahead first; the timeout as a
 -- limit without progress, with nothing lost; a peer that goes away (no
 -- SIGPIPE); several forwards in tasks beside a responsive one; TLS on
@@ -311,6 +312,52 @@ describe("client:forward", function()
       assert.same({ 4 }, { b:forward(b) })
       assert.equal("ping", a:read("a"))
     end)
+  end)
+
+  describe("with duplex.stream ends", function()
+    -- The child forwards its stdin into a socket and the socket's peer into
+    -- its stdout, and writes both counts to a file.
+    local CHILD = [[
+local duplex = require "duplex"
+local input, output = duplex.stream(0), duplex.stream(1)
+local up, down
+duplex.run(function()
+  local srv = assert(duplex.listen("127.0.0.1", 0))
+  local _, port = srv:getsockname()
+  local a = assert(duplex.connect("127.0.0.1", port, { timeout = 30 }))
+  local b = assert(srv:accept(30))
+  local t = duplex.spawn(function() return { input:forward(a) } end)
+  down = { b:forward(output) }
+  up = select(2, t:join(60))
+  output:close()
+end)
+local f = assert(io.open(arg[1], "w"))
+f:write(string.format("%s %s %s %s", tostring(up[1]), tostring(up[3]), tostring(down[1]), tostring(down[3])))
+f:close()
+]]
+
+    for _, mode in ipairs({ "off", "bulk", "always" }) do
+      it("moves a file or a pipe through a socket into a file or a pipe (DUPLEX_SPLICE=" .. mode .. ") #nomemcheck", function()
+        local dir = helpers.mktemp_dir("fwdstream")
+        defer(function() os.execute("rm -rf " .. helpers.shquote(dir)) end)
+        local q = function(name) return helpers.shquote(dir .. "/" .. name) end
+        local want = S.data(3 * MiB + 17, 11)
+        local f = assert(io.open(dir .. "/in", "wb"))
+        f:write(want)
+        f:close()
+        f = assert(io.open(dir .. "/child.lua", "w"))
+        f:write(CHILD)
+        f:close()
+        local run = ("DUPLEX_SPLICE=%s timeout 60 %s %s %s"):format(mode, helpers.lua, q("child.lua"), q("counts"))
+        for _, shape in ipairs({ "%s < %s > %s", "cat %s | %s | cat > %s" }) do
+          local cmd = shape == "%s < %s > %s" and shape:format(run, q("in"), q("out"))
+            or shape:format(q("in"), run, q("out"))
+          assert.is_true(os.execute(cmd), cmd)
+          assert.equal(string.format("%d nil %d nil", #want, #want), helpers.slurp(dir .. "/counts"))
+          assert.is_true(helpers.slurp(dir .. "/out") == want, "the bytes differ: " .. cmd)
+        end
+      end)
+    end
   end)
 
   describe("with TLS", function()
