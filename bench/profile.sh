@@ -273,9 +273,9 @@ done
       for (i = 1; i <= ns; i++) if (S[i] != "c") printf " %s vs c |", S[i]
       printf "\n|---|---|"; for (i = 1; i <= ns; i++) printf "---|"; for (i = 1; i <= ns; i++) if (S[i] != "c") printf "---|"
       printf "\n"
-      for (l = 1; l <= nl; l++) for (m = 1; m <= nm; m++) {
+      for (l = 1; l <= nl; l++) for (m = 1; m <= nm; m++) {   # a row of zeros (OpenSSL in plain TCP) is left out
         row = ""; any = 0
-        for (i = 1; i <= ns; i++) { k = S[i] SUBSEP L[l] SUBSEP M[m]; if (k in v) { row = row sprintf(" %s |", v[k]); any = 1 } else row = row " |" }
+        for (i = 1; i <= ns; i++) { k = S[i] SUBSEP L[l] SUBSEP M[m]; if (k in v) { row = row sprintf(" %s |", v[k]); if (v[k] + 0 != 0) any = 1 } else row = row " |" }
         if (!any) continue
         c = (("c" SUBSEP L[l] SUBSEP M[m]) in v) ? v["c" SUBSEP L[l] SUBSEP M[m]] : ""
         for (i = 1; i <= ns; i++) if (S[i] != "c") {
