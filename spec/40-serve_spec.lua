@@ -507,6 +507,40 @@ describe("server:serve options", function()
     -- three rounds of 0.2 s at least: the fifth waited for a free slot
     assert.is_true(last >= 0.55, "the last answer came after " .. last .. " s")
   end)
+
+  -- serve, waiting at maxclients, is woken by the connection that ends (it
+  -- would otherwise look again only after a second).
+  it("maxclients = 1: the next connection is taken as soon as one ends #timing", function()
+    local srv, port = helpers.server()
+    defer(function() srv:close() end)
+    local last
+    duplex.run(function()
+      local t0 = duplex.now()
+      local readers = {}
+      for i = 1, 3 do
+        local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+        defer(function() c:close() end)
+        readers[i] = duplex.spawn(function()
+          c:settimeout(10)
+          return c:read("l"), duplex.now() - t0
+        end)
+      end
+      local serving = duplex.spawn(srv.serve, srv, function(c)
+        duplex.sleep(0.1)
+        c:write("hi\n")
+      end, { maxclients = 1 })
+      last = 0
+      for i = 1, 3 do
+        local ok, line, at = readers[i]:join(15)
+        assert.same({ true, "hi" }, { ok, line })
+        last = math.max(last, at)
+      end
+      srv:close()
+      assert.same({ true, true }, { serving:join(5) })
+    end)
+    -- three handlers of 0.1 s one after another; a lost wake costs 1 s each
+    assert.is_true(last >= 0.28 and last < 0.9, "the last answer came after " .. last .. " s")
+  end)
 end)
 
 ------------------------------------------------------------------------------

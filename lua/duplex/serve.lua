@@ -108,12 +108,20 @@ return function(duplex, core, aux)
     return handler(c)
   end
 
-  -- A connection's task ended (not when cancelled): count it out, and
-  -- report an error unless the client went away or serve ended it.
+  -- serve's only wait: for a connection to end (or close), at most t seconds.
+  local function wait_change(st, t)
+    st.waiting = true
+    st.changed:wait(t)
+    st.waiting = false
+  end
+
+  -- A connection's task ended (not when cancelled): count it out (waking
+  -- serve if it waits for that), and report an error unless the client
+  -- went away or serve ended it.
   local function ender(st)
     return function(c, ok, err, traceback)
       st.active = st.active - 1
-      st.changed:broadcast()
+      if st.waiting then st.changed:broadcast() end
       if not ok and not (st.cutting or from_lines(c, err)) then report(err, traceback) end
     end
   end
@@ -134,7 +142,7 @@ return function(duplex, core, aux)
     if not current() then return duplex.run(server.serve, self, handler, opts) end
     opts = opts or {}
     if opts.nodelay ~= nil then self:setoption("nodelay", opts.nodelay) end
-    local st = { active = 0, cutting = false,
+    local st = { active = 0, cutting = false, waiting = false,
                  changed = duplex.cond(), handshake_timeout = self:getoption("handshake_timeout") }
     st.ended = ender(st)              -- one per serve, not per connection
     serving[self] = st
@@ -142,7 +150,7 @@ return function(duplex, core, aux)
     local episode
     while core.type(self) == "server" do   -- until closed, also during a back-off
       if max and st.active >= max then
-        st.changed:wait(1)                  -- a connection ends, or close
+        wait_change(st, 1)                  -- a connection ends, or close
       else
         -- in an episode, take what waits without waiting: the queue found
         -- empty ends the episode
@@ -165,7 +173,7 @@ return function(duplex, core, aux)
           else
             episode.count = episode.count + 1
           end
-          st.changed:wait(0.05)             -- let connections end meanwhile
+          wait_change(st, 0.05)             -- let connections end meanwhile
         end
       end
     end
@@ -176,7 +184,7 @@ return function(duplex, core, aux)
           if idle_client(c) then c:close() end
         end
         if st.active == 0 then break end
-        st.changed:wait(math.min(0.05, math.max(0, deadline - now())))
+        wait_change(st, math.min(0.05, math.max(0, deadline - now())))
       until now() >= deadline
       st.cutting = true
       for _, c in ipairs(serve_clients(st.ended)) do c:close() end
