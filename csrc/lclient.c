@@ -125,7 +125,7 @@ static int c_getoption(lua_State *L) {
   return 1;
 }
 
-static void release(lx_state *S, lx_client *c) {
+void lx_client_release(lx_state *S, lx_client *c) {
 #ifdef DX_TLS
   if (c->tls) {              /* close_notify once, never waiting: then free */
     if (c->s.w.fd >= 0) dx_tls_close_notify(c->tls);
@@ -147,14 +147,14 @@ static void release(lx_state *S, lx_client *c) {
 /* close, __close and __gc: idempotent */
 static int c_close(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  release(S, check_client(L, S));
+  lx_client_release(S, check_client(L, S));
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int c_gc(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  release(S, check_client(L, S));
+  lx_client_release(S, check_client(L, S));
   return 0;
 }
 
@@ -380,7 +380,7 @@ static int fail_connect(lua_State *L, lx_call *k, int code) {
     lua_pushfstring(L, "tls handshake %s: %s", where, why);
     lua_pushstring(L, dx_errname(code));
 #endif
-    release(k->S, c);
+    lx_client_release(k->S, c);
     return 3;
   }
   if (code == -ETIMEDOUT || code == -EAGAIN) {   /* name what it waited on */

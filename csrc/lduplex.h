@@ -131,6 +131,8 @@ int lx_cannot_wait(lua_State *L);
  * (a pointer comparison, no registry lookup); lx_checkopen also raises
  * for a closed one. */
 lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls);
+/* The value at idx as a socket of class cls, or NULL. */
+lx_sock *lx_tosock(lua_State *L, const lx_state *S, int idx, int cls);
 lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls);
 /* Close the descriptor, waking every task that waits on it. */
 void lx_sock_close(lx_state *S, lx_sock *s);
@@ -220,6 +222,9 @@ typedef struct lx_client {
 
 /* A new closed client on the stack. */
 lx_client *lx_client_new(lua_State *L);
+/* Close c (TLS: close_notify, never waiting) and free what it holds: what
+ * close, __close and __gc do. Idempotent. */
+void lx_client_release(lx_state *S, lx_client *c);
 void lx_client_set(lx_client *c, int fd, const dx_addr *peer);
 /* Receive once into c's buffer (TLS: a record): > 0 bytes, 0 end of
  * stream (c->eof set), -EAGAIN, DX_WANT_WRITE or -errno (lread.c).

@@ -176,7 +176,12 @@ static void take_hooks(lua_State *L, int slot, int push) {
 static void finish_hooked(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
                           int status) {
   int nargs = 2;
+  lx_client *c;
   take_hooks(L, slot, 1);
+  /* A task that ended well left one closer pending, its client's: run at
+   * once, without resetting the dead coroutine (which reallocates its stack). */
+  c = status == LUA_OK ? (lx_client *)lx_tosock(L, S, -1, LX_CLS_CLIENT) : NULL;
+  if (c) lx_client_release(S, c);
   lua_pushboolean(L, status == LUA_OK);
   if (status != LUA_OK) {
     lua_pushvalue(co, -1);        /* the error stays on co for its closers */
@@ -184,7 +189,7 @@ static void finish_hooked(lua_State *L, lx_state *S, int T, int slot, lua_State 
     luaL_traceback(L, co, lua_tostring(L, -1), 0);
     nargs = 4;
   }
-  close_thread(L, co, status == LUA_OK ? 0 : lua_gettop(L) - 1);
+  if (c == NULL) close_thread(L, co, status == LUA_OK ? 0 : lua_gettop(L) - 1);
   dx_loop_kill(&S->loop, slot);
   lua_pushnil(L);
   lua_rawseti(L, T, slot);

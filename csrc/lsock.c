@@ -14,14 +14,19 @@
 
 static const char *const class_names[LX_NCLS] = {LX_SERVER, LX_CLIENT, LX_UDP};
 
-lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls) {
-  void *p = lua_touserdata(L, 1);
-  if (p != NULL && lua_getmetatable(L, 1)) {
+lx_sock *lx_tosock(lua_State *L, const lx_state *S, int idx, int cls) {
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_getmetatable(L, idx)) {
     const void *m = lua_topointer(L, -1);
     lua_pop(L, 1);
     if (m == S->mt[cls]) return (lx_sock *)p;
   }
-  return (lx_sock *)luaL_checkudata(L, 1, class_names[cls]);
+  return NULL;
+}
+
+lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls) {
+  lx_sock *s = lx_tosock(L, S, 1, cls);
+  return s ? s : (lx_sock *)luaL_checkudata(L, 1, class_names[cls]);
 }
 
 lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls) {
