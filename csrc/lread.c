@@ -227,9 +227,11 @@ static int c_read(lua_State *L) {
 /* Stack: 1 self, 2 delim, 3 max. */
 static int scan_until(lua_State *L, lx_call *k, lx_client *c) {
   size_t dlen;
-  const char *d = lua_tolstring(L, 2, &dlen);
+  const char *d;
   dx_scan s;
   int r;
+  if (dx_buf_len(&c->rb) == 0 && !c->eof) return 0;   /* the wait's first and last look */
+  d = lua_tolstring(L, 2, &dlen);
   s.vlen = s.used = 0;
   s.from = (size_t)k->k[1];
   r = dx_scan_until(dx_buf_peek(&c->rb), dx_buf_len(&c->rb), d, dlen,
@@ -269,7 +271,9 @@ static int c_readuntil(lua_State *L) {
 
 static int scan_some(lua_State *L, lx_call *k, lx_client *c) {
   dx_scan s = {0, 0, 0};
-  int r = dx_scan_some(dx_buf_len(&c->rb), (size_t)lua_tointeger(L, 2), c->eof, &s);
+  int r;
+  if (dx_buf_len(&c->rb) == 0 && !c->eof) return 0;   /* the wait's first and last look */
+  r = dx_scan_some(dx_buf_len(&c->rb), (size_t)lua_tointeger(L, 2), c->eof, &s);
   if (r == DX_SCAN_MORE) return 0;
   k->ended = r == DX_SCAN_END;
   k->vlen = s.vlen;
