@@ -104,12 +104,22 @@ static void queue(dx_loop *l, int slot) {
   }
 }
 
-/* Make ring and heap hold `n` tasks each. */
-static int reserve(dx_loop *l, int n) {
-  int *r, i;
-  dx_timer *h = realloc(l->heap, sizeof *h * (size_t)n);
+/* Room in the heap for one more timer (a task is in it at most once). */
+static int heap_room(dx_loop *l) {
+  int n = l->hcap ? 2 * l->hcap : 64;
+  dx_timer *h;
+  if (l->nheap < l->hcap) return 0;
+  if (n > l->ntasks) n = l->ntasks;
+  h = realloc(l->heap, sizeof *h * (size_t)n);
   if (h == NULL) return -ENOMEM;
   l->heap = h;
+  l->hcap = n;
+  return 0;
+}
+
+/* Make the ring hold `n` tasks. */
+static int reserve(dx_loop *l, int n) {
+  int *r, i;
   r = malloc(sizeof *r * (size_t)n);
   if (r == NULL) return -ENOMEM;
   for (i = 0; i < l->rcount; i++) r[i] = l->ring[(l->rhead + i) & (l->rcap - 1)];
@@ -253,9 +263,10 @@ int dx_loop_suspend_on(dx_loop *l, int slot, dx_watch *on, int want, double dead
     int rc = dx_backend_add(l, on);
     if (rc < 0) return rc;
   }
+  heap_remove(l, slot);
+  if (deadline >= 0 && heap_room(l) < 0) return -ENOMEM;
   t->want = (unsigned char)want;
   t->on = on;
-  heap_remove(l, slot);
   if (deadline >= 0) heap_add(l, slot, deadline);
   t->waiting = 1;
   t->fired = 0;

@@ -47,8 +47,8 @@ typedef struct dx_loop {
   dx_task *tasks;                     /* slot 0 unused */
   int ntasks, freelist, live, nio;    /* nio: tasks suspended on a socket */
   int *ring, rhead, rcount, rcap;     /* ready queue, rcap a power of two */
-  dx_timer *heap;                     /* capacity ntasks, like the ring: a */
-  int nheap;                          /* task is in each at most once */
+  dx_timer *heap;                     /* grown as deadlines come (idle tasks */
+  int nheap, hcap;                    /* mostly have none), at most ntasks */
   void *backend;                      /* the backend's tables */
   dx_watch sys[2];                    /* the loop's own descriptors (signals, lookups) */
   int sysready;                       /* bit i: sys[i] became readable */
