@@ -131,9 +131,9 @@ int lx_cannot_wait(lua_State *L);
  * (a pointer comparison, no registry lookup); lx_checkopen also raises
  * for a closed one. */
 lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls);
-/* The value at idx as a socket of class cls, or NULL. */
-lx_sock *lx_tosock(lua_State *L, const lx_state *S, int idx, int cls);
 lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls);
+/* The value at idx as a socket of class cls, or NULL (never raises). */
+lx_sock *lx_tosock(lua_State *L, const lx_state *S, int idx, int cls);
 /* Close the descriptor, waking every task that waits on it. */
 void lx_sock_close(lx_state *S, lx_sock *s);
 /* nil, "<op> <where>: <strerror>", code (3 results) for socket s. */
