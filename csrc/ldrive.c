@@ -242,8 +242,10 @@ static int drive_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 int lx_drive(lua_State *L, const lx_op *op, double deadline) {
-  lx_state *S = lx_state_of(L);
-  lx_sock *sock = op_sock(L, op);
+  return lx_drive_on(L, lx_state_of(L), op_sock(L, op), op, deadline);
+}
+
+int lx_drive_on(lua_State *L, lx_state *S, lx_sock *sock, const lx_op *op, double deadline) {
   lx_call c;
   if (sock && !op->opens && sock->w.fd < 0)
     return luaL_error(L, "attempt to use a closed %s",

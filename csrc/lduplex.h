@@ -112,6 +112,9 @@ typedef struct lx_op {
 /* Run op on the arguments 1..top with this deadline (lx_deadline); returns
  * (or, inside a task, yields and later returns) op's results. */
 int lx_drive(lua_State *L, const lx_op *op, double deadline);
+/* The same, for a caller that has the state and op's socket (the one at
+ * op->sockarg) at hand: the reads and writes. */
+int lx_drive_on(lua_State *L, lx_state *S, lx_sock *sock, const lx_op *op, double deadline);
 /* Deadline for an operation starting now: -1 none, 0 never wait. */
 double lx_deadline(double timeout);
 /* Yield one turn inside a task (then return `true`); false elsewhere. */

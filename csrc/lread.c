@@ -209,7 +209,8 @@ static void check_format(lua_State *L, int i) {
 }
 
 static int c_read(lua_State *L) {
-  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
+  lx_state *S = lx_state_of(L);
+  lx_client *c = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
   int top = lua_gettop(L), i;
   if (top == 1) {
     lua_pushliteral(L, "l");
@@ -218,8 +219,8 @@ static int c_read(lua_State *L) {
   luaL_checkstack(L, top + 16, "too many formats");
   for (i = 2; i <= top; i++) check_format(L, i);
   if (top == 2 && lua_tointeger(L, 2) == 0)
-    return lx_drive(L, &op_read0, lx_deadline(c->s.timeout));
-  return lx_drive(L, &op_read, lx_deadline(c->s.timeout));
+    return lx_drive_on(L, S, &c->s, &op_read0, lx_deadline(c->s.timeout));
+  return lx_drive_on(L, S, &c->s, &op_read, lx_deadline(c->s.timeout));
 }
 
 /* --- readuntil(delim [, max]) ------------------------------------------------ */
@@ -254,7 +255,8 @@ static int try_until(lua_State *L, lx_call *k) {
 static const lx_op op_until = {"readuntil", 0, 1, 0, try_until, push_one, NULL, stall_read, 0, 0};
 
 static int c_readuntil(lua_State *L) {
-  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
+  lx_state *S = lx_state_of(L);
+  lx_client *c = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
   size_t dlen;
   lua_Integer max;
   luaL_checklstring(L, 2, &dlen);
@@ -264,7 +266,7 @@ static int c_readuntil(lua_State *L) {
   lua_settop(L, 3);
   lua_pushinteger(L, max);
   lua_replace(L, 3);
-  return lx_drive(L, &op_until, lx_deadline(c->s.timeout));
+  return lx_drive_on(L, S, &c->s, &op_until, lx_deadline(c->s.timeout));
 }
 
 /* --- readsome([max]) ---------------------------------------------------------- */
@@ -288,12 +290,13 @@ static int try_some(lua_State *L, lx_call *k) {
 static const lx_op op_some = {"readsome", 0, 1, 0, try_some, push_one, NULL, stall_read, 0, 0};
 
 static int c_readsome(lua_State *L) {
-  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
+  lx_state *S = lx_state_of(L);
+  lx_client *c = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
   lua_Integer max = luaL_optinteger(L, 2, LX_READSOME);
   luaL_argcheck(L, max > 0, 2, "maximum must be positive");
   lua_settop(L, 1);
   lua_pushinteger(L, max);
-  return lx_drive(L, &op_some, lx_deadline(c->s.timeout));
+  return lx_drive_on(L, S, &c->s, &op_some, lx_deadline(c->s.timeout));
 }
 
 static const luaL_Reg methods[] = {

@@ -162,13 +162,14 @@ static void coalesce(lua_State *L) {
 #endif
 
 static int c_write(lua_State *L) {
-  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
+  lx_state *S = lx_state_of(L);
+  lx_client *c = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
   int top = lua_gettop(L), i;
   for (i = 2; i <= top; i++) luaL_checklstring(L, i, NULL);
 #ifdef DX_TLS
   if (c->tls && top > 2) coalesce(L);
 #endif
-  return lx_drive(L, &op_write, lx_deadline(c->s.timeout));
+  return lx_drive_on(L, S, &c->s, &op_write, lx_deadline(c->s.timeout));
 }
 
 static const luaL_Reg methods[] = {
