@@ -2,7 +2,7 @@
 -- (client:setoption("idletimeout")), TCP_NODELAY by default, serve's options
 -- (maxclients, idletimeout), a slowloris flood against a server in a child
 -- process, server:close(grace), quiet ends for clients that go away, and one
--- report per episode of running out of descriptors.
+-- report per episode of running out of descriptors or of epoll watches.
 --
 -- Timing: only generous "does not hang" upper bounds, and lower bounds that
 -- hold on any machine (a deadline cannot pass early).
@@ -1241,5 +1241,47 @@ describe("serve out of descriptors #nomemcheck", function()
     assert.equal(2, #reports, "reports:\n" .. table.concat(reports, "\n"))
     assert.matches(BACKING_OFF:format(env.port), reports[1])
     assert.matches(ACCEPTING:format(env.port), reports[2])
+  end)
+
+  -- REGRESSION: a listener that epoll would not register (ENOSPC, its
+  -- watches used up) made serve report the failed accept, with a traceback,
+  -- every 0.05 s for as long as the shortage lasted. spec/shim/epollfail.c
+  -- refuses registrations while a flag file exists.
+  it("reports one episode while epoll refuses to register the listener (ENOSPC), then serves", function()
+    local ch = require "spec.child_helpers"
+    local so = assert(ch.build("epollfail.so", "epollfail.c", "-shared -fPIC -ldl"))
+    local flag = os.tmpname()                   -- exists: registrations fail
+    defer(function() os.remove(flag) end)
+    local r = ch.run([[
+local reports, answers = {}, {}
+duplex.onerror(function(err, tb) reports[#reports + 1] = { tostring(err), type(tb) } end)
+local port
+duplex.run(function()
+  local srv = assert(duplex.listen("127.0.0.1", 0))
+  port = select(2, srv:getsockname())
+  local serving = duplex.spawn(srv.serve, srv, function(c) c:write("hi\n") end)
+  duplex.sleep(0.5)                           -- about ten failed accepts
+  os.remove(os.getenv("EPOLLFAIL_FLAG"))      -- the shortage ends
+  for i = 1, 3 do
+    local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+    c:settimeout(5)
+    answers[i] = c:read("l")
+    c:close()
+  end
+  duplex.sleep(0.3)                           -- the queue stays empty: the episode ends
+  srv:close()
+  assert(serving:join(5))
+end)
+emit({ port = port, reports = reports, answers = answers })
+]], { EPOLLFAIL_FLAG = flag }, 30, { preload = so })
+    assert.same({ "hi", "hi", "hi" }, r.answers)
+    assert.equal(2, #r.reports)
+    local msg = ("accept 127.0.0.1:%d: No space left on device"):format(r.port)
+    assert.same({ msg .. "; backing off until connections end", "nil" }, r.reports[1])
+    local failures, secs = r.reports[2][1]:match("^" .. msg:gsub("%.", "%%.")
+      .. "; accepting again after (%d+) failures in ([%d.]+) s$")
+    assert.is_string(failures, r.reports[2][1])
+    assert.is_true(tonumber(failures) >= 3, r.reports[2][1])   -- many failures, one report
+    assert.is_true(tonumber(secs) >= 0.4, r.reports[2][1])
   end)
 end)

@@ -3,7 +3,8 @@
 -- connection, a limit on connections (the rest wait in the listen queue),
 -- an idle timeout on every client, a graceful drain when the server closes,
 -- quiet ends for clients that go away, and one report per episode of
--- running out of descriptors. Installed into the module by init.lua.
+-- running out of descriptors, memory or epoll watches. Installed into the
+-- module by init.lua.
 
 return function(duplex, core, aux)
   local client, server = core.client_methods, core.server_methods
@@ -126,9 +127,10 @@ return function(duplex, core, aux)
     end
   end
 
-  -- Running out of descriptors (or memory) is an episode: reported when it
+  -- Running out of descriptors, memory or epoll watches (ENOSPC: the
+  -- listener cannot be registered to wait) is an episode: reported when it
   -- starts and when it ends, with a count, while serve backs off.
-  local scarce = { EMFILE = true, ENFILE = true, ENOBUFS = true, ENOMEM = true }
+  local scarce = { EMFILE = true, ENFILE = true, ENOBUFS = true, ENOMEM = true, ENOSPC = true }
 
   --- Accept connections until the server is closed, each handled by
   --- handler(client) in a task of its own. opts: maxclients, idletimeout,
@@ -152,15 +154,15 @@ return function(duplex, core, aux)
       if max and st.active >= max then
         wait_change(st, 1)                  -- a connection ends, or close
       else
-        -- in an episode, take what waits without waiting: the queue found
-        -- empty ends the episode
-        local c, msg, code = accept(self, episode and 0 or math.huge)
+        -- in an episode, wait only briefly: the queue found empty for that
+        -- long ends the episode (a wait that works: the listener is registered)
+        local c, msg, code = accept(self, episode and 0.05 or math.huge)
         if c then
           st.active = st.active + 1         -- counted now, for maxclients
           if idle then c:setoption("idletimeout", idle) end
           if st.handshake_timeout then serve_go(st.ended, c, tls_one, st, handler, c)
           else serve_go(st.ended, c, handler, c) end
-        elseif code == "EAGAIN" then
+        elseif episode and code == "ETIMEDOUT" then
           report(string.format("%s; accepting again after %d failures in %.1f s",
             episode.msg, episode.count, now() - episode.since))
           episode = nil
