@@ -1,7 +1,8 @@
 -- spec/07-errors_spec.lua: I/O failures come back as nil, message, code
 -- (write adds the bytes already written), with the portable errno name as
 -- code: ECONNREFUSED, EADDRINUSE, ETIMEDOUT, EAGAIN, EMSGSIZE, ECONNRESET,
--- EPIPE, EMFILE. Also: nothing received is lost on failure, and SIGPIPE never
+-- EPIPE, EMFILE, ENOSPC (epoll refusing a registration). Also: nothing
+-- received is lost on failure, and SIGPIPE never
 -- kills the process. Peers that must act concurrently are child processes.
 
 local duplex = require "duplex"
@@ -513,6 +514,45 @@ print("done")
       assert.matches("accept\tnil\tEMFILE\tstring\n", out, 1, true)
       assert.matches("accept-again\tclient\n", out, 1, true)
       assert.matches("done\n", out, 1, true)
+    end)
+  end)
+
+  describe("ENOSPC", function()
+    -- spec/shim/epollfail.c refuses new epoll registrations (as epoll does
+    -- once max_user_watches is reached) while a flag file exists
+    it("a wait epoll will not register: nil, msg, 'ENOSPC'; nothing is lost and the next call works", function()
+      local ch = require "spec.child_helpers"
+      local so = assert(ch.build("epollfail.so", "epollfail.c", "-shared -fPIC -ldl"))
+      local flag = os.tmpname()
+      local _ <close> = defer(function() os.remove(flag) end)
+      local r = ch.run([[
+local out = {}
+duplex.run(function()
+  local srv = assert(duplex.listen("127.0.0.1", 0))
+  local _, port = srv:getsockname()
+  local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+  local p = assert(srv:accept(5))                  -- registered before the shortage
+  assert(p:write("one\ntw"))
+  out.first = { c:read("l") }                      -- no wait needed
+  out.read = table.pack(c:read("l"))               -- "tw" and a wait: refused
+  out.accept = table.pack(srv:accept(1))
+  out.sleep = duplex.sleep(0.01)                   -- timers need no registration
+  os.remove(os.getenv("EPOLLFAIL_FLAG"))
+  assert(p:write("o\n"))
+  out.after = { c:read("l") }                      -- "tw" was kept
+  c:close(); p:close(); srv:close()
+end)
+emit(out)
+]], { EPOLLFAIL_FLAG = flag }, 30, { preload = so })
+      assert.same({ "one" }, r.first)
+      assert.equal(3, r.read.n)
+      assert.same({ nil, "ENOSPC" }, { r.read[1], r.read[3] })
+      assert.matches("^read 127%.0%.0%.1:%d+: No space left on device$", r.read[2])
+      assert.equal(3, r.accept.n)
+      assert.same({ nil, "ENOSPC" }, { r.accept[1], r.accept[3] })
+      assert.matches("^accept 127%.0%.0%.1:%d+: No space left on device$", r.accept[2])
+      assert.is_true(r.sleep)
+      assert.same({ "two" }, r.after)
     end)
   end)
 end)
