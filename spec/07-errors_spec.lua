@@ -2,8 +2,8 @@
 -- (write adds the bytes already written), with the portable errno name as
 -- code: ECONNREFUSED, EADDRINUSE, ETIMEDOUT, EAGAIN, EMSGSIZE, ECONNRESET,
 -- EPIPE, EMFILE, ENOSPC (epoll refusing a registration). Also: nothing
--- received is lost on failure, and SIGPIPE never
--- kills the process. Peers that must act concurrently are child processes.
+-- received is lost on failure, and SIGPIPE never kills the process. Peers
+-- that must act concurrently are child processes.
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
