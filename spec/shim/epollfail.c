@@ -1,7 +1,7 @@
 /*
- * epollfail.c - an LD_PRELOAD for spec/40: epoll that refuses new
- * registrations, as it does once /proc/sys/fs/epoll/max_user_watches is
- * reached. While the file named by EPOLLFAIL_FLAG exists, every
+ * epollfail.c - an LD_PRELOAD for spec/07 and spec/40: epoll that refuses
+ * new registrations, as it does once /proc/sys/fs/epoll/max_user_watches
+ * is reached. While the file named by EPOLLFAIL_FLAG exists, every
  * EPOLL_CTL_ADD fails with ENOSPC; the test creates and removes that file
  * to start and end the shortage. Everything else passes through.
  * Build: cc -shared -fPIC -o build/epollfail.so spec/shim/epollfail.c -ldl
