@@ -528,6 +528,7 @@ print("done")
       local r = ch.run([[
 local out = {}
 duplex.run(function()
+  if not uses_epoll() then out.backend = "poll"; return end
   local srv = assert(duplex.listen("127.0.0.1", 0))
   local _, port = srv:getsockname()
   local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
@@ -544,6 +545,7 @@ duplex.run(function()
 end)
 emit(out)
 ]], { EPOLLFAIL_FLAG = flag }, 30, { preload = so })
+      if r.backend == "poll" then pending("the poll build registers nothing with epoll") end
       assert.same({ "one" }, r.first)
       assert.equal(3, r.read.n)
       assert.same({ nil, "ENOSPC" }, { r.read[1], r.read[3] })

@@ -1255,8 +1255,9 @@ describe("serve out of descriptors #nomemcheck", function()
     local r = ch.run([[
 local reports, answers = {}, {}
 duplex.onerror(function(err, tb) reports[#reports + 1] = { tostring(err), type(tb) } end)
-local port
+local port, backend
 duplex.run(function()
+  if not uses_epoll() then backend = "poll"; return end
   local srv = assert(duplex.listen("127.0.0.1", 0))
   port = select(2, srv:getsockname())
   local serving = duplex.spawn(srv.serve, srv, function(c) c:write("hi\n") end)
@@ -1272,8 +1273,9 @@ duplex.run(function()
   srv:close()
   assert(serving:join(5))
 end)
-emit({ port = port, reports = reports, answers = answers })
+emit({ port = port, reports = reports, answers = answers, backend = backend })
 ]], { EPOLLFAIL_FLAG = flag }, 30, { preload = so })
+    if r.backend == "poll" then pending("the poll build registers nothing with epoll") end
     assert.same({ "hi", "hi", "hi" }, r.answers)
     assert.equal(2, #r.reports)
     local msg = ("accept 127.0.0.1:%d: No space left on device"):format(r.port)

@@ -106,6 +106,13 @@ local function mypid()
   return math.tointeger(pid)
 end
 local function nthreads() return count_dir("/proc/" .. mypid() .. "/task") end
+-- Inside duplex.run: does the loop wait with epoll (else: the poll build)?
+local function uses_epoll()
+  local p = io.popen("ls -l /proc/" .. mypid() .. "/fd 2>/dev/null")
+  local out = p:read("a")
+  p:close()
+  return out:find("eventpoll", 1, true) ~= nil
+end
 local function fdcount()
   collectgarbage()
   collectgarbage()
