@@ -30,7 +30,7 @@
 --          python3 echo peer in a child process (not under the shim), one
 --          line at a time (both ends in one process cannot both block).
 --   d      inside duplex.run: a proxy: two client:forward tasks between two
---          pairs move BYTES/4 one way and BYTES/16 the other at once, each
+--          pairs move BYTES/8 one way and BYTES/32 the other at once, each
 --          side half-closing when done; both streams intact, both counts
 --          exact.
 --   e      inside duplex.run: the same two streams (BYTES/8, BYTES/32) over
@@ -38,7 +38,7 @@
 --          certificates; skipped in a build without TLS).
 --
 -- Settings (environment): SHORTIO_BYTES (or argument 1; suffix K or M) the
--- size for part a (d moves a quarter of it, e an eighth); SHORTIO_PARTS
+-- size for part a (d and e: an eighth one way, a 32nd the other); SHORTIO_PARTS
 -- (default "abcde") which parts to run;
 -- SHORTIO_OPTIMEOUT (default 10) seconds for each socket operation;
 -- SHORTIO_PARTLIMIT (default 300) seconds a part may take before it stops
@@ -663,7 +663,7 @@ end
 
 -- part d: a proxy's two forwards (client:forward) between two pairs.
 local function part_d()
-  local up, down = make_data(BYTES // 4), make_data(BYTES // 16):reverse()
+  local up, down = make_data(BYTES // 8), make_data(BYTES // 32):reverse()
   local deadline = now() + PARTLIMIT
   local t_start = now()
   local counts = table.pack(duplex.run(function()
