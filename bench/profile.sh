@@ -29,10 +29,10 @@ SUITE=${SUITE:-tcp}
 case $SUITE in
   tcp) SERVERS=${SERVERS:-"c duplex"}
        LOADS=${LOADS:-"pingpong keepalive close bulk idle"}
-       NEED=("$BIN/c_server" "$BIN/loadgen"); MAKE_HINT="make' in bench/" ;;
+       NEED=("$BIN/c_server" "$BIN/loadgen"); MAKE_HINT="make" ;;
   tls) SERVERS=${SERVERS:-"c duplex duplex_noverify"}
        LOADS=${LOADS:-"handshake small bulk idle"}
-       NEED=("$BIN/c_tls_server" "$BIN/tls_loadgen"); MAKE_HINT="make tls-bin' in bench/" ;;
+       NEED=("$BIN/c_tls_server" "$BIN/tls_loadgen"); MAKE_HINT="make tls-bin" ;;
   *) echo "SUITE must be tcp or tls" >&2; exit 2 ;;
 esac
 OUT=$HERE/out/${SUITE}_profile
@@ -49,7 +49,7 @@ for t in valgrind callgrind_control strace; do
 done
 [ "$SUITE" = tcp ] && { command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }; }
 for f in "${NEED[@]}"; do
-  [ -x "$f" ] || { echo "missing $f: run '$MAKE_HINT" >&2; exit 1; }
+  [ -x "$f" ] || { echo "missing $f: run '$MAKE_HINT' in bench/" >&2; exit 1; }
 done
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
 export LUA_CPATH="${DUPLEX_BUILD:-$ROOT/build}/?.so;;"
