@@ -59,9 +59,14 @@ function ch.build(name, src, flags)
   return out
 end
 
+-- build/NAME.so, the LD_PRELOAD library of spec/shim/NAME.c.
+function ch.preload(name)
+  return ch.build(name .. ".so", name .. ".c", "-shared -fPIC -ldl")
+end
+
 -- build/fakegai.so (the LD_PRELOAD getaddrinfo of spec/shim/fakegai.c).
 function ch.fakegai()
-  return ch.build("fakegai.so", "fakegai.c", "-shared -fPIC -ldl")
+  return ch.preload("fakegai")
 end
 
 local PRELUDE = [==[
