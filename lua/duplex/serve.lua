@@ -131,6 +131,8 @@ return function(duplex, core, aux)
   -- listener cannot be registered to wait) is an episode: reported when it
   -- starts and when it ends, with a count, while serve backs off.
   local scarce = { EMFILE = true, ENFILE = true, ENOBUFS = true, ENOMEM = true, ENOSPC = true }
+  -- seconds: a back-off step, a wait for the queue in an episode, a drain step
+  local STEP = 0.05
 
   --- Accept connections until the server is closed, each handled by
   --- handler(client) in a task of its own. opts: maxclients, idletimeout,
@@ -156,7 +158,7 @@ return function(duplex, core, aux)
       else
         -- in an episode, wait only briefly: the queue found empty for that
         -- long ends the episode (a wait that works: the listener is registered)
-        local c, msg, code = accept(self, episode and 0.05 or math.huge)
+        local c, msg, code = accept(self, episode and STEP or math.huge)
         if c then
           st.active = st.active + 1         -- counted now, for maxclients
           if idle then c:setoption("idletimeout", idle) end
@@ -175,7 +177,7 @@ return function(duplex, core, aux)
           else
             episode.count = episode.count + 1
           end
-          wait_change(st, 0.05)             -- let connections end meanwhile
+          wait_change(st, STEP)             -- let connections end meanwhile
         end
       end
     end
@@ -186,7 +188,7 @@ return function(duplex, core, aux)
           if idle_client(c) then c:close() end
         end
         if st.active == 0 then break end
-        wait_change(st, math.min(0.05, math.max(0, deadline - now())))
+        wait_change(st, math.min(STEP, math.max(0, deadline - now())))
       until now() >= deadline
       st.cutting = true
       for _, c in ipairs(serve_clients(st.ended)) do c:close() end
