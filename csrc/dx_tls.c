@@ -487,26 +487,33 @@ int dx_tls_peer(const dx_tls *t, int which, char *buf, size_t len) {
   return 1;
 }
 
+/* The text of a subjectAltName entry that names a host: a DNS name, or an
+ * IP address of 4 or 16 bytes (any other length is malformed, and is
+ * never read); NULL for every other entry. */
+static const char *san_text(const GENERAL_NAME *g, char *buf, size_t len) {
+  if (g->type == GEN_DNS) {
+    snprintf(buf, len, "%.*s", ASN1_STRING_length(g->d.dNSName),
+             (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+    return buf;
+  }
+  if (g->type == GEN_IPADD) {
+    int n = ASN1_STRING_length(g->d.iPAddress);
+    if (n != 4 && n != 16) return NULL;
+    return inet_ntop(n == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress),
+                     buf, (socklen_t)len);
+  }
+  return NULL;
+}
+
 int dx_tls_peer_san(const dx_tls *t, int i, char *buf, size_t len) {
   X509 *x = SSL_get0_peer_certificate(t->ssl);
   GENERAL_NAMES *names;
-  int found = 0;
+  int j, found = 0;
   if (x == NULL || len == 0) return 0;
   names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
   if (names == NULL) return 0;
-  if (i < sk_GENERAL_NAME_num(names)) {
-    const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
-    buf[0] = '\0';
-    if (g->type == GEN_DNS) {
-      snprintf(buf, len, "%.*s", ASN1_STRING_length(g->d.dNSName),
-               (const char *)ASN1_STRING_get0_data(g->d.dNSName));
-    } else if (g->type == GEN_IPADD) {
-      int n = ASN1_STRING_length(g->d.iPAddress);
-      inet_ntop(n == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress),
-                buf, (socklen_t)len);
-    }
-    found = 1;
-  }
+  for (j = 0; j < sk_GENERAL_NAME_num(names) && !found; j++)
+    if (san_text(sk_GENERAL_NAME_value(names, j), buf, len) && i-- == 0) found = 1;
   GENERAL_NAMES_free(names);
   return found;
 }

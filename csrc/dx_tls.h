@@ -83,7 +83,9 @@ int dx_tls_resumed(const dx_tls *t);
 /* The peer's certificate: subject, issuer, notAfter as text into buf
  * (which = 's', 'i', 'n'); 0 if there is none. */
 int dx_tls_peer(const dx_tls *t, int which, char *buf, size_t len);
-/* Its i-th subjectAltName (DNS name or IP) into buf; 0 past the end. */
+/* Its i-th subjectAltName that names a host (a DNS name, or an IP address
+ * of 4 or 16 bytes: malformed and other entries are skipped) into buf; 0
+ * past the end. */
 int dx_tls_peer_san(const dx_tls *t, int i, char *buf, size_t len);
 
 #endif

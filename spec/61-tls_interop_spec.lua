@@ -137,6 +137,16 @@ describe("duplex client -> openssl s_server #nomemcheck", function()
   end)
 
   -- (s_server without -www ends when its stdin does: stdin = true keeps it open)
+  it("a certificate with a 1-byte IP SAN: tlsinfo lists its DNS name only, never heap bytes as an address", function()
+    local _, port = s_server(("-naccept 1 -www -cert %s -key %s"):format(sh(P.badip.crt), sh(P.badip.key)))
+    local san = duplex.run(function()
+      local c = assert(duplex.connect("127.0.0.1", port, { tls = { verify = false }, timeout = 5 }))
+      defer(function() c:close() end)
+      return c:tlsinfo().peer.san
+    end)
+    assert.same({ "localhost" }, san)
+  end)
+
   it("client certificate: s_server -Verify 1 accepts the duplex client's certificate", function()
     local proc, port = s_server(("-naccept 1 -Verify 1 -CAfile %s -cert %s -key %s"):format(
       sh(P.ca), sh(P.server.crt), sh(P.server.key)), { stdin = true })

@@ -22,6 +22,7 @@
 --   expired     ec          DNS:localhost, IP:127.0.0.1; 2020-01-01 .. 2020-01-02
 --   selfsigned  ec          CN=localhost, DNS:localhost, IP:127.0.0.1, not from the CA
 --   other       ec          DNS:localhost, IP:127.0.0.1, signed by another CA (P.otherca)
+--   badip       ec          DNS:localhost and an IP address entry 1 byte long
 --   client      ec          DNS:client.test (serverAuth, clientAuth), from the CA
 --   chained     ec          DNS:localhost, IP:127.0.0.1, from an intermediate CA;
 --                           chained.crt holds the leaf then the intermediate
@@ -98,6 +99,8 @@ leaf wronghost ec "DNS:not-localhost.example"
 leaf dnsonly ec "DNS:localhost"
 leaf client ec "DNS:client.test"
 leaf other ec "DNS:localhost,IP:127.0.0.1" otherca
+# DNS:localhost, then an IP address entry one byte long (malformed)
+leaf badip ec "DER:300e82096c6f63616c686f73748701ff"
 # an intermediate CA, and a leaf from it served with its chain
 key inter ec
 openssl req -new -key inter.key -subj "/CN=duplex test intermediate" -out inter.csr
@@ -144,7 +147,7 @@ openssl ca -batch -config ca.cnf -cert ca.crt -keyfile ca.key -in expired.csr -o
 touch done
 ]==]
 
-local LEAVES = { "server", "serverrsa", "wronghost", "dnsonly", "client", "other",
+local LEAVES = { "server", "serverrsa", "wronghost", "dnsonly", "client", "other", "badip",
                  "chained", "locked", "selfsigned", "expired" }
 
 local function paths(dir)
