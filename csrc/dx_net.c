@@ -396,6 +396,7 @@ int dx_wait_fd(int fd, int events, int ms) {
 
 const char *dx_errname(int code) {
   if (code == DX_ECERT) return "ECERT";
+  if (code == DX_ECLOSED) return "EBADF";
   if (DX_ISEAI(code)) {
     int i = -code - DX_EAI_BASE;
     return i < NEAI ? eai_names[i].name : "EAI_FAIL";
@@ -408,6 +409,7 @@ const char *dx_errname(int code) {
 
 const char *dx_strerror(int code) {
   if (code == DX_ECERT) return "certificate verification failed";
+  if (code == DX_ECLOSED) return "socket is closed";
   if (DX_ISEAI(code)) {
     int i = -code - DX_EAI_BASE;
     return gai_strerror(i < NEAI ? eai_names[i].eai : EAI_FAIL);

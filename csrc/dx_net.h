@@ -32,6 +32,9 @@ enum { DX_READ = 1, DX_WRITE = 2, DX_SUSPECT = 4 };
 #define DX_WANT_WRITE (-40002)
 /* A code of duplex's own: the peer's TLS certificate did not verify. */
 #define DX_ECERT (-40003)
+/* Another of duplex's own: the socket was closed before the call (by
+ * another task, often); its name is "EBADF", as the kernel's would be. */
+#define DX_ECLOSED (-40004)
 
 /* Resolve host/port into up to `max` addresses. host "*" means every
  * address (IPv6 dual-stack first, then IPv4); `passive` is for binding.

@@ -17,7 +17,6 @@
 #define LX_MAXLINE (1024 * 1024)
 
 #define check_client(L, S) ((lx_client *)lx_checksock(L, S, LX_CLS_CLIENT))
-#define check_open(L, S) ((lx_client *)lx_checkopen(L, S, LX_CLS_CLIENT))
 
 lx_client *lx_client_new(lua_State *L) {
   lx_client *c = lua_newuserdatauv(L, sizeof(lx_client), 0);
@@ -69,10 +68,11 @@ void lx_client_label(lx_client *c, char *out, size_t n) {
 static int c_shutdown(lua_State *L) {
   static const char *const hows[] = {"r", "w", "rw", NULL};
   static const int how_of[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
-  lx_client *c = check_open(L, lx_state_of(L));
+  lx_client *c = check_client(L, lx_state_of(L));
   int how, rc;
   if (!lua_isnoneornil(L, 2)) lx_checkcstring(L, 2, "mode");
   how = how_of[luaL_checkoption(L, 2, "rw", hows)];
+  if (c->s.w.fd < 0) return lx_closed(L, &c->s, "shutdown");
 #ifdef DX_TLS
   if (c->tls && how != SHUT_RD) dx_tls_close_notify(c->tls);   /* then the FIN */
 #endif
@@ -83,9 +83,11 @@ static int c_shutdown(lua_State *L) {
 }
 
 static int c_getpeername(lua_State *L) {
-  lx_client *c = check_open(L, lx_state_of(L));
+  lx_client *c = check_client(L, lx_state_of(L));
   dx_addr a;
-  int rc = dx_sockname(c->s.w.fd, 1, &a);
+  int rc;
+  if (c->s.w.fd < 0) return lx_closed(L, &c->s, "getpeername");
+  rc = dx_sockname(c->s.w.fd, 1, &a);
   if (rc < 0) return lx_sockfail(L, &c->s, "getpeername", rc);
   return lx_push_addr(L, &a);
 }
@@ -97,7 +99,7 @@ static const char *const client_opts[] = {
 /* The client's own options: maxline, idletimeout (seconds without a byte
  * moved; false or math.huge: none). */
 static int c_setoption(lua_State *L) {
-  lx_client *c = check_open(L, lx_state_of(L));
+  lx_client *c = check_client(L, lx_state_of(L));
   int r = lx_sockopt(L, &c->s, 1, client_opts);
   if (r >= 0) return r;
   if (lua_tostring(L, 2)[0] == 'm') {
@@ -116,7 +118,7 @@ static int c_setoption(lua_State *L) {
 }
 
 static int c_getoption(lua_State *L) {
-  lx_client *c = check_open(L, lx_state_of(L));
+  lx_client *c = check_client(L, lx_state_of(L));
   int r = lx_sockopt(L, &c->s, 0, client_opts);
   if (r >= 0) return r;
   if (lua_tostring(L, 2)[0] == 'm') lua_pushinteger(L, (lua_Integer)c->maxline);

@@ -198,6 +198,7 @@ static lx_sock *op_sock(lua_State *L, const lx_op *op) {
 static void init_call(lua_State *L, lx_call *c, lx_state *S, const lx_op *op, lx_sock *sock,
                       int base, double deadline) {
   c->S = S;
+  c->op = op;
   c->sock = sock;
   c->sock2 = op->sockarg2 ? (lx_sock *)lua_touserdata(L, op->sockarg2) : NULL;
   c->on = NULL;
@@ -214,7 +215,7 @@ static void init_call(lua_State *L, lx_call *c, lx_state *S, const lx_op *op, lx
   c->fired = 0;
   c->saved = 0;
   c->vlen = c->used = 0;
-  c->eof = c->ended = 0;
+  c->eof = c->ended = c->broke = 0;
 }
 
 /* After a yield (ctx: see yield). */
@@ -247,11 +248,9 @@ int lx_drive(lua_State *L, const lx_op *op, double deadline) {
 
 int lx_drive_on(lua_State *L, lx_state *S, lx_sock *sock, const lx_op *op, double deadline) {
   lx_call c;
-  if (sock && !op->opens && sock->w.fd < 0)
-    return luaL_error(L, "attempt to use a closed %s",
-                      sock->cls == LX_CLS_CLIENT ? LX_CLIENT
-                      : sock->cls == LX_CLS_UDP ? LX_UDP : LX_SERVER);
   init_call(L, &c, S, op, sock, lua_gettop(L), deadline);
+  if (sock && !op->opens && sock->w.fd < 0)      /* closed before the call */
+    return finish(L, op, &c, DX_ECLOSED);
   /* A task that always finds its data ready yields now and then, so that
    * it cannot starve the others. */
   if (S->running == L && --S->budget < 0 && lua_isyieldable(L)) {

@@ -76,6 +76,7 @@ enum { LX_DONE = 0, LX_WAIT_READ = 1, LX_WAIT_WRITE = 2, LX_WAIT_TIMER = 3 };
 
 typedef struct lx_call {
   lx_state *S;
+  const struct lx_op *op;     /* the operation */
   lx_sock *sock;              /* what the operation works on; NULL: timers */
   lx_sock *sock2;             /* its second socket (a forward's destination) */
   lx_sock *on;                /* try: wait on this one's readiness (NULL: sock) */
@@ -90,6 +91,7 @@ typedef struct lx_call {
   int saved;                  /* how many of the driver's slots are on the stack */
   size_t vlen, used;          /* what try found, for push: */
   int eof, ended;             /* ...the stream had ended; a nil result */
+  int broke;                  /* the stream itself failed (a receive's error) */
 } lx_call;
 
 typedef struct lx_op {
@@ -135,6 +137,10 @@ int lx_cannot_wait(lua_State *L);
  * for a closed one. */
 lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls);
 lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls);
+/* What a method of a closed socket returns: nil, "<op> <where>: socket
+ * is closed", "EBADF" (3 results). A closed socket is the normal case in
+ * concurrent code (another task closed it), not a programming error. */
+int lx_closed(lua_State *L, lx_sock *s, const char *op);
 /* The value at idx as a socket of class cls, or NULL (never raises). */
 lx_sock *lx_tosock(lua_State *L, const lx_state *S, int idx, int cls);
 /* Close the descriptor, waking every task that waits on it. */
@@ -142,8 +148,9 @@ void lx_sock_close(lx_state *S, lx_sock *s);
 /* nil, "<op> <where>: <strerror>", code (3 results) for socket s. */
 int lx_sockfail(lua_State *L, lx_sock *s, const char *op, int code);
 /* setoption/getoption for socket-level names (self at 1, name at 2, value
- * at 3). Raises for names not in `allowed`; -1 for an allowed name that is
- * not a socket option (the caller's own, like maxline). */
+ * at 3). Raises for names not in `allowed`; a closed socket's results
+ * (lx_closed) for the others; -1 for an allowed name that is not a socket
+ * option (the caller's own, like maxline). */
 int lx_sockopt(lua_State *L, lx_sock *s, int set, const char *const allowed[]);
 /* With module and state on the stack: a metatable `name` (pushed) whose
  * __index is a table of `methods` plus the shared ones (settimeout,

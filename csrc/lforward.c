@@ -218,20 +218,19 @@ static const lx_op op_forward = {
 
 static int c_forward(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  lx_client *src = (lx_client *)lx_checkopen(L, S, LX_CLS_CLIENT), *dst;
+  lx_client *src = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
+  lx_client *dst = (lx_client *)lx_tosock(L, S, 2, LX_CLS_CLIENT);
   lua_Integer max = LUA_MAXINTEGER;
-  int isclient = 0;
   lx_fwd *f;
-  if (lua_touserdata(L, 2) && lua_getmetatable(L, 2)) {
-    isclient = lua_topointer(L, -1) == S->mt[LX_CLS_CLIENT];
-    lua_pop(L, 1);
-  }
-  if (!isclient) luaL_typeerror(L, 2, LX_CLIENT);
-  dst = (lx_client *)lua_touserdata(L, 2);
-  luaL_argcheck(L, dst->s.w.fd >= 0, 2, "attempt to use a closed " LX_CLIENT);
+  if (dst == NULL) luaL_typeerror(L, 2, LX_CLIENT);
   if (!lua_isnoneornil(L, 3)) {
     max = luaL_checkinteger(L, 3);
     luaL_argcheck(L, max >= 0, 3, "maximum must be non-negative");
+  }
+  if (src->s.w.fd < 0 || dst->s.w.fd < 0) {     /* nil, msg, "EBADF", 0 */
+    lx_closed(L, src->s.w.fd < 0 ? &src->s : &dst->s, "forward");
+    lua_pushinteger(L, 0);
+    return 4;
   }
   lua_settop(L, 2);
   lua_pushinteger(L, max);                                  /* 3 */

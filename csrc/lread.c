@@ -79,9 +79,29 @@ static int receive_until(lua_State *L, lx_call *k, lx_scanner scan) {
     n = lx_client_fill(k->S, c, trust);
     if (n == -EAGAIN) return LX_WAIT_READ;
     if (n == DX_WANT_WRITE) return LX_WAIT_WRITE;     /* TLS must write first */
-    if (n < 0) return (int)n;
+    if (n < 0) {
+      k->broke = n != -ENOMEM;            /* no more bytes will come */
+      return (int)n;
+    }
     k->moved = 1;
   }
+}
+
+/* A read that fails leaves every byte buffered for the next one, unless
+ * the stream itself broke (a reset, a TLS end without close_notify): no
+ * more bytes will come, so the bytes received are handed over with the
+ * failure, as a fourth result: nil, msg, code, partial. */
+static int fail_read(lua_State *L, lx_call *k, int code) {
+  lx_client *c = (lx_client *)k->sock;
+  size_t n = dx_buf_len(&c->rb);
+  if (!k->broke) return lx_sockfail(L, k->sock, k->op->name, code);
+  /* the bytes are taken before a string is made: making one may run a
+   * finalizer that reads this client */
+  lua_pushlstring(L, dx_buf_take(&c->rb, n), n);
+  dx_buf_settle(&c->rb);
+  lx_sockfail(L, k->sock, k->op->name, code);
+  lua_rotate(L, -4, -1);
+  return 4;
 }
 
 /* Take what try found and settle; push the value (or nil): 1 result. */
@@ -168,7 +188,7 @@ static int push_read(lua_State *L, lx_call *k) {
   return lua_gettop(L) - top + 1;
 }
 
-static const lx_op op_read = {"read", 0, 1, 0, try_read, push_read, NULL, stall_read, 0, 0};
+static const lx_op op_read = {"read", 0, 1, 0, try_read, push_read, fail_read, stall_read, 0, 0};
 
 /* read(0) alone never waits for data: "" unless the stream has ended,
  * which only a receive can tell when nothing is buffered. */
@@ -178,13 +198,16 @@ static int try_read0(lua_State *L, lx_call *k) {
   if (dx_buf_len(&c->rb) == 0 && !c->eof) {
     long n = lx_client_fill(k->S, c, 0);
     if (n == DX_WANT_WRITE) return LX_WAIT_WRITE;
-    if (n < 0 && n != -EAGAIN) return (int)n;
+    if (n < 0 && n != -EAGAIN) {
+      k->broke = n != -ENOMEM;
+      return (int)n;
+    }
   }
   k->ended = dx_buf_len(&c->rb) == 0 && c->eof;
   return LX_DONE;
 }
 
-static const lx_op op_read0 = {"read", 0, 1, 0, try_read0, push_one, NULL, stall_read, 0, 0};
+static const lx_op op_read0 = {"read", 0, 1, 0, try_read0, push_one, fail_read, stall_read, 0, 0};
 
 /* Formats become integers: a count n as n, "l" (or "*l") as -'l', and so
  * on, so that a try reads each with one lua_tointeger. */
@@ -252,7 +275,7 @@ static int try_until(lua_State *L, lx_call *k) {
   return receive_until(L, k, scan_until);
 }
 
-static const lx_op op_until = {"readuntil", 0, 1, 0, try_until, push_one, NULL, stall_read, 0, 0};
+static const lx_op op_until = {"readuntil", 0, 1, 0, try_until, push_one, fail_read, stall_read, 0, 0};
 
 static int c_readuntil(lua_State *L) {
   lx_state *S = lx_state_of(L);
@@ -287,7 +310,7 @@ static int try_some(lua_State *L, lx_call *k) {
   return receive_until(L, k, scan_some);
 }
 
-static const lx_op op_some = {"readsome", 0, 1, 0, try_some, push_one, NULL, stall_read, 0, 0};
+static const lx_op op_some = {"readsome", 0, 1, 0, try_some, push_one, fail_read, stall_read, 0, 0};
 
 static int c_readsome(lua_State *L) {
   lx_state *S = lx_state_of(L);

@@ -21,7 +21,6 @@ typedef struct lx_server {
 } lx_server;
 
 #define check_server(L) ((lx_server *)lx_checksock(L, lx_state_of(L), LX_CLS_SERVER))
-#define check_open(L) ((lx_server *)lx_checkopen(L, lx_state_of(L), LX_CLS_SERVER))
 
 void lx_server_label(lx_sock *s, char *out, size_t n) {
   dx_addr_label(&((lx_server *)s)->addr, out, n);
@@ -76,7 +75,7 @@ static const char *const server_opts[] = {
 
 /* nodelay on a server is for the clients it accepts from now on. */
 static int s_setoption(lua_State *L) {
-  lx_server *s = check_open(L);
+  lx_server *s = check_server(L);
   int nodelay = lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "nodelay") == 0;
   int on = lua_toboolean(L, 3);
   int r = lx_sockopt(L, &s->s, 1, server_opts);
@@ -87,13 +86,13 @@ static int s_setoption(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  if (nodelay && lua_toboolean(L, -1)) s->nodelay = on;
+  if (nodelay && r == 1) s->nodelay = on;     /* set: self is the one result */
   return r;
 }
 
 /* handshake_timeout: serve's, for a TLS server (nil for plaintext). */
 static int s_getoption(lua_State *L) {
-  lx_server *s = check_open(L);
+  lx_server *s = check_server(L);
   int r = lx_sockopt(L, &s->s, 0, server_opts);
   if (r >= 0) return r;
   if (s->tls) lua_pushnumber(L, s->hs_timeout);

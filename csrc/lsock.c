@@ -35,6 +35,10 @@ lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls) {
   return s;
 }
 
+int lx_closed(lua_State *L, lx_sock *s, const char *op) {
+  return lx_sockfail(L, s, op, DX_ECLOSED);
+}
+
 void lx_sock_close(lx_state *S, lx_sock *s) {
   if (s->w.fd < 0) return;
   /* A connection's registration is left for close to remove (one system
@@ -69,8 +73,9 @@ int lx_sockfail(lua_State *L, lx_sock *s, const char *op, int code) {
 
 /* --- shared methods (upvalue 2: the class) ------------------------------ */
 
-#define self_of(L) lx_checkopen(L, lx_state_of(L), (int)lua_tointeger(L, lua_upvalueindex(2)))
+#define self_of(L) lx_checksock(L, lx_state_of(L), (int)lua_tointeger(L, lua_upvalueindex(2)))
 
+/* Also of a closed socket: it uses no descriptor. */
 static int m_settimeout(lua_State *L) {
   lx_sock *s = self_of(L);
   s->timeout = lx_opt_timeout(L, 2);
@@ -79,14 +84,18 @@ static int m_settimeout(lua_State *L) {
 }
 
 static int m_fileno(lua_State *L) {
-  lua_pushinteger(L, self_of(L)->w.fd);
+  lx_sock *s = self_of(L);
+  if (s->w.fd < 0) return lx_closed(L, s, "fileno");
+  lua_pushinteger(L, s->w.fd);
   return 1;
 }
 
 static int m_getsockname(lua_State *L) {
   lx_sock *s = self_of(L);
   dx_addr a;
-  int rc = dx_sockname(s->w.fd, 0, &a);
+  int rc;
+  if (s->w.fd < 0) return lx_closed(L, s, "getsockname");
+  rc = dx_sockname(s->w.fd, 0, &a);
   if (rc < 0) return lx_sockfail(L, s, "getsockname", rc);
   return lx_push_addr(L, &a);
 }
@@ -191,6 +200,7 @@ int lx_sockopt(lua_State *L, lx_sock *s, int set, const char *const allowed[]) {
   int i, ok = 0;
   for (i = 0; allowed[i] && !ok; i++) ok = strcmp(allowed[i], name) == 0;
   if (!ok) return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s'", name));
+  if (s->w.fd < 0) return lx_closed(L, s, set ? "setoption" : "getoption");
   for (d = optdefs; d->name && strcmp(d->name, name) != 0; d++) {}
   if (d->name == NULL) return -1;         /* not a socket option: caller's */
   return set ? set_option(L, s, d) : get_option(L, s, d);

@@ -163,7 +163,7 @@ const char *lx_tls_start(lx_client *c, dx_tls_ctx *ctx, int server, const char *
 
 /* --- handshake, starttls, tlsinfo ----------------------------------------------- */
 
-#define check_open(L) ((lx_client *)lx_checkopen(L, lx_state_of(L), LX_CLS_CLIENT))
+#define check_client(L) ((lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT))
 
 static int try_handshake(lua_State *L, lx_call *k) {
   lx_client *c = (lx_client *)k->sock;
@@ -195,7 +195,7 @@ static int c_handshake(lua_State *L) {
 /* starttls(ctx_or_opts [, timeout]) -> self, or nil, msg, code. Bytes
  * already received go to TLS as ciphertext, never back to the program. */
 static int c_starttls(lua_State *L) {
-  lx_client *c = check_open(L);
+  lx_client *c = check_client(L);
   double timeout = lua_isnoneornil(L, 3) ? c->s.timeout : lx_opt_timeout(L, 3);
   lx_tlsctx *x;
   int server = c->accepted;   /* the side that accepted is TLS's server */
@@ -204,6 +204,7 @@ static int c_starttls(lua_State *L) {
   if (c->tls) return luaL_error(L, "starttls: already a TLS client");
   lua_settop(L, 2);
   x = lx_tls_option(L, 2, 1);
+  if (c->s.w.fd < 0) return lx_closed(L, &c->s, "starttls");
   if (server && !dx_tls_ctx_can_serve(x->ctx))
     return luaL_argerror(L, 1, "a server's starttls needs a context with a certificate");
   host[0] = '\0';
@@ -236,9 +237,10 @@ static void setstr(lua_State *L, const char *k, const char *v) {
 /* tlsinfo() -> { version=, cipher=, alpn=, servername=, resumed=, peer = {
  * subject=, issuer=, notafter=, san = {...} } }, or nil for plaintext */
 static int c_tlsinfo(lua_State *L) {
-  lx_client *c = check_open(L);
+  lx_client *c = check_client(L);
   char buf[512];
   int i;
+  if (c->s.w.fd < 0) return lx_closed(L, &c->s, "tlsinfo");
   if (c->tls == NULL) {
     luaL_pushfail(L);
     return 1;

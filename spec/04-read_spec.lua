@@ -343,8 +343,9 @@ describe("lines", function()
     assert.same({ "ab", "cd", "e" }, collect(p:lines(2)))
   end)
 
-  it("raises on an I/O error instead of ending the loop", function()
+  it("raises on an I/O error instead of ending the loop, with the read's message and code", function()
     local c, p = pair()
+    local _, port = c:getsockname()
     assert(c:write("first\n"))
     p:settimeout(0.05)
     local got = {}
@@ -356,8 +357,23 @@ describe("lines", function()
     end)
     assert.is_false(ok)
     assert.same({ "first" }, got)
-    assert.is_string(err)
-    assert.matches("read", err, 1, true)
+    local msg = ("read 127.0.0.1:%d: Connection timed out"):format(port)
+    assert.same({ msg = msg, code = "ETIMEDOUT" }, { msg = err.msg, code = err.code, partial = err.partial })
+    assert.matches("^spec/04%-read_spec%.lua:%d+: " .. msg:gsub("%.", "%%."):gsub("%-", "%%-") .. "$", tostring(err))
+  end)
+
+  it("raises ECONNRESET with the bytes of an unfinished line when the peer resets", function()
+    local c, p = pair()
+    local _, port = c:getsockname()
+    assert(c:write("first\nunfinished"))
+    local it = p:lines()
+    assert.equal("first", it())             -- "unfinished" came with it
+    assert.equal(c, c:setoption("linger", 0))
+    c:close()                               -- a reset
+    local ok, err = pcall(it)
+    assert.is_false(ok)
+    assert.same({ msg = ("read 127.0.0.1:%d: Connection reset by peer"):format(port), code = "ECONNRESET",
+      partial = "unfinished" }, { msg = err.msg, code = err.code, partial = err.partial })
   end)
 end)
 

@@ -265,38 +265,77 @@ describe("lifetime", function()
     end)
   end)
 
+  -- A socket another task closed is the normal case in concurrent code:
+  -- every method that uses its descriptor returns nil, msg, "EBADF"
+  -- (write and forward add their count, 0), never raises.
   describe("a closed object", function()
     local client_methods = {
-      { "read", "l" }, { "read", 1 }, { "readuntil", "\n" }, { "readsome" },
-      { "write", "x" }, { "lines" }, { "shutdown", "w" }, { "settimeout", 1 },
-      { "getpeername" }, { "getsockname" }, { "setoption", "nodelay", true },
-      { "getoption", "nodelay" }, { "fileno" },
+      { "read", "l" }, { "read", 1 }, { "read", 0 }, { "read", "l", "a" }, { "readuntil", "\n" },
+      { "readsome" }, { "write", "x", 4 }, { "shutdown", "w" }, { "getpeername" },
+      { "getsockname" }, { "setoption", "nodelay", true }, { "setoption", "maxline", 10 },
+      { "getoption", "nodelay" }, { "getoption", "idletimeout" }, { "fileno" },
+      { "handshake" }, { "forward", "open" },
     }
     local server_methods = {
-      { "accept", 0 }, { "getsockname" }, { "settimeout", 1 },
-      { "setoption", "rcvbuf", 65536 }, { "getoption", "rcvbuf" }, { "fileno" },
+      { "accept", 0 }, { "accept" }, { "getsockname" }, { "setoption", "rcvbuf", 65536 },
+      { "getoption", "rcvbuf" }, { "getoption", "handshake_timeout" }, { "fileno" },
       { "serve", function() end },
     }
 
     for _, m in ipairs(client_methods) do
-      it("raises on client:" .. m[1] .. "()", function()
+      it("client:" .. m[1] .. "() returns nil, msg, 'EBADF'", function()
         local c, p, srv = helpers.pair()
+        local _, port = srv:getsockname()
+        local x, y = helpers.pair()
+        finally(function() helpers.close(x, y) end)
         c:close(); p:close(); srv:close()
-        local fn = c[m[1]]
-        assert.equal("function", type(fn))
-        assert.error_matches(function() fn(c, table.unpack(m, 2)) end,
-          "attempt to use a closed duplex%.client")
+        local args = table.pack(table.unpack(m, 2))
+        if args[1] == "open" then args[1] = x end      -- forward to an open client
+        local op = m[1] == "handshake" and "tls handshake" or m[1]
+        local want = { nil, ("%s 127.0.0.1:%d: socket is closed"):format(op, port), "EBADF", n = 3 }
+        if m[1] == "write" or m[1] == "forward" then want[4], want.n = 0, 4 end
+        assert.same(want, table.pack(c[m[1]](c, table.unpack(args, 1, args.n))))
       end)
     end
 
+    it("client:forward(dst) to a closed dst returns nil, msg, 'EBADF', 0", function()
+      local a, b, s2 = helpers.pair()
+      finally(function() helpers.close(a, b, s2) end)
+      local c, p, srv = helpers.pair()
+      local _, port = srv:getsockname()
+      helpers.close(c, p, srv)
+      assert.same({ nil, ("forward 127.0.0.1:%d: socket is closed"):format(port), "EBADF", 0, n = 4 },
+        table.pack(b:forward(c)))
+      assert.equal(a, a:write("still open\n"))
+      assert.equal("still open", b:read("l"))
+    end)
+
+    it("client:lines() iterates to a failure that carries the code", function()
+      local c, p, srv = helpers.pair()
+      local _, port = srv:getsockname()
+      helpers.close(c, p, srv)
+      local ok, e = pcall(c:lines())
+      assert.is_false(ok)
+      assert.same({ msg = ("read 127.0.0.1:%d: socket is closed"):format(port), code = "EBADF" },
+        { msg = e.msg, code = e.code, partial = e.partial })
+      assert.equal(e.msg, tostring(e))
+    end)
+
+    it("client:settimeout() and close() still work", function()
+      local c, p, srv = helpers.pair()
+      helpers.close(c, p, srv)
+      assert.equal(c, c:settimeout(1))
+      assert.same({ true, n = 1 }, table.pack(c:close()))
+    end)
+
     for _, m in ipairs(server_methods) do
-      it("raises on server:" .. m[1] .. "()", function()
-        local srv = helpers.server()
+      it("server:" .. m[1] .. "() returns nil, msg, 'EBADF'", function()
+        local srv, port = helpers.server()
         srv:close()
         local fn = srv[m[1]]
         assert.equal("function", type(fn))
-        assert.error_matches(function() fn(srv, table.unpack(m, 2)) end,
-          "attempt to use a closed duplex%.server")
+        assert.same({ nil, ("%s 127.0.0.1:%d: socket is closed"):format(m[1], port), "EBADF", n = 3 },
+          table.pack(fn(srv, table.unpack(m, 2))))
       end)
     end
   end)

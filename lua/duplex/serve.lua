@@ -13,35 +13,50 @@ return function(duplex, core, aux)
   local idle_client = core.idle
   local typename, report = aux.typename, aux.report
 
-  -- Raise like luaL_checkudata would for a method's self.
+  -- Raise like luaL_checkudata would for a method's self (open or closed:
+  -- a closed socket is an I/O failure, found by the I/O itself).
   local function check_self(self, want, method)
     local kind = core.type(self)
-    if kind == want then return end
-    if kind == "closed " .. want then error("attempt to use a closed duplex." .. want, 3) end
+    if kind == want or kind == "closed " .. want then return end
     error(string.format("bad argument #1 to '%s' (duplex.%s expected, got %s)",
       method, want, typename(self)), 3)
   end
 
-  -- The last error lines() raised for each client: a handler that ends
+  -- What lines() raises for a failed read: the read's message, code and
+  -- (when the stream broke) the bytes it had received, for a handler to
+  -- act on; tostring gives the message after where the loop was, as
+  -- error(msg, 2) would.
+  local Failure = { __name = "duplex.failure" }
+  Failure.__index = Failure
+  function Failure:__tostring() return self.where .. self.msg end
+
+  local function where(level)
+    local info = debug.getinfo(level + 1, "Sl")
+    if not info or info.currentline <= 0 then return "" end
+    return info.short_src .. ":" .. info.currentline .. ": "
+  end
+
+  -- The last failure lines() raised for each client: a handler that ends
   -- with it ends quietly (the client went away or timed out), not as a bug.
   local quiet = setmetatable({}, { __mode = "k" })
 
-  -- Did error e come from lines() of client c? (error() put where in front)
   local function from_lines(c, e)
-    local msg = quiet[c]
-    return msg ~= nil and type(e) == "string" and e:sub(-#msg) == msg
+    return quiet[c] ~= nil and rawequal(quiet[c], e)
   end
 
-  --- Iterate over reads of fmt (default "l"); raises on I/O errors.
+  --- Iterate over reads of fmt (default "l"); raises on I/O errors a
+  --- table { msg = , code = , partial = } (tostring: "where: msg").
   function client:lines(fmt)
     check_self(self, "client", "lines")
     fmt = fmt or "l"
     local read = client.read
     return function()
-      local v, msg = read(self, fmt)
+      local v, msg, code, partial = read(self, fmt)
       if v == nil and msg then
-        quiet[self] = msg
-        error(msg, 2)
+        local e = setmetatable({ msg = msg, code = code, partial = partial, where = where(2) },
+          Failure)
+        quiet[self] = e
+        error(e)
       end
       return v
     end
@@ -143,6 +158,10 @@ return function(duplex, core, aux)
       error("bad argument #1 to 'serve' (function expected, got " .. typename(handler) .. ")", 2)
     end
     check_opts(opts)
+    if core.type(self) == "closed server" then   -- accept says it, with the address
+      local _, msg, code = server.accept(self, 0)
+      return nil, (msg:gsub("^accept", "serve")), code
+    end
     if not current() then return duplex.run(server.serve, self, handler, opts) end
     opts = opts or {}
     if opts.nodelay ~= nil then self:setoption("nodelay", opts.nodelay) end
