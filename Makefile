@@ -30,7 +30,7 @@ OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA) $(BUSTED_FLAGS)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test check-rockspec fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
+.PHONY: all test check-rockspec check-version fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -60,7 +60,7 @@ deps-tools:
 	@$(MAKE) -s deps DEPS_PKGS="$(DEPS_TOOLS)"
 
 test: deps
-	$(MAKE) all check-tiers check-rockspec test-core
+	$(MAKE) all check-tiers check-rockspec check-version test-core
 	$(BUSTED) -o utfTerminal spec
 
 # The rockspec builds what the Makefile builds: every csrc/*.c but the
@@ -71,6 +71,26 @@ check-rockspec:
 	if [ "$$listed" = "$$built" ]; then echo "rockspec: every source listed"; \
 	else echo "the rockspec's sources differ from csrc/*.c:"; mkdir -p build; echo "$$listed" > build/.rs; \
 	  echo "$$built" | diff build/.rs - ; exit 1; fi
+
+# The version is written once, as LX_VERSION in csrc/lduplex.h (the module's
+# _VERSION is "duplex " LX_VERSION). Every "duplex X.Y.Z" elsewhere, the
+# newest release in CHANGELOG.md and any release rockspec (named
+# duplex-X.Y.Z-N.rockspec, beside the scm one) must say the same.
+VERSION = $(shell sed -n 's/^.define LX_VERSION "\(.*\)"$$/\1/p' csrc/lduplex.h)
+check-version:
+	@v='$(VERSION)'; bad=0; \
+	if [ -z "$$v" ]; then echo "csrc/lduplex.h defines no LX_VERSION"; exit 1; fi; \
+	others=$$(grep -rnoE 'duplex [0-9]+\.[0-9]+\.[0-9]+' README.md lua spec examples csrc | grep -vF "duplex $$v"); \
+	if [ -n "$$others" ]; then echo "another version than $$v:"; echo "$$others"; bad=1; fi; \
+	grep -qF '"duplex '"$$v"'"' README.md || { echo "README.md does not give _VERSION as \"duplex $$v\""; bad=1; }; \
+	newest=$$(sed -nE 's/^## \[([0-9][^]]*)\].*/\1/p' CHANGELOG.md | head -n 1); \
+	if [ "$$newest" != "$$v" ]; then echo "CHANGELOG.md's newest release is '$$newest', not $$v"; bad=1; fi; \
+	for r in rockspec/duplex-[0-9]*.rockspec; do \
+	  [ -e "$$r" ] || continue; \
+	  case "$$r" in rockspec/duplex-$$v-[0-9]*.rockspec) ;; *) echo "$$r is not a rockspec of $$v"; bad=1; continue;; esac; \
+	  grep -q "^version = \"$$v-[0-9]*\"" "$$r" || { echo "$$r: its version field is not $$v-N"; bad=1; }; \
+	done; \
+	if [ $$bad = 0 ]; then echo "version $$v: written once (csrc/lduplex.h), the rest agree"; else exit 1; fi
 
 # The core compiles without Lua: no csrc/dx_* file may include a Lua header.
 check-tiers:

@@ -91,7 +91,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lua_newtable(L);                         /* the module */
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, funcs, 1);
-  lua_pushliteral(L, "duplex 0.1.0");
+  lua_pushliteral(L, "duplex " LX_VERSION);
   lua_setfield(L, -2, "_VERSION");
   lua_insert(L, -2);                       /* module, state */
   lx_open_server(L);

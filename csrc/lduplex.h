@@ -20,6 +20,11 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+/* The version of duplex, written here only: the module's _VERSION is
+ * "duplex " LX_VERSION, and make check-version (in make test) fails when
+ * README.md, CHANGELOG.md or a release rockspec says another. */
+#define LX_VERSION "0.1.0"
+
 #define LX_SERVER "duplex.server"
 #define LX_CLIENT "duplex.client"
 #define LX_UDP "duplex.udp"

@@ -6,7 +6,19 @@ source = {
 }
 description = {
   summary = "BSD client-server sockets for Lua 5.4: blocking style, thousands of connections, near C speed",
+  detailed = [[
+duplex gives Lua 5.4 the BSD client-server socket model (listen, accept,
+connect, then talk full-duplex) from a small C module. Code is written as if
+it blocked; inside duplex.run each connection is a task, and thousands of
+them share one process (epoll, or poll(2) elsewhere). It has TCP and Unix
+sockets with LuaSocket-style reads, a server loop with connection limits and
+graceful close, TLS through OpenSSL 3, datagrams, name lookups off the loop
+with Happy Eyeballs, streams forwarded in C, and conds and queues for tasks.
+]],
+  -- No public homepage or repository yet (source.url is a placeholder too).
   license = "MIT",
+  maintainer = "the duplex authors",
+  labels = { "sockets", "networking", "tls", "coroutines" },
 }
 dependencies = {
   "lua >= 5.4",

@@ -5,6 +5,7 @@
 -- skipped. queue(n): a bounded FIFO whose put waits while full and get while
 -- empty, with the same timeouts ("EAGAIN" for timeout 0), and 10,000 values
 -- through several producers and consumers with none lost or duplicated.
+-- Waits that time out or are cancelled leave nothing behind (issue 16).
 -- Waiting outside a task raises. Every loop is bounded in count and time.
 
 local duplex = require "duplex"
@@ -476,6 +477,128 @@ describe("a woken waiter cancelled before it runs", function()
       assert.is_true(c:signal())            -- wakes a...
       a:cancel()                            -- ...which never runs again
       assert.same({ true, true }, { b:join(5) })
+    end)
+  end)
+end)
+
+-- Regression (issue 16): a wait that timed out, or whose task was cancelled,
+-- stayed in its cond's list of waiters until a later signal walked past it
+-- (about 175 bytes each: polling an idle queue grew without bound). A wait
+-- now takes itself off the list when it ends, whichever way it ends.
+describe("waits that end without a signal leave nothing behind", function()
+  local N = 20000
+  -- The waits below use a tiny positive timeout: each really suspends (0
+  -- would return at once for a queue), then times out.
+  local TINY = 1e-6
+
+  -- Kilobytes the Lua heap holds after a full collection.
+  local function heap()
+    collectgarbage(); collectgarbage()
+    return collectgarbage("count")
+  end
+
+  -- N waits by fn(), each nil, msg, "ETIMEDOUT"; the heap's growth in KiB.
+  -- A neighbour that keeps yielding keeps the loop from blocking (it would
+  -- block at least 1 ms per timer), so each wait lasts microseconds.
+  local function growth(fn, msg)
+    local stop = false
+    local neighbour = duplex.spawn(function()
+      for _ = 1, 100 * N do
+        if stop then return end
+        duplex.sleep(0)
+      end
+    end)
+    for _ = 1, 100 do fn() end              -- warm up: tables, timers
+    local before = heap()
+    local timedout = 0
+    for _ = 1, N do
+      local r, m, code = fn()
+      if r == nil and m == msg and code == "ETIMEDOUT" then timedout = timedout + 1 end
+    end
+    local kib = heap() - before
+    stop = true
+    assert.same({ true }, { neighbour:join(5) })
+    assert.equal(N, timedout)
+    return kib
+  end
+
+  -- The old code grew by 3,479 KiB for 20,000 waits (cond, get or put
+  -- alike); the new one by 0 KiB. The bound is far from both.
+  local BOUND = 200
+
+  it("cond:wait(timeout) on an idle cond, 20,000 times", function()
+    duplex.run(function()
+      local c = duplex.cond()
+      local kib = growth(function() return c:wait(TINY) end, "cond:wait: timed out")
+      assert.is_true(kib < BOUND, ("the heap grew by %.0f KiB"):format(kib))
+      assert.same(duplex.cond(), c)         -- as fresh: no waiter kept
+      assert.is_false(c:signal())
+    end)
+  end)
+
+  it("queue:get(timeout) on an idle queue and queue:put(v, timeout) on a full one, 20,000 times each", function()
+    duplex.run(function()
+      local q = duplex.queue(1)
+      local kib = growth(function() return q:get(TINY) end, "queue:get: timed out")
+      assert.is_true(kib < BOUND, ("get: the heap grew by %.0f KiB"):format(kib))
+      assert.same(duplex.cond(), q.notempty)
+      assert(q:put("full"))
+      kib = growth(function() return q:put("more", TINY) end, "queue:put: timed out")
+      assert.is_true(kib < BOUND, ("put: the heap grew by %.0f KiB"):format(kib))
+      assert.same(duplex.cond(), q.notfull)
+      assert.equal(1, #q)
+      assert.equal("full", q:get(0))
+    end)
+  end)
+
+  it("tasks cancelled while they wait on a cond, a queue's get or its put", function()
+    duplex.run(function()
+      local c, empty, full = duplex.cond(), duplex.queue(1), duplex.queue(1)
+      assert(full:put("x"))
+      local waits = {
+        function() return c:wait() end,
+        function() return empty:get() end,
+        function() return full:put("y", 5) end,
+      }
+      local waiting, tasks = 0, {}
+      for i = 1, 30 do
+        tasks[i] = duplex.spawn(function() waiting = waiting + 1; return waits[i % 3 + 1]() end)
+      end
+      until_(function() return waiting == 30 end)
+      duplex.sleep(0)
+      for i = 1, 30 do assert.is_true(tasks[i]:cancel()) end
+      for i = 1, 30 do assert.same({ false, "canceled" }, { tasks[i]:join(5) }) end
+      assert.same(duplex.cond(), c)
+      assert.same(duplex.cond(), empty.notempty)
+      assert.same(duplex.cond(), full.notfull)
+      assert.is_false(c:signal())
+      assert.equal("x", full:get(0))
+    end)
+  end)
+
+  it("waiters gone from the head, the middle and the tail: the rest are signalled in order", function()
+    duplex.run(function()
+      local c = duplex.cond()
+      local names = { "X", "A", "B", "C", "D", "E" }   -- X, B, E cancelled; C times out
+      local waiting, woken, tasks = 0, {}, {}
+      for i, name in ipairs(names) do
+        tasks[name] = duplex.spawn(function()
+          waiting = waiting + 1
+          local r = pack(c:wait(name == "C" and 0.01 or 5))
+          if r[1] then woken[#woken + 1] = name end
+          return table.unpack(r, 1, r.n)
+        end)
+        until_(function() return waiting == i end)   -- each begins waiting in turn
+        duplex.sleep(0)
+      end
+      for _, name in ipairs { "X", "B", "E" } do assert.is_true(tasks[name]:cancel()) end
+      assert.same({ true, nil, "cond:wait: timed out", "ETIMEDOUT" }, { tasks.C:join(5) })
+      assert.is_true(c:signal())
+      assert.same({ true, true }, { tasks.A:join(5) })
+      assert.is_true(c:signal())
+      assert.same({ true, true }, { tasks.D:join(5) })
+      assert.same({ "A", "D" }, woken)
+      assert.is_false(c:signal())
     end)
   end)
 end)

@@ -28,31 +28,46 @@ return function(duplex, core, aux)
 
   --- A condition: tasks wait on it until another signals it.
   function duplex.cond()
-    return setmetatable({ waiters = {}, head = 1, tail = 0 }, Cond)
+    return setmetatable({}, Cond)
   end
 
-  -- A waiter. If its task ends in the middle of the wait (cancelled), it
-  -- closes: a signal it was given but could not take passes on to the
-  -- next waiter, so no wake-up is ever lost.
+  -- A cond's waiters form a doubly linked list, first to last in the order
+  -- they began waiting: signal takes the first, and a wait that ends
+  -- without a signal (timed out, its task cancelled) unlinks itself in
+  -- O(1), so nothing of it stays behind.
+  local function push(self, e)
+    local last = self.last
+    e.prev, e.listed = last, true
+    if last then last.next = e else self.first = e end
+    self.last = e
+  end
+
+  local function unlink(self, e)
+    local prev, next_ = e.prev, e.next
+    if prev then prev.next = next_ else self.first = next_ end
+    if next_ then next_.prev = prev else self.last = prev end
+    e.prev, e.next, e.listed = nil, nil, nil
+  end
+
+  -- A waiter. It closes however its wait ends: if still listed (timed out,
+  -- or its task cancelled mid-wait) it unlinks itself; if it was given a
+  -- signal but its task was cancelled before it could take it, the signal
+  -- passes on to the next waiter, so no wake-up is ever lost.
   local Waiter = {}
   Waiter.__close = function(e)
-    if e.done then return end
-    e.gone = true
-    if e.signaled then e.cond:signal() end
+    if e.listed then unlink(e.cond, e)
+    elseif e.signaled and not e.done then e.cond:signal() end
   end
 
-  -- Wait until signalled or until the deadline (nil: none). Signal skips
-  -- waiters that are gone (timed out, or their task cancelled).
+  -- Wait until signalled or until the deadline (nil: none).
   local function wait(self, deadline, method)
     local me = current()
     if not me then error(method .. ": not inside a duplex task", 3) end
     local entry <close> = setmetatable({ id = me, cond = self }, Waiter)
-    self.tail = self.tail + 1
-    self.waiters[self.tail] = entry
+    push(self, entry)
     while not entry.signaled do
       local left = deadline and math.max(0, deadline - now())
       if not suspend(left) and not entry.signaled then
-        entry.gone, entry.done = true, true
         return nil, method .. ": timed out", "ETIMEDOUT"
       end
     end
@@ -68,14 +83,14 @@ return function(duplex, core, aux)
     return wait(self, timeout and now() + timeout, "cond:wait")
   end
 
-  -- The first waiter still waiting, taken off the list; or nil.
+  -- The first waiter, taken off the list; or nil. (A waiter whose task
+  -- ended unlinked itself; alive() guards against one that could not.)
   local function take(self)
-    local w = self.waiters
-    while self.head <= self.tail do
-      local e = w[self.head]
-      w[self.head] = nil
-      self.head = self.head + 1
-      if not e.gone and alive(e.id) then return e end
+    local e = self.first
+    while e do
+      unlink(self, e)
+      if alive(e.id) then return e end
+      e = self.first
     end
     return nil
   end
