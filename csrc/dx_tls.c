@@ -38,6 +38,7 @@ struct dx_tls {
   dx_tls_ctx *ctx;
   int fd, state, code, sent_close, eof, syserr;
   int held;                   /* a write wanted: OpenSSL holds its record */
+  int close_held;             /* close_notify wanted to write: not all sent */
   char *ahead;                /* bytes received before TLS began */
   size_t aheadlen, aheadoff;
   char *err;                  /* why it failed, made then: an idle connection
@@ -432,12 +433,21 @@ int dx_tls_pending(const dx_tls *t) {
 }
 
 int dx_tls_close_notify(dx_tls *t) {
-  int r;
-  if (t->state != OPEN || t->sent_close) return 0;
+  int r, e;
+  if (t->state != OPEN || (t->sent_close && !t->close_held)) return 0;
   t->sent_close = 1;
   ERR_clear_error();
-  r = SSL_shutdown(t->ssl);          /* sends close_notify, waits for nothing */
+  /* The first call queues close_notify and sends what the socket takes; a
+   * later one sends the rest. Neither reads: a call after the alert went
+   * out whole would wait for the peer's, so none is made. */
+  r = SSL_shutdown(t->ssl);
+  e = r < 0 ? SSL_get_error(t->ssl, r) : SSL_ERROR_NONE;
   ERR_clear_error();
+  /* a retry that sent nothing returns 0, not -1 (OpenSSL tests the
+   * alert's write for -1; a BIO_write_ex BIO answers 0): ask whether it
+   * still wants to write */
+  t->close_held = r < 0 ? e == SSL_ERROR_WANT_WRITE : SSL_want_write(t->ssl);
+  if (t->close_held) return DX_WANT_WRITE;
   return r < 0 && t->syserr ? -t->syserr : 0;
 }
 

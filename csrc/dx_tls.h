@@ -65,8 +65,10 @@ int dx_tls_write_held(const dx_tls *t);
 /* Plaintext or records OpenSSL holds that a read would return without
  * the socket. */
 int dx_tls_pending(const dx_tls *t);
-/* Send close_notify once, without waiting for anything (after a failure
- * or during the handshake: nothing). 0 or a code. */
+/* Send close_notify (after a failure or during the handshake: nothing):
+ * 0 once it is sent whole, DX_WANT_WRITE while the socket cannot take the
+ * rest (call again when it is writable; a caller that never waits calls
+ * once), or a code. Writes fail with EPIPE from the first call on. */
 int dx_tls_close_notify(dx_tls *t);
 /* The code of the failure that ended the connection (0: none), and its
  * reason ("certificate has expired"). */

@@ -65,16 +65,44 @@ void lx_client_label(lx_client *c, char *out, size_t n) {
 
 /* --- methods ------------------------------------------------------------------ */
 
+#ifdef DX_TLS
+/* TLS's end of the writing direction: close_notify, all of it (the
+ * socket may be full), then the FIN. Stack: 1 self, 2 how (SHUT_*). */
+static int try_tls_shutdown(lua_State *L, lx_call *k) {
+  lx_client *c = (lx_client *)k->sock;
+  int r = dx_tls_close_notify(c->tls);
+  if (r == DX_WANT_WRITE) return LX_WAIT_WRITE;
+  if (r < 0) return r;
+  r = dx_shutdown(c->s.w.fd, (int)lua_tointeger(L, 2));
+  return r < 0 ? r : LX_DONE;
+}
+
+static int push_self(lua_State *L, lx_call *k) {
+  (void)k;
+  lua_pushvalue(L, 1);
+  return 1;
+}
+
+static const lx_op op_tls_shutdown = {
+  "shutdown", 1, 1, 0, try_tls_shutdown, push_self, NULL, NULL, 0, 0
+};
+#endif
+
 static int c_shutdown(lua_State *L) {
   static const char *const hows[] = {"r", "w", "rw", NULL};
   static const int how_of[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
-  lx_client *c = check_client(L, lx_state_of(L));
+  lx_state *S = lx_state_of(L);
+  lx_client *c = check_client(L, S);
   int how, rc;
   if (!lua_isnoneornil(L, 2)) lx_checkcstring(L, 2, "mode");
   how = how_of[luaL_checkoption(L, 2, "rw", hows)];
   if (c->s.w.fd < 0) return lx_closed(L, &c->s, "shutdown");
 #ifdef DX_TLS
-  if (c->tls && how != SHUT_RD) dx_tls_close_notify(c->tls);   /* then the FIN */
+  if (c->tls && how != SHUT_RD) {         /* a writer: in turn, and it may wait */
+    lua_settop(L, 1);
+    lua_pushinteger(L, how);
+    return lx_drive_on(L, S, &c->s, &op_tls_shutdown, lx_deadline(c->s.timeout));
+  }
 #endif
   rc = dx_shutdown(c->s.w.fd, how);
   if (rc < 0) return lx_sockfail(L, &c->s, "shutdown", rc);

@@ -81,15 +81,23 @@ static int unsupported(long r) {
   return r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP || r == -ESPIPE;
 }
 
-/* The end of src's stream: dst's too (TLS: close_notify first). */
-static int end_stream(lx_fwd *f, lx_client *dst) {
+/* The end of src's stream: dst's too (TLS: all of close_notify first,
+ * which may wait for dst to take it). */
+static int end_stream(lx_call *k, lx_fwd *f, lx_client *dst) {
   int rc;
+  f->side = 1;
 #ifdef DX_TLS
-  if (dst->tls) dx_tls_close_notify(dst->tls);
+  if (dst->tls) {
+    rc = dx_tls_close_notify(dst->tls);
+    k->on = k->sock2;
+    if (rc == DX_WANT_WRITE) return LX_WAIT_WRITE;
+    if (rc < 0) return rc;
+  }
+#else
+  (void)k;
 #endif
   if (dst->notsock) return LX_DONE;         /* a pipe or file: close ends it */
   rc = dx_shutdown(dst->s.w.fd, SHUT_WR);
-  f->side = 1;
   return rc < 0 ? rc : LX_DONE;
 }
 
@@ -148,7 +156,7 @@ static int try_forward(lua_State *L, lx_call *k) {
       f->side = 1;
       return (int)r;
     }
-    if (src->eof) return end_stream(f, dst);
+    if (src->eof) return end_stream(k, f, dst);
     if (f->splice == 2) {                   /* src -> pipe */
       if (f->pipe[0] < 0) {
         r = dx_pipe_open(f->pipe, LX_PIPE_SIZE);

@@ -857,6 +857,114 @@ describe("the end of a TLS connection", function()
     assert.same({ all("reply after your end"), all("more"), all(nil) }, r.reply)
   end)
 
+  -- Rounds whose socket may be unable to take close_notify: the peer does
+  -- not read, and the client's send buffer, large while the data went in,
+  -- is then made smaller than what it holds. Whether the next send says
+  -- EAGAIN depends on the room left in the kernel's last unsent segment
+  -- (about 7 rounds in 10 here), so each test runs rounds of several
+  -- sizes, all of which must end cleanly, and checks that some of them
+  -- really had to wait. fill(round, c) -> the data written.
+  local ROUNDS = 20
+  local function fill(round, c)
+    local data = string.rep(string.char(97 + round % 26), 20 * 1024 + round * 7919)
+    assert.equal(c, c:setoption("sndbuf", 212992))
+    assert.equal(c, c:write(data))
+    assert.equal(c, c:setoption("sndbuf", 4096))
+    return data
+  end
+
+  -- Start fn in a task; after one turn, has it returned? Then its result.
+  local function started(fn)
+    local done = false
+    local t = duplex.spawn(function()
+      local res = all(fn())
+      done = true
+      return res
+    end)
+    duplex.sleep(0)                  -- its first try
+    return t, not done
+  end
+
+  -- REGRESSION: shutdown("w") sent close_notify once, ignored that the
+  -- socket took none of it, and sent the FIN: the peer got every byte,
+  -- then "closed without close_notify (possible truncation)".
+  it("shutdown('w') on a full socket waits until all of close_notify went out, then sends the FIN", function()
+    local r = run(function()
+      local out = { waited = 0 }
+      for round = 1, ROUNDS do
+        local c, p = pair()
+        local data = fill(round, c)
+        local ender, waits = started(function() return c:shutdown("w") end)
+        local got = all(p:read("a"))
+        local _, ended = ender:join(10)
+        out[round] = { data = got[1] == data, code = got[3], ended = ended[1] == c, n = ended.n }
+        if waits then out.waited = out.waited + 1 end
+        pki.close(c, p)
+      end
+      return out
+    end)
+    for round = 1, ROUNDS do
+      assert.same({ data = true, ended = true, n = 1 }, r[round], "round " .. round)
+    end
+    assert.is_true(r.waited > 0, "no round filled the socket")
+  end)
+
+  it("shutdown('w') on a full socket with timeout 0: EAGAIN, writes then fail, a later shutdown finishes it", function()
+    local r = run(function()
+      for round = 1, ROUNDS do
+        local c, p = pair()
+        local data = fill(round, c)
+        c:settimeout(0)
+        local first = all(c:shutdown("w"))
+        if not first[1] then
+          local late = all(c:write("late"))      -- the writing direction is over
+          c:settimeout(5)
+          local ender = duplex.spawn(function() return all(c:shutdown("w")) end)
+          local got = all(p:read("a"))
+          local _, ended = ender:join(10)
+          return { first = first, late = late, data = got[1] == data, code = got[3], ended = ended[1] == c }
+        end
+        pki.close(c, p)
+      end
+      return "no round filled the socket"
+    end)
+    assert.equal("table", type(r), r)
+    assert.same(all(nil, r.first[2], "EAGAIN"), r.first)
+    assert.matches("^shutdown 127%.0%.0%.1:%d+: ", r.first[2])
+    assert.same(all(nil, r.late[2], "EPIPE", 0), r.late)
+    assert.same({ true, nil, true }, { r.data, r.code, r.ended })
+  end)
+
+  -- REGRESSION: forward's end into a TLS destination had the same fault.
+  it("forward's end into a full TLS destination waits for all of close_notify, then the FIN", function()
+    local r = run(function()
+      local out = { waited = 0 }
+      for round = 1, ROUNDS do
+        local c, p = pair()                      -- the TLS destination c, read by p
+        local a, b = helpers.pair()              -- the plain source b, written by a
+        local data = string.rep("forwarded ", 2048 + round * 791)
+        local writer = duplex.spawn(function() return a:write(data) end)
+        assert.equal(c, c:setoption("sndbuf", 212992))
+        local moved = b:forward(c, #data)        -- all of it, no end yet
+        assert.equal(c, c:setoption("sndbuf", 4096))
+        writer:join(5)
+        a:shutdown("w")
+        local ender, waits = started(function() return b:forward(c) end)
+        local got = all(p:read("a"))
+        local _, ended = ender:join(10)
+        out[round] = { moved = moved == #data, data = got[1] == data, code = got[3], ended = ended }
+        if waits then out.waited = out.waited + 1 end
+        helpers.close(a, b)
+        pki.close(c, p)
+      end
+      return out
+    end)
+    for round = 1, ROUNDS do
+      assert.same({ moved = true, data = true, ended = all(0) }, r[round], "round " .. round)
+    end
+    assert.is_true(r.waited > 0, "no round filled the socket")
+  end)
+
   -- REGRESSION (found by this spec, fixed since): after shutdown("w"), a write fails with EPROTO
   -- "protocol is shutdown" instead of EPIPE, and it fails the whole TLS
   -- connection: the read direction, which the half-close keeps open, then

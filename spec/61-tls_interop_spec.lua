@@ -565,6 +565,75 @@ describe("python3 ssl peer #nomemcheck", function()
     assert.matches("CLEAN request\nUNWRAPPED\n", py:output(), 1, true)
   end)
 
+  -- Connections one after another: each read from only once a line
+  -- comes on stdin, to its end: "ROUND i CLEAN n" or "ROUND i RAGGED n".
+  local PY_LATER = [[
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+out("PORT", srv.getsockname()[1])
+srv.settimeout(10)
+for i in range(1, int(sys.argv[3]) + 1):
+    s, _ = srv.accept()
+    s.settimeout(10)
+    t = ctx.wrap_socket(s, server_side=True, suppress_ragged_eofs=False)
+    out("WAITING", i)
+    sys.stdin.readline()
+    n = 0
+    try:
+        while True:
+            b = t.recv(65536)
+            if not b:
+                out("ROUND", i, "CLEAN", n)
+                break
+            n += len(b)
+    except ssl.SSLEOFError:
+        out("ROUND", i, "RAGGED", n)
+    s.close()
+out("END")
+]]
+
+  -- REGRESSION: close_notify that the socket could not take at once was
+  -- dropped, and python saw the FIN alone ("EOF occurred in violation of
+  -- protocol") after every byte. Rounds as in spec/60: the data goes in
+  -- while python does not read, then the send buffer is made smaller than
+  -- what it holds, which fills it in most rounds.
+  it("duplex shutdown('w') on a full socket: python reads every byte, then a clean end", function()
+    local rounds = 10
+    local py = python(PY_LATER, { P.server.crt, P.server.key, tostring(rounds) }, { stdin = true })
+    local port = math.tointeger(tonumber(assert(py:await("PORT (%d+)", 10))))
+    local r = duplex.run(function()
+      local out = { waited = 0 }
+      for i = 1, rounds do
+        local c = assert(duplex.connect("localhost", port, { tls = copts(), timeout = 5 }))
+        c:settimeout(5)
+        assert(py:await("WAITING (" .. i .. ")\n", 10))
+        local n = 20 * 1024 + i * 7919
+        assert.equal(c, c:setoption("sndbuf", 212992))
+        assert.equal(c, c:write(string.rep("x", n)))
+        assert.equal(c, c:setoption("sndbuf", 4096))
+        local done = false
+        local ender = duplex.spawn(function()
+          local res = all(c:shutdown("w"))
+          done = true
+          return res
+        end)
+        duplex.sleep(0)                              -- the ender's first try
+        if not done then out.waited = out.waited + 1 end
+        py:send("go\n")
+        local _, ended = ender:join(10)
+        out[i] = { ended = ended[1] == c, seen = py:await("ROUND " .. i .. " (%u+ %d+)\n", 10),
+                   want = "CLEAN " .. n }
+        c:close()
+      end
+      return out
+    end)
+    for i = 1, rounds do assert.same({ ended = true, seen = r[i].want, want = r[i].want }, r[i], "round " .. i) end
+    assert.is_true(r.waited > 0, "no round filled the socket")
+  end)
+
   it("records OpenSSL holds are read without more input: three 5 KiB records read with read(1) in a task", function()
     local py, port = py_server("burst")
     local r = duplex.run(function()
