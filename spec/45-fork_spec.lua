@@ -40,8 +40,9 @@ local function fork(fn)
   if not ok then io.stderr:write("fork child: ", tostring(good), "\n") end
   lfork._exit(ok and (good and 0 or 1) or 2)
 end
+-- Inside run: a task that ends the process after 30 s (cancel it to end).
 local function watchdog()
-  duplex.spawn(function() duplex.sleep(30); lfork._exit(3) end)
+  return duplex.spawn(function() duplex.sleep(30); lfork._exit(3) end)
 end
 ]==]
 
@@ -105,5 +106,107 @@ describe("fork", function()
       strangers = {},
       waits = { { "signal", 15 }, { "signal", 15 }, { "signal", 15 }, { "signal", 15 } },
     }, r)
+  end)
+
+  it("a child that closes an inherited listener leaves the parent's registration alone", function()
+    need_lfork()
+    local r = ch.run(PRELUDE .. [==[
+      local pid = fork(function()
+        srv:close()           -- outside run: the loop is still the parent's
+        return true
+      end)
+      local wait = { lfork.wait(pid) }
+      local res = duplex.run(function()
+        local acceptor = duplex.spawn(function()
+          local c = assert(srv:accept())
+          c:close()
+          return "accepted"
+        end)
+        duplex.sleep(0)       -- the acceptor runs first, and waits
+        local c = assert(duplex.connect("127.0.0.1", port, { timeout = 3 }))
+        -- (a deadline on accept itself would not tell: its last try succeeds)
+        local got = { acceptor:join(3) }
+        acceptor:cancel()
+        c:close()
+        return got
+      end)
+      emit({ wait = wait, parent = res })
+    ]==], nil, 20)
+    assert.same({ wait = { "exit", 0 }, parent = { true, "accepted" } }, r)
+  end)
+
+  -- The parent watches USR1 and runs; the worker, forked after the
+  -- parent's run, inherits the handler. The parent signals the worker ten
+  -- times while both run: each time the worker's hook must answer, and the
+  -- parent's never run.
+  it("onsignal: a worker's signals reach its own hook, never the parent's, while both run", function()
+    need_lfork()
+    local r = ch.run(PRELUDE .. [==[
+      local ack                -- the worker's connection to the parent
+      local parent_got = {}
+      duplex.onsignal("USR1", function(name)
+        if ack then ack:write(name, "\n") else parent_got[#parent_got + 1] = name end
+      end)
+      duplex.run(function() return srv:accept(0.05) end)   -- the handler's pipe is watched
+      local pid = fork(function()
+        return duplex.run(function()
+          local dog = watchdog()
+          local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+          ack = c
+          assert(c:write("ready\n"))
+          c:settimeout(20)
+          local eof = c:read("l") == nil   -- until the parent closes
+          dog:cancel()
+          return eof
+        end)
+      end)
+      local ok, acks = pcall(duplex.run, function()
+        local c = assert(srv:accept(5))
+        c:settimeout(2)
+        local first, msg, code = c:read("l")
+        local acks = { first or (msg .. " " .. code) }
+        for _ = 1, 10 do
+          os.execute("kill -USR1 " .. pid)
+          local line, msg, code = c:read("l")
+          acks[#acks + 1] = line or (msg .. " " .. code)
+          if not line then break end
+        end
+        c:close()
+        return acks
+      end)
+      if not ok then os.execute("kill -KILL " .. pid) end
+      local wait = { lfork.wait(pid) }
+      assert(ok, acks)
+      emit({ acks = acks, parent_got = parent_got, wait = wait })
+    ]==], nil, 40)
+    assert.same({
+      acks = { "ready", "USR1", "USR1", "USR1", "USR1", "USR1",
+               "USR1", "USR1", "USR1", "USR1", "USR1" },
+      parent_got = {},
+      wait = { "exit", 0 },
+    }, r)
+  end)
+
+  it("onsignal: a signal that comes between the fork and the worker's run reaches the worker there", function()
+    need_lfork()
+    local r = ch.run(PRELUDE .. [==[
+      local got = {}
+      duplex.onsignal("USR1", function(name) got[#got + 1] = name end)
+      duplex.run(function() return srv:accept(0.05) end)
+      local pid = fork(function()
+        os.execute("kill -USR1 " .. mypid())     -- delivered before kill returns
+        return duplex.run(function()
+          for _ = 1, 500 do                      -- hang guard: 5 s
+            if #got > 0 then break end
+            duplex.sleep(0.01)
+          end
+          return #got == 1 and got[1] == "USR1"
+        end)
+      end)
+      local wait = { lfork.wait(pid) }
+      duplex.run(function() duplex.sleep(0) end)  -- would take a stray byte in the pipe
+      emit({ wait = wait, parent_got = got })
+    ]==], nil, 20)
+    assert.same({ wait = { "exit", 0 }, parent_got = {} }, r)
   end)
 end)
