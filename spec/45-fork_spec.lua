@@ -187,14 +187,23 @@ describe("fork", function()
     }, r)
   end)
 
+  -- The worker signals itself before its first run, and the parent runs
+  -- before the worker does: the parent must not take that signal (it
+  -- would, from the pipe they shared), and the worker's run must see it.
   it("onsignal: a signal that comes between the fork and the worker's run reaches the worker there", function()
     need_lfork()
     local r = ch.run(PRELUDE .. [==[
       local got = {}
       duplex.onsignal("USR1", function(name) got[#got + 1] = name end)
-      duplex.run(function() return srv:accept(0.05) end)
+      duplex.run(function() return srv:accept(0.05) end)   -- the handler's pipe is watched
       local pid = fork(function()
-        os.execute("kill -USR1 " .. mypid())     -- delivered before kill returns
+        -- outside run, every call below blocks: the loop does not turn
+        local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+        os.execute("kill -USR1 " .. mypid())     -- handled before kill returns
+        assert(c:write("signalled\n"))
+        c:settimeout(10)
+        assert(c:read("l") == "go")              -- the parent has run
+        c:close()
         return duplex.run(function()
           for _ = 1, 500 do                      -- hang guard: 5 s
             if #got > 0 then break end
@@ -203,10 +212,16 @@ describe("fork", function()
           return #got == 1 and got[1] == "USR1"
         end)
       end)
+      local c = assert(srv:accept(5))
+      c:settimeout(10)
+      local said = c:read("l")
+      duplex.run(function() duplex.sleep(0) end)  -- a byte of the worker's would be read here
+      local parent_got = { table.unpack(got) }
+      c:write("go\n")
+      c:close()
       local wait = { lfork.wait(pid) }
-      duplex.run(function() duplex.sleep(0) end)  -- would take a stray byte in the pipe
-      emit({ wait = wait, parent_got = got })
+      emit({ said = said, parent_got = parent_got, wait = wait })
     ]==], nil, 20)
-    assert.same({ wait = { "exit", 0 }, parent_got = {} }, r)
+    assert.same({ said = "signalled", parent_got = {}, wait = { "exit", 0 } }, r)
   end)
 end)
