@@ -32,7 +32,7 @@ local _, port = srv:getsockname()
 local warmup = { duplex.run(function() return srv:accept(0.05) end) }
 assert(warmup[3] == "ETIMEDOUT", "warm-up: " .. tostring(warmup[2]))
 -- A child that runs fn() and ends with _exit: 0 if fn returned true, 1 if
--- it returned false, 2 if it raised; 3 if it still ran after 30 s.
+-- it returned false, 2 if it raised (3: its watchdog fired).
 local function fork(fn)
   local pid = assert(lfork.fork())
   if pid ~= 0 then return pid end
