@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void dx_watch_init(dx_watch *w, int fd) {
   w->fd = fd;
@@ -30,6 +31,7 @@ int dx_loop_init(dx_loop *l) {
   l->fd = -1;
   dx_watch_init(&l->sys[0], -1);
   dx_watch_init(&l->sys[1], -1);
+  l->pid = getpid();
   return dx_backend_init(l);
 }
 
@@ -40,6 +42,26 @@ void dx_loop_free(dx_loop *l) {
   free(l->heap);
   memset(l, 0, sizeof *l);
   l->fd = -1;
+}
+
+int dx_loop_forked(const dx_loop *l) { return l->pid != getpid(); }
+
+int dx_loop_refork(dx_loop *l) {
+  int slot, rc = dx_backend_refork(l);
+  if (rc < 0) return rc;
+  l->pid = getpid();
+  /* a task suspended on a socket would wait for a registration that is
+   * gone: it retries its operation instead, and waits anew if it must */
+  for (slot = 1; slot < l->ntasks; slot++)
+    if (l->tasks[slot].live && l->tasks[slot].waiting && l->tasks[slot].on)
+      dx_loop_ready(l, slot);
+  return 0;
+}
+
+/* Forget w's registration. In a fork child that has not made the loop
+ * its own yet, removing it would remove the parent's: only forget. */
+static void unregister(dx_loop *l, dx_watch *w, int closing) {
+  dx_backend_del(l, w, closing || dx_loop_forked(l));
 }
 
 /* --- timer heap (min-heap on `when`; tasks remember their index) -------- */
@@ -275,7 +297,7 @@ int dx_loop_suspend_on(dx_loop *l, int slot, dx_watch *on, int want, double dead
 }
 
 void dx_loop_rewatch(dx_loop *l, dx_watch *w, int fd) {
-  if (w->reg) dx_backend_del(l, w, 0);
+  if (w->reg) unregister(l, w, 0);
   w->fd = fd;
   w->ready = DX_READ | DX_WRITE;
   w->suspect = 0;
@@ -329,7 +351,7 @@ static void unwatch(dx_loop *l, dx_watch *w, int closing) {
       else t->watch = NULL;
     }
   }
-  if (w->reg) dx_backend_del(l, w, closing);
+  if (w->reg) unregister(l, w, closing);
 }
 
 void dx_loop_close_watch(dx_loop *l, dx_watch *w) { unwatch(l, w, 0); }
@@ -370,8 +392,8 @@ void dx_loop_fire(dx_loop *l, dx_watch *w, int events) {
 
 int dx_loop_watch_sys(dx_loop *l, int i, int fd) {
   dx_watch *w = &l->sys[i];
-  if (w->fd == fd) return 0;
-  if (w->reg) dx_backend_del(l, w, 0);
+  if (w->fd == fd && (w->reg || fd < 0)) return 0;
+  if (w->reg) unregister(l, w, 0);
   dx_watch_init(w, fd);
   return fd < 0 ? 0 : dx_backend_add(l, w);
 }

@@ -10,6 +10,8 @@
 
 #include "dx_prefix.h"
 
+#include <sys/types.h>
+
 /* Embedded in every socket handle: the descriptor and who waits on it. */
 typedef struct dx_watch {
   int fd;                 /* -1 once closed */
@@ -52,10 +54,25 @@ typedef struct dx_loop {
   void *backend;                      /* the backend's tables */
   dx_watch sys[2];                    /* the loop's own descriptors (signals, lookups) */
   int sysready;                       /* bit i: sys[i] became readable */
+  pid_t pid;                          /* the process whose backend this is */
 } dx_loop;
 
 int dx_loop_init(dx_loop *l);
 void dx_loop_free(dx_loop *l);
+
+/* Is this a process forked since the backend was made? Its epoll
+ * instance is then the parent's too, and a wait would take the parent's
+ * events (and the parent this one's). One getpid(), which glibc does not
+ * cache: ask where a process may have changed (a run begins), never per
+ * turn. Until dx_loop_refork, forgetting a watch leaves the shared
+ * registration alone. */
+int dx_loop_forked(const dx_loop *l);
+/* Make the loop this process's own: a new backend; every watch is
+ * registered again at its next wait (and may be ready meanwhile); tasks
+ * suspended on a socket become ready, to retry and so register; the
+ * loop's own descriptors are unregistered: watch them again with
+ * dx_loop_watch_sys. 0, or -errno with the loop unchanged. */
+int dx_loop_refork(dx_loop *l);
 
 /* A new task slot, ready to run; or -ENOMEM. Every other call below
  * works without allocating, so no wakeup is ever lost to memory. */
@@ -126,7 +143,7 @@ int dx_loop_close_fd(dx_loop *l, dx_watch *w);
 /* Watch fd (-1: none) as the loop's own descriptor i (0 or 1): its
  * readiness wakes no task but sets bit i of sysready, and live tasks
  * waiting on nothing else then wait for it instead of being a deadlock.
- * 0 or -errno. */
+ * Registers fd again if dx_loop_refork unregistered it. 0 or -errno. */
 int dx_loop_watch_sys(dx_loop *l, int i, int fd);
 /* Which of the loop's own descriptors became readable since the last
  * call (bits). */
@@ -145,6 +162,10 @@ void dx_watch_init(dx_watch *w, int fd);
 /* backend: implemented by dx_loop_epoll.c or dx_loop_poll.c */
 int dx_backend_init(dx_loop *l);
 void dx_backend_free(dx_loop *l);
+/* A fork child's: a backend of its own, every watch unregistered (with
+ * kernel state only; the poll backend keeps its table). 0 or -errno,
+ * nothing changed then. */
+int dx_backend_refork(dx_loop *l);
 int dx_backend_add(dx_loop *l, dx_watch *w);
 /* closing: w->fd is closed next (epoll leaves the registration to close) */
 void dx_backend_del(dx_loop *l, dx_watch *w, int closing);

@@ -12,6 +12,9 @@
  * connection). If its open file lives on elsewhere (a child forked inside
  * run, a descriptor passed to another process), the registration lives on
  * too, and its events, naming a tag nobody holds, are dropped.
+ *
+ * A fork child shares the instance until it makes one of its own
+ * (dx_backend_refork, when its first run begins).
  */
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -38,6 +41,26 @@ void dx_backend_free(dx_loop *l) {
   if (ep) free(ep->byfd);
   free(ep);
   l->backend = NULL;
+}
+
+/* The child's copy of the epoll descriptor goes (closing it leaves the
+ * parent's instance alone); the registrations stay the parent's. */
+int dx_backend_refork(dx_loop *l) {
+  dx_epoll *ep = l->backend;
+  int fd = epoll_create1(EPOLL_CLOEXEC);
+  size_t i;
+  if (fd < 0) return -errno;
+  close(l->fd);
+  l->fd = fd;
+  for (i = 0; i < ep->cap; i++) {
+    dx_watch *w = ep->byfd[i];
+    if (w == NULL) continue;
+    ep->byfd[i] = NULL;
+    w->reg = 0;
+    w->ready = DX_READ | DX_WRITE;   /* the next registration tells */
+    w->suspect = 0;
+  }
+  return 0;
 }
 
 /* Make byfd hold descriptor fd. */

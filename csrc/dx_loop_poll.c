@@ -27,6 +27,12 @@ void dx_backend_free(dx_loop *l) {
   l->backend = NULL;
 }
 
+/* Nothing of the table lives in the kernel: a fork child's is its own. */
+int dx_backend_refork(dx_loop *l) {
+  (void)l;
+  return 0;
+}
+
 int dx_backend_add(dx_loop *l, dx_watch *w) {
   dx_pollset *ps = l->backend;
   if (ps->n == ps->cap) {

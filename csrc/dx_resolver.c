@@ -171,17 +171,20 @@ static int add_thread(dx_resolver *r) {
   return 0;
 }
 
-int dx_lookup_start(dx_resolver **rp, dx_lookup *lk) {
+/* The parent's mutex may be held for good: never touch it here. */
+void dx_resolver_forked(dx_resolver **rp) {
   dx_resolver *r = *rp;
+  if (r == NULL || r->pid == getpid()) return;
+  close(r->pipe[0]);                   /* this process's copies */
+  close(r->pipe[1]);
+  *rp = NULL;
+}
+
+int dx_lookup_start(dx_resolver **rp, dx_lookup *lk) {
+  dx_resolver *r;
   int rc = 0;
-  if (r != NULL && r->pid != getpid()) {
-    /* A fork child: the parent's threads are not here and its mutex may be
-     * held for good. Leave that pool behind (its pipe is the parent's). */
-    close(r->pipe[0]);
-    close(r->pipe[1]);
-    r = *rp = NULL;
-  }
-  if (r == NULL && (r = *rp = pool_new()) == NULL) return -ENOMEM;
+  dx_resolver_forked(rp);
+  if ((r = *rp) == NULL && (r = *rp = pool_new()) == NULL) return -ENOMEM;
   pthread_mutex_lock(&r->mu);
   if (r->nqueued >= MAX_QUEUED) {
     rc = -EAGAIN;
@@ -193,6 +196,7 @@ int dx_lookup_start(dx_resolver **rp, dx_lookup *lk) {
   }
   if (rc == 0) {
     lk->state = DX_LK_QUEUED;
+    lk->pool = r;
     lk->next = NULL;
     if (r->qtail) r->qtail->next = lk;
     else r->qhead = lk;
@@ -222,7 +226,7 @@ dx_lookup *dx_lookup_collect(dx_resolver *r) {
 }
 
 void dx_lookup_abandon(dx_resolver *r, dx_lookup *lk) {
-  if (r == NULL || r->pid != getpid() || lk->state == DX_LK_COLLECTED) {
+  if (r == NULL || lk->pool != r || r->pid != getpid() || lk->state == DX_LK_COLLECTED) {
     dx_lookup_free(lk);
     return;
   }

@@ -22,6 +22,7 @@ typedef struct dx_lookup {
   int state;
   int abandoned;                   /* nobody will collect it: free when done */
   long long owner;                 /* the caller's (a task id) */
+  struct dx_resolver *pool;        /* the pool it was queued on */
   char *host;
   int port, flags, family;
   int n;                           /* addresses found, or a negative code */
@@ -36,6 +37,10 @@ dx_lookup *dx_lookup_new(const char *host, int port, int flags, int family, long
  * -errno (-EAGAIN: the queue is full). The lookup belongs to the pool
  * until collected or abandoned. */
 int dx_lookup_start(dx_resolver **rp, dx_lookup *lk);
+/* In a fork child, leave the parent's pool behind (*rp becomes NULL):
+ * its threads are not here and its pipe is the parent's. The lookups
+ * queued on it are abandoned as any other, and only freed. */
+void dx_resolver_forked(dx_resolver **rp);
 /* The descriptor that becomes readable when lookups finish, or -1. */
 int dx_resolver_fd(const dx_resolver *r);
 /* Finished lookups not abandoned, in a list (state COLLECTED): the

@@ -97,6 +97,11 @@ int dx_sig_unwatch(dx_sigs *s, int signo) {
   return 0;
 }
 
+int dx_sigs_refork(dx_sigs *s) {
+  (void)s;
+  return 0;
+}
+
 int dx_sig_next(dx_sigs *s) {
   struct signalfd_siginfo si;
   ssize_t n;
@@ -108,12 +113,18 @@ int dx_sig_next(dx_sigs *s) {
 
 #else /* self-pipe */
 
-static int pipe_wfd = -1;    /* for the handler, which gets no argument of ours */
+/* For the handler, which gets no argument of ours: the pipe, the process
+ * it is for, and the signals that came to a fork child before it had a
+ * pipe of its own (the parent's must not carry them). */
+static int pipe_wfd = -1;
+static volatile pid_t pipe_pid;
+static volatile sig_atomic_t stray[DX_NSIG];
 
 static void on_signal(int signo) {
   int e = errno;
   unsigned char b = (unsigned char)signo;
-  if (write(pipe_wfd, &b, 1) < 0) {}        /* full: signals are known to be there */
+  if (getpid() != pipe_pid) stray[signo] = 1;
+  else if (write(pipe_wfd, &b, 1) < 0) {}   /* full: signals are known to be there */
   errno = e;
 }
 
@@ -127,6 +138,28 @@ static int make_pipe(dx_sigs *s) {
   }
   s->fd = p[0];
   s->wfd = pipe_wfd = p[1];
+  pipe_pid = getpid();               /* after pipe_wfd: the handler reads it first */
+  return 0;
+}
+
+int dx_sigs_refork(dx_sigs *s) {
+  int oldr = s->fd, oldw = s->wfd, rc, i;
+  if (oldr < 0 || pipe_pid == getpid()) return 0;
+  s->fd = s->wfd = -1;
+  if ((rc = make_pipe(s)) < 0) {
+    s->fd = oldr;
+    s->wfd = oldw;
+    return rc;
+  }
+  close(oldr);                       /* this process's copies of the parent's pipe */
+  close(oldw);
+  for (i = 1; i < DX_NSIG; i++) {
+    if (stray[i]) {
+      unsigned char b = (unsigned char)i;
+      stray[i] = 0;
+      if (write(s->wfd, &b, 1) < 0) {}
+    }
+  }
   return 0;
 }
 

@@ -34,6 +34,12 @@ int dx_sig_unwatch(dx_sigs *s, int signo);
 int dx_sig_any(const dx_sigs *s);
 /* The next signal that arrived: its number, 0 for none yet, or -errno. */
 int dx_sig_next(dx_sigs *s);
+/* In a fork child: a pipe of its own, for the parent's would carry the
+ * signals of both processes to whichever reads first. A signal that came
+ * between the fork and this call was kept, and is in the new pipe. (With
+ * signalfd nothing to do: a read returns the reader's own signals.)
+ * 0, or -errno with nothing changed. */
+int dx_sigs_refork(dx_sigs *s);
 /* Stop watching everything, close the descriptors. */
 void dx_sigs_free(dx_sigs *s);
 

@@ -59,8 +59,10 @@ static int try_resolve(lua_State *L, lx_call *k) {
       a->lk = NULL;
       return rc;
     }
-    if (S->nlookups++ == 0 &&
-        (rc = dx_loop_watch_sys(&S->loop, 1, dx_resolver_fd(S->resolver))) < 0) {
+    S->nlookups++;
+    /* (every time: a fork child's first lookup makes a new pool while
+     * lookups of the parent's may still be counted) */
+    if ((rc = dx_loop_watch_sys(&S->loop, 1, dx_resolver_fd(S->resolver))) < 0) {
       forget(a);
       return rc;
     }

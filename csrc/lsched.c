@@ -13,6 +13,7 @@
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
+#include "dx_resolver.h"
 #include "dx_time.h"
 
 #include <errno.h>
@@ -40,6 +41,24 @@ static void need_loop(lua_State *L, lx_state *S) {
     if (rc < 0) luaL_error(L, "duplex: cannot create the event loop: %s", dx_strerror(rc));
     S->loop_ok = 1;
   }
+}
+
+/* A fork child, its first run (or onsignal) since the fork: the loop's
+ * epoll instance, the signal pipe and the lookup pool were the parent's;
+ * make them this process's own, before anything waits or registers. */
+static void own_process(lua_State *L, lx_state *S) {
+  int rc;
+  if (!S->loop_ok || !dx_loop_forked(&S->loop)) return;
+  rc = dx_sigs_refork(&S->sigs);
+  if (rc == 0) rc = dx_loop_refork(&S->loop);
+  if (rc == 0) {
+    dx_resolver_forked(&S->resolver);
+    rc = dx_loop_watch_sys(&S->loop, 0, dx_sig_any(&S->sigs) ? S->sigs.fd : -1);
+  }
+  if (rc == 0)         /* a pool of its own (made by a task forked inside run) stays */
+    rc = dx_loop_watch_sys(&S->loop, 1, S->resolver ? S->loop.sys[1].fd : -1);
+  if (rc < 0)
+    luaL_error(L, "duplex: cannot make the event loop this process's own: %s", dx_strerror(rc));
 }
 
 /* Call the report function (uservalue 3) with the error on the top of L
@@ -314,6 +333,7 @@ static int k_sigwatch(lua_State *L) {
     return 3;
   }
   need_loop(L, S);
+  own_process(L, S);
   rc = lua_toboolean(L, 2) ? dx_sig_watch(&S->sigs, signo) : dx_sig_unwatch(&S->sigs, signo);
   if (rc == 0) rc = dx_loop_watch_sys(&S->loop, 0, dx_sig_any(&S->sigs) ? S->sigs.fd : -1);
   if (rc < 0) return lx_fail(L, "onsignal", name, rc);
@@ -321,9 +341,12 @@ static int k_sigwatch(lua_State *L) {
   return 1;
 }
 
-/* inrun(flag): duplex.run begins or ends; meanwhile only tasks may wait */
+/* inrun(flag): duplex.run begins or ends; meanwhile only tasks may wait.
+ * A run that begins in a fork child makes the loop its own first. */
 static int k_inrun(lua_State *L) {
-  lx_state_of(L)->in_run = lua_toboolean(L, 1);
+  lx_state *S = lx_state_of(L);
+  if (lua_toboolean(L, 1)) own_process(L, S);
+  S->in_run = lua_toboolean(L, 1);
   return 0;
 }
 

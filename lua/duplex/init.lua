@@ -213,10 +213,14 @@ function duplex.run(fn, ...)
     error("bad argument #1 to 'run' (function expected, got " .. typename(fn) .. ")", 2)
   end
   if run_state then error("duplex.run: already running", 2) end
-  local state = {}
+  core.inrun(true)        -- (in a fork child, makes the loop its own first: may raise)
+  local started, main = pcall(spawn_raw, fn, ...)
+  if not started then
+    core.inrun(false)
+    error(main, 0)
+  end
+  local state = { main = main }
   run_state = state
-  state.main = spawn_raw(fn, ...)
-  core.inrun(true)
   local ok, err = pcall(function()
     while core.step() > 0 do end
   end)

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* --- checks ---------------------------------------------------------------- */
@@ -1840,6 +1841,78 @@ static void t_loop_grow_wrapped(void) {
   dx_loop_free(&l);
 }
 
+/* A fork child's loop: until dx_loop_refork, forgetting a watch leaves the
+ * parent's registration alone; after it, the child waits on a backend of
+ * its own: its task suspended on a socket retries, its watches and its
+ * own descriptors register anew. The parent's registrations survive all
+ * of it. The child reports through its exit status. */
+static void t_loop_refork(void) {
+  dx_loop l;
+  dx_watch w, w2;
+  int sv[2], sv2[2], sp[2], s, s2, st = -1;
+  pid_t pid;
+  char buf[16];
+  CHECK_EQ(dx_loop_init(&l), 0);
+  if (pair(sv) != 0 || pair(sv2) != 0 || pair(sp) != 0) return;
+  dx_watch_init(&w, sv[0]);
+  dx_watch_init(&w2, sv2[0]);
+  CHECK(!dx_loop_forked(&l));
+  s = spawn_run(&l);
+  s2 = spawn_run(&l);
+  CHECK_EQ(dx_loop_suspend(&l, s, &w, 0, -1), 0);      /* registers w */
+  CHECK_EQ(dx_loop_suspend(&l, s2, &w2, 0, -1), 0);    /* and w2 */
+  CHECK_EQ(dx_loop_watch_sys(&l, 0, sp[0]), 0);
+  fflush(stdout);
+  pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    nfailed = 0;
+    CHECK(dx_loop_forked(&l));
+    dx_loop_leave(&l, s2);
+    dx_loop_close_watch(&l, &w2);          /* not yet its own: no removal */
+    CHECK_EQ(w2.reg, 0);
+    CHECK_EQ(dx_loop_refork(&l), 0);
+    CHECK(!dx_loop_forked(&l));
+    if (l.fd >= 0) CHECK_EQ(w.reg, 0);     /* epoll: registered again later */
+    CHECK(dx_loop_readable(&w));
+    CHECK_EQ(dx_loop_batch(&l), 1);        /* s, suspended on w, retries */
+    CHECK_EQ(dx_loop_pop(&l), s);
+    CHECK_EQ(dx_loop_watch_sys(&l, 0, sp[0]), 0);   /* the same descriptor, anew */
+    CHECK(l.sys[0].reg != 0);
+    CHECK_EQ(dx_loop_suspend(&l, s, &w, 0, dx_now() + 5), 0);
+    CHECK(w.reg != 0);
+    CHECK(write(sv[1], "c", 1) == 1);
+    CHECK_EQ(poll_for(&l, 1, 5), 0);
+    CHECK_EQ(dx_loop_pop(&l), s);
+    CHECK(!dx_loop_fired(&l, s));
+    CHECK(read(sv[0], buf, sizeof buf) == 1);
+    CHECK(write(sp[1], "g", 1) == 1);      /* its own descriptor wakes it */
+    CHECK_EQ(dx_loop_suspend(&l, s, NULL, 0, dx_now() + 5), 0);
+    CHECK_EQ(dx_loop_poll(&l), 0);
+    CHECK_EQ(dx_loop_sys_ready(&l), 1);
+    CHECK(read(sp[0], buf, sizeof buf) == 1);
+    _exit(nfailed ? 1 : 0);
+  }
+  CHECK(waitpid(pid, &st, 0) == pid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  /* the parent's loop: its registration of w2 is still there */
+  CHECK(!dx_loop_forked(&l));
+  CHECK(write(sv2[1], "p", 1) == 1);
+  CHECK_EQ(poll_for(&l, 1, 5), 0);
+  CHECK_EQ(dx_loop_batch(&l), 1);
+  CHECK_EQ(dx_loop_pop(&l), s2);
+  dx_loop_sys_ready(&l);
+  dx_loop_leave(&l, s);
+  dx_loop_leave(&l, s2);
+  dx_loop_kill(&l, s);
+  dx_loop_kill(&l, s2);
+  dx_loop_watch_sys(&l, 0, -1);
+  dx_loop_close_watch(&l, &w);
+  dx_loop_close_watch(&l, &w2);
+  close(sv[0]), close(sv[1]), close(sv2[0]), close(sv2[1]), close(sp[0]), close(sp[1]);
+  dx_loop_free(&l);
+}
+
 /* --- main ------------------------------------------------------------------ */
 
 static void on_alarm(int sig) {
@@ -1885,6 +1958,7 @@ int main(void) {
   t_loop_two_fifos();
   t_loop_ring_stress();
   t_loop_grow_wrapped();
+  t_loop_refork();
 
   printf("core: %d checks, %d failed (loop backend: %s, %.2f s)\n", nchecks, nfailed,
          name, dx_now() - t0);

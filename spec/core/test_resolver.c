@@ -4,7 +4,8 @@
  * runs (its thread drops the answer), the bounded queue (-EAGAIN, queued
  * lookups abandoned and freed), and fork: a child of a process whose pool
  * has a thread busy in a lookup makes a pool of its own on first use and
- * gets its answers, while the parent's pool goes on undisturbed; and a
+ * gets its answers, gives up the parent's lookups without touching its
+ * own lists, while the parent's pool goes on undisturbed; and a
  * burst of lookups gets threads of its own even when one thread is idle.
  *
  * getaddrinfo comes from spec/shim/fakegai.c linked into this program (a
@@ -204,12 +205,21 @@ static void test_burst(void) {
 /* fork while a thread of the parent's pool is inside a slow lookup. */
 static void test_fork(dx_resolver **rp) {
   dx_lookup *busy = dx_lookup_new("f.slow.test", 4, 0, AF_UNSPEC, 12), *mine;
+  dx_lookup *done = dx_lookup_new("j.v4.test", 8, 0, AF_UNSPEC, 16);
   int st = -1, parent_fd;
   pid_t pid;
+  struct pollfd p;
   CHECK_EQ(dx_lookup_start(rp, busy), 0);
   sleep_ms(50);
   CHECK_EQ(busy->state, DX_LK_RUNNING);
   parent_fd = dx_resolver_fd(*rp);
+  /* and one done but not collected: announced, not yet taken */
+  CHECK_EQ(dx_lookup_start(rp, done), 0);
+  p.fd = parent_fd;
+  p.events = POLLIN;
+  p.revents = 0;
+  CHECK_EQ(poll(&p, 1, 5000), 1);
+  CHECK_EQ(done->state, DX_LK_DONE);
   fflush(stdout);
   pid = fork();
   CHECK(pid >= 0);
@@ -224,6 +234,7 @@ static void test_fork(dx_resolver **rp) {
     t0 = now();
     CHECK_EQ(dx_lookup_start(rp, mine), 0);    /* a new pool, with a thread */
     CHECK(*rp != NULL);
+    dx_lookup_abandon(*rp, done);      /* the parent's pool's, given up in the new one: freed */
     CHECK(dx_resolver_fd(*rp) >= 0);
     CHECK(wait_for(*rp, mine, 5));
     CHECK_EQ(mine->n, 1);
