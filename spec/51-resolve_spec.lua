@@ -365,6 +365,11 @@ describe("duplex.resolve", function()
           local _, sp = srv:getsockname()
           local k = assert(duplex.connect("k.v4.test", sp, { timeout = 5 }))
           t.peer = { k:getpeername() }
+          local six = duplex.udp(nil, nil, { family = "inet6" })  -- IPv6 only
+          if six then
+            t.six = { { six:sendto("x", "w.v4.test", port) }, { six:connect("w.v4.test", port) } }
+            six:close()
+          end
           k:close(); srv:close(); u:close(); c:close()
           t.port = port
           t.threads = nthreads()
@@ -377,6 +382,12 @@ describe("duplex.resolve", function()
       assert.same({ "by name", "127.0.0.1" }, { r.got1[1], r.got1[2] })
       assert.same({ "127.0.0.1", "inet" }, { r.peer[1], r.peer[3] })
       assert.is_true(r.threads >= 2, "no lookup thread: " .. r.threads)
+      if r.six then           -- a name's answers of no usable family: the message names it
+        assert.same({
+          { nil, "sendto w.v4.test: Address family not supported by protocol", "EAFNOSUPPORT" },
+          { nil, "connect w.v4.test: Address family not supported by protocol", "EAFNOSUPPORT" },
+        }, r.six)
+      end
     end)
 
     it('setoption("join", name) in a task: the group and an interface address are looked up while a 10 ms ticker runs', function()
