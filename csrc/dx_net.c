@@ -116,6 +116,20 @@ int dx_resolve_ex(const char *host, int port, int flags, int family, dx_addr *ou
   return n > 0 ? n : eai_code(EAI_NONAME);
 }
 
+void dx_addr_map4(dx_addr *a) {
+  struct sockaddr_in s4;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
+  if (a->ss.ss_family != AF_INET) return;
+  memcpy(&s4, &a->ss, sizeof s4);
+  memset(a, 0, sizeof *a);
+  s6->sin6_family = AF_INET6;
+  s6->sin6_port = s4.sin_port;
+  s6->sin6_addr.s6_addr[10] = 0xff;
+  s6->sin6_addr.s6_addr[11] = 0xff;
+  memcpy(&s6->sin6_addr.s6_addr[12], &s4.sin_addr, 4);
+  a->len = sizeof *s6;
+}
+
 int dx_addr_unix(const char *spec, dx_addr *out) {
   struct sockaddr_un *su = (struct sockaddr_un *)&out->ss;
   size_t len = strlen(spec);
@@ -145,9 +159,14 @@ void dx_addr_text(const dx_addr *a, char *host, size_t hostlen, int *port,
     *family = "inet";
   } else if (sa->sa_family == AF_INET6) {
     const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-    inet_ntop(AF_INET6, &s6->sin6_addr, host, (socklen_t)hostlen);
+    if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {    /* an IPv4 peer of a dual-stack socket */
+      inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], host, (socklen_t)hostlen);
+      *family = "inet";
+    } else {
+      inet_ntop(AF_INET6, &s6->sin6_addr, host, (socklen_t)hostlen);
+      *family = "inet6";
+    }
     *port = ntohs(s6->sin6_port);
-    *family = "inet6";
   } else if (sa->sa_family == AF_UNIX) {
     const struct sockaddr_un *su = (const struct sockaddr_un *)sa;
     size_t off = offsetof(struct sockaddr_un, sun_path), n;
@@ -175,7 +194,7 @@ void dx_addr_label(const dx_addr *a, char *out, size_t outlen) {
   int port;
   dx_addr_text(a, host, sizeof host, &port, &family);
   if (port < 0) snprintf(out, outlen, "%s", host);
-  else if (a->ss.ss_family == AF_INET6) snprintf(out, outlen, "[%s]:%d", host, port);
+  else if (strcmp(family, "inet6") == 0) snprintf(out, outlen, "[%s]:%d", host, port);
   else snprintf(out, outlen, "%s:%d", host, port);
 }
 

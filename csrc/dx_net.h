@@ -47,9 +47,14 @@ enum { DX_PASSIVE = 1, DX_NUMERIC = 2 };
 int dx_resolve_ex(const char *host, int port, int flags, int family, dx_addr *out, int max);
 /* Set the port of an inet/inet6 address (others are left alone). */
 void dx_addr_set_port(dx_addr *a, int port);
+/* An IPv4 address in the v4-mapped IPv6 form (::ffff:a.b.c.d) that a
+ * dual-stack socket sends to; others are left alone. */
+void dx_addr_map4(dx_addr *a);
 /* "unix:/path" or "unix:@abstract" (after the "unix:" prefix: spec). */
 int dx_addr_unix(const char *spec, dx_addr *out);
-/* Text form: host (or path) into `host`, port (or -1 for unix), family name. */
+/* Text form: host (or path) into `host`, port (or -1 for unix), family
+ * name. A v4-mapped address (an IPv4 peer of a dual-stack socket) reads as
+ * the IPv4 address it is, family "inet". */
 void dx_addr_text(const dx_addr *a, char *host, size_t hostlen, int *port,
                   const char **family);
 /* "127.0.0.1:80", "[::1]:80" or the unix path, for messages. */

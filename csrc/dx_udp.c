@@ -17,7 +17,7 @@ static int neg_errno(void) {
   return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-int dx_udp_open(int family, const dx_addr *a, int reuseaddr, int reuseport) {
+int dx_udp_open(int family, const dx_addr *a, int v6only, int reuseaddr, int reuseport) {
   int fd = dx_socket(family, SOCK_DGRAM), one = 1, rc = 0;
   if (fd < 0) return fd;
   if (reuseaddr && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) rc = neg_errno();
@@ -27,9 +27,11 @@ int dx_udp_open(int family, const dx_addr *a, int reuseaddr, int reuseport) {
 #else
   (void)reuseport;
 #endif
-  if (rc == 0 && family == AF_INET6 && a != NULL) {
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
-    int v6 = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) ? 0 : 1;   /* "*": dual-stack */
+  if (rc == 0 && family == AF_INET6) {
+    int v6 = v6only;
+    if (v6 < 0 && a == NULL) v6 = 0;   /* unbound or "::" ("*"): dual-stack */
+    else if (v6 < 0)
+      v6 = !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
     if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof v6) < 0) rc = neg_errno();
   }
   if (rc == 0 && a != NULL && bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) rc = neg_errno();

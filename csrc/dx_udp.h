@@ -11,8 +11,10 @@
 #include "dx_net.h"
 
 /* A datagram socket bound to a (NULL: unbound), with SO_REUSEADDR /
- * SO_REUSEPORT first if asked. The fd, or -errno. */
-int dx_udp_open(int family, const dx_addr *a, int reuseaddr, int reuseport);
+ * SO_REUSEPORT first if asked. An AF_INET6 one is IPv6-only as v6only
+ * says, or if v6only < 0 unless it is unbound or bound to "::" (then it
+ * also reaches IPv4, at v4-mapped addresses). The fd, or -errno. */
+int dx_udp_open(int family, const dx_addr *a, int v6only, int reuseaddr, int reuseport);
 /* Set (a) or clear (NULL) the default peer. */
 int dx_udp_connect(int fd, const dx_addr *a);
 /* Send one datagram, to `to` (NULL: the connected peer). */

@@ -21,27 +21,34 @@
 typedef struct lx_udp {
   lx_sock s;
   int family;
+  int dual;                   /* AF_INET6 that reaches IPv4 too (v4-mapped) */
+  int bound, connected;
   dx_addr local;              /* where it is bound (for messages, unlink) */
-  int bound;
+  dx_addr peer;               /* the default peer once connected (messages) */
 } lx_udp;
 
 #define check_udp(L) ((lx_udp *)lx_checksock(L, lx_state_of(L), LX_CLS_UDP))
 #define check_open(L) ((lx_udp *)lx_checkopen(L, lx_state_of(L), LX_CLS_UDP))
 
+/* For messages: a connected socket's peer, else where it is bound. */
 void lx_udp_label(lx_sock *s, char *out, size_t n) {
   lx_udp *u = (lx_udp *)s;
-  if (u->bound) dx_addr_label(&u->local, out, n);
+  if (u->connected) dx_addr_label(&u->peer, out, n);
+  else if (u->bound) dx_addr_label(&u->local, out, n);
   else out[0] = '\0';
 }
 
-/* The address of host (arg h) and port (arg h+1) for this socket. */
+/* The address of host (arg h) and port (arg h+1) for this socket: the
+ * first of its family; for a dual-stack socket the first of either, an
+ * IPv4 one in the v4-mapped form. */
 static int dest(lua_State *L, lx_udp *u, int h, dx_addr *out) {
   dx_addr a[16];
   int n = lx_resolve(L, h, h + 1, 0, a, 16), i;
   if (n < 0) return n;
   for (i = 0; i < n; i++) {
-    if (a[i].ss.ss_family == u->family) {
+    if (a[i].ss.ss_family == u->family || (u->dual && a[i].ss.ss_family == AF_INET)) {
       *out = a[i];
+      if (u->dual) dx_addr_map4(out);
       return 0;
     }
   }
@@ -78,7 +85,7 @@ static const lx_op op_sendto = {"sendto", 1, 1, 0, try_send, push_self, fail_sen
 static const lx_op op_send = {"send", 1, 1, 0, try_send, push_self, NULL, NULL, 0, 0};
 
 /* sendto(data, host, port) -> self, or nil, msg, code. ctx 1: back from
- * looking the host up off the loop. */
+ * looking the host up off the loop (5: the host as given, for messages). */
 static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   lx_udp *u = check_udp(L);
   dx_addr *to;
@@ -86,11 +93,14 @@ static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (ctx == 1 && (rc = lx_lookup_done(L, 3, "sendto")) != 0) return rc;
   luaL_checkstring(L, 2);
-  lua_settop(L, 4);
+  if (ctx == 0) {
+    lua_settop(L, 4);
+    lua_pushvalue(L, 3);
+  }
   if (ctx == 0 && lx_need_lookup(L, 3)) return lx_lookup(L, 3, 4, u->s.timeout, 1, sendto_k);
   to = lua_newuserdatauv(L, sizeof *to, 0);
   rc = dest(L, u, 3, to);
-  if (rc < 0) return lx_fail(L, "sendto", lua_tostring(L, 3), rc);
+  if (rc < 0) return lx_fail(L, "sendto", lua_tostring(L, 5), rc);
   lua_replace(L, 3);
   lua_settop(L, 3);
   return lx_drive(L, &op_sendto, lx_deadline(u->s.timeout));
@@ -123,19 +133,32 @@ static int try_recv(lua_State *L, lx_call *k) {
   return LX_DONE;
 }
 
+/* A sender: host, port; a Unix one: path, nil; an unnamed one: "", nil. */
+static int push_sender(lua_State *L, const dx_addr *from) {
+  if (from->len == 0) {
+    lua_pushliteral(L, "");
+    lua_pushnil(L);
+    return 2;
+  }
+  lx_push_addr(L, from);
+  lua_pop(L, 1);                          /* host, port */
+  return 2;
+}
+
 /* The datagram is copied first: a finalizer run meanwhile may receive
  * into the same buffer, and into dgram_from. */
 static int push_recvfrom(lua_State *L, lx_call *k) {
   dx_addr from = k->S->dgram_from;
   lua_pushlstring(L, recv_buffer(L, k->S), k->vlen);
-  if (from.len == 0) {                    /* an unnamed Unix sender */
-    lua_pushliteral(L, "");
-    lua_pushnil(L);
-    return 3;
-  }
-  lx_push_addr(L, &from);
-  lua_pop(L, 1);                          /* data, host, port */
-  return 3;
+  return 1 + push_sender(L, &from);
+}
+
+/* A datagram too big for max is gone, but its sender is known: nil, msg,
+ * "EMSGSIZE", host, port, so that a server can still answer it. */
+static int fail_recvfrom(lua_State *L, lx_call *k, int code) {
+  dx_addr from = k->S->dgram_from;
+  int n = lx_sockfail(L, k->sock, "recvfrom", code);
+  return code == -EMSGSIZE ? n + push_sender(L, &from) : n;
 }
 
 static int push_recv(lua_State *L, lx_call *k) {
@@ -143,7 +166,7 @@ static int push_recv(lua_State *L, lx_call *k) {
   return 1;
 }
 
-static const lx_op op_recvfrom = {"recvfrom", 0, 1, 0, try_recv, push_recvfrom, NULL, NULL, 0, 0};
+static const lx_op op_recvfrom = {"recvfrom", 0, 1, 0, try_recv, push_recvfrom, fail_recvfrom, NULL, 0, 0};
 static const lx_op op_recv = {"recv", 0, 1, 0, try_recv, push_recv, NULL, NULL, 0, 0};
 
 static int receive(lua_State *L, const lx_op *op) {
@@ -156,26 +179,41 @@ static int receive(lua_State *L, const lx_op *op) {
   return lx_drive(L, op, lx_deadline(u->s.timeout));
 }
 
-/* recvfrom([max]) -> data, host, port (path, nil for Unix) */
+/* recvfrom([max]) -> data, host, port (path, nil for Unix); too big:
+ * nil, msg, "EMSGSIZE", host, port */
 static int u_recvfrom(lua_State *L) { return receive(L, &op_recvfrom); }
 /* recv([max]) -> data */
 static int u_recv(lua_State *L) { return receive(L, &op_recv); }
 
 /* --- the rest ------------------------------------------------------------------- */
 
-/* connect(host, port) -> self: the default peer of send/recv. ctx 1:
- * back from looking the host up off the loop. */
+/* connect(host, port) -> self: the default peer of send/recv, which
+ * their failures name. ctx 1: back from looking the host up off the loop
+ * (4: the host as given, for messages). */
 static int uconnect_k(lua_State *L, int status, lua_KContext ctx) {
   lx_udp *u = check_open(L);
   dx_addr a;
   int rc;
   (void)status;
   if (ctx == 1 && (rc = lx_lookup_done(L, 2, "connect")) != 0) return rc;
-  lua_settop(L, 3);
+  if (ctx == 0) {
+    lua_settop(L, 3);
+    lua_pushvalue(L, 2);
+  }
   if (ctx == 0 && lx_need_lookup(L, 2)) return lx_lookup(L, 2, 3, u->s.timeout, 1, uconnect_k);
   rc = dest(L, u, 2, &a);
-  if (rc == 0) rc = dx_udp_connect(u->s.w.fd, &a);
-  if (rc < 0) return lx_fail(L, "connect", lua_tostring(L, 2), rc);
+  if (rc == 0) {
+    rc = dx_udp_connect(u->s.w.fd, &a);
+    if (rc == -EAFNOSUPPORT && u->dual && !u->bound) {
+      /* Linux keeps the IPv4 source of a first connect, which no IPv6 peer
+       * can have: forget it (and the port the kernel chose) first */
+      dx_udp_connect(u->s.w.fd, NULL);
+      rc = dx_udp_connect(u->s.w.fd, &a);
+    }
+    /* the kernel's peer now (a failed connect may leave the old one) */
+    u->connected = dx_sockname(u->s.w.fd, 1, &u->peer) == 0;
+  }
+  if (rc < 0) return lx_fail(L, "connect", lua_tostring(L, 4), rc);
   lua_settop(L, 1);
   return 1;
 }
@@ -207,34 +245,74 @@ static const struct {
   {NULL, 0, 0, 0}
 };
 
-/* join/leave: setoption("join", group [, interface]) with the interface a
- * name ("lo"), an index, or for IPv4 an address. */
-static int membership(lua_State *L, lx_udp *u, int join) {
-  dx_addr group, ifaddr;
-  unsigned ifindex = 0;
-  int rc, n, hasaddr = 0;
-  const char *g = lx_checkcstring(L, 3, "group");
-  lua_settop(L, 4);
-  lua_pushinteger(L, 0);                   /* 5: a port for lx_resolve */
-  n = dx_resolve(g, 0, 0, &group, 1);
-  if (n < 0) return lx_fail(L, join ? "join" : "leave", g, n);
-  if (lua_type(L, 4) == LUA_TNUMBER) {
-    lua_Integer i = luaL_checkinteger(L, 4);
-    luaL_argcheck(L, i >= 0 && i <= 0x7fffffff, 4, "interface index out of range");
-    ifindex = (unsigned)i;
-  } else if (!lua_isnil(L, 4)) {
-    const char *name = lx_checkcstring(L, 4, "interface");
-    ifindex = dx_ifindex(name);
-    if (ifindex == 0 && group.ss.ss_family == AF_INET &&
-        dx_resolve(name, 0, 0, &ifaddr, 1) == 1) hasaddr = 1;
-    else if (ifindex == 0) return lx_fail(L, join ? "join" : "leave", name, -ENODEV);
+/* The addresses of the host at idx: a lookup's answer, or looked up here. */
+static int addrs_of(lua_State *L, int idx, dx_addr *out, int max) {
+  if (lua_type(L, idx) == LUA_TUSERDATA) return lx_answer_addrs(L, idx, 0, out, max);
+  return dx_resolve(lua_tostring(L, idx), 0, 0, out, max);
+}
+
+/* Back from looking an interface's name up: a name the resolver does not
+ * know is no device, as outside tasks; a timeout stays a timeout. */
+static int interface_lookup_done(lua_State *L, const char *op) {
+  int top = lua_gettop(L);
+  if (lua_isnil(L, top - 2) && strncmp(lua_tostring(L, top), "EAI_", 4) == 0) {
+    lua_settop(L, top - 3);
+    return lx_fail(L, op, lua_tostring(L, 7), -ENODEV);
   }
-  rc = dx_udp_membership(u->s.w.fd, join, &group, ifindex, hasaddr ? &ifaddr : NULL);
-  if (rc < 0) return lx_fail(L, join ? "join" : "leave", g, rc);
+  return lx_lookup_done(L, 4, op);
+}
+
+/* join/leave: setoption("join", group [, interface]) with the interface a
+ * name ("lo"), an index, or for IPv4 an address. Inside a task a group or
+ * an interface address given as a host name is looked up off the loop, as
+ * sendto's host is (ctx 1: back from the group's lookup; 2: from the
+ * interface's). Stack: 1 self, 2 "join"/"leave", 3 group, 4 interface,
+ * 5 a port (0) for lx_lookup, 6 and 7 the group and interface as given. */
+static int membership_k(lua_State *L, int status, lua_KContext ctx) {
+  lx_udp *u = check_open(L);
+  const char *op = lua_tostring(L, 2)[0] == 'j' ? "join" : "leave";
+  dx_addr group, ifaddr[16];
+  unsigned ifindex = 0;
+  int rc, n, i = 0, byaddr;
+  (void)status;
+  if (ctx == 1 && (rc = lx_lookup_done(L, 3, op)) != 0) return rc;
+  if (ctx == 2 && (rc = interface_lookup_done(L, op)) != 0) return rc;
+  if (ctx == 0) {
+    lx_checkcstring(L, 3, "group");
+    lua_settop(L, 4);
+    if (lua_type(L, 4) == LUA_TNUMBER) {
+      lua_Integer x = luaL_checkinteger(L, 4);
+      luaL_argcheck(L, x >= 0 && x <= 0x7fffffff, 4, "interface index out of range");
+    } else if (!lua_isnil(L, 4)) {
+      lx_checkcstring(L, 4, "interface");
+    }
+    lua_pushinteger(L, 0);
+    lua_pushvalue(L, 3);
+    lua_pushvalue(L, 4);
+    if (lx_need_lookup(L, 3)) return lx_lookup(L, 3, 5, u->s.timeout, 1, membership_k);
+  }
+  n = addrs_of(L, 3, &group, 1);
+  if (n < 0) return lx_fail(L, op, lua_tostring(L, 6), n);
+  if (lua_type(L, 4) == LUA_TNUMBER) ifindex = (unsigned)lua_tointeger(L, 4);
+  else if (lua_type(L, 4) == LUA_TSTRING) ifindex = dx_ifindex(lua_tostring(L, 4));
+  /* not an interface's name (nor index): an IPv4 interface's address */
+  byaddr = ifindex == 0 && !lua_isnil(L, 7) && lua_type(L, 7) != LUA_TNUMBER;
+  if (byaddr) {
+    if (group.ss.ss_family != AF_INET) return lx_fail(L, op, lua_tostring(L, 7), -ENODEV);
+    if (ctx < 2 && lx_need_lookup(L, 4)) return lx_lookup(L, 4, 5, u->s.timeout, 2, membership_k);
+    n = addrs_of(L, 4, ifaddr, 16);
+    while (i < n && ifaddr[i].ss.ss_family != AF_INET) i++;
+    if (i >= n) return lx_fail(L, op, lua_tostring(L, 7), -ENODEV);
+  }
+  rc = dx_udp_membership(u->s.w.fd, op[0] == 'j', &group, ifindex, byaddr ? &ifaddr[i] : NULL);
+  if (rc < 0) return lx_fail(L, op, lua_tostring(L, 6), rc);
   lua_settop(L, 1);
   return 1;
 }
 
+/* ttl and the multicast options: a dual-stack socket has them twice, for
+ * its IPv6 traffic and for its IPv4 traffic, and sets both (reading the
+ * IPv6 one). */
 static int ipopt(lua_State *L, lx_udp *u, int set, const char *name) {
   int i, rc, v = 0, level, opt;
   for (i = 0; ipopts[i].name && strcmp(ipopts[i].name, name) != 0; i++) {}
@@ -258,6 +336,7 @@ static int ipopt(lua_State *L, lx_udp *u, int set, const char *name) {
     v = (int)n;
   }
   rc = dx_setopt(u->s.w.fd, level, opt, v);
+  if (rc == 0 && u->dual) rc = dx_setopt(u->s.w.fd, IPPROTO_IP, ipopts[i].opt4, v);
   if (rc < 0) return lx_fail(L, "setoption", name, rc);
   lua_settop(L, 1);
   return 1;
@@ -270,7 +349,7 @@ static int u_setoption(lua_State *L) {
   if (r >= 0) return r;
   name = lua_tostring(L, 2);
   if (strcmp(name, "join") == 0 || strcmp(name, "leave") == 0)
-    return membership(L, u, name[0] == 'j');
+    return membership_k(L, LUA_OK, 0);
   return ipopt(L, u, 1, name);
 }
 
@@ -302,8 +381,9 @@ static int u_tostring(lua_State *L) {
     lua_pushliteral(L, LX_UDP " (closed)");
     return 1;
   }
-  lx_udp_label(&u->s, where, sizeof where);
-  if (where[0] == '\0' && u->family != AF_UNIX) {
+  where[0] = '\0';
+  if (u->bound) dx_addr_label(&u->local, where, sizeof where);
+  else if (u->family != AF_UNIX) {
     /* the kernel binds an inet socket at its connect or first sendto */
     dx_addr a;
     char host[64];
@@ -322,13 +402,15 @@ static int u_tostring(lua_State *L) {
 
 static const char *const new_opts[] = {"family", "reuseaddr", "reuseport", NULL};
 
-/* ctx 1: back from looking the host up off the loop. */
+/* An unbound socket for both families where the system has IPv6 (a
+ * dual-stack AF_INET6 one), else IPv4; with opts.family only that one
+ * ("inet6": IPv6-only). ctx 1: back from looking the host up off the loop. */
 static int udp_k(lua_State *L, int status, lua_KContext ctx) {
   static const char *const families[] = {"inet", "inet6", "unix", NULL};
   static const int family_of[] = {AF_INET, AF_INET6, AF_UNIX};
   dx_addr addrs[16];
   lx_udp *u;
-  int n = 0, i, fd = -EAFNOSUPPORT, family = AF_INET, reuseaddr, reuseport;
+  int n = 0, i, fd = -EAFNOSUPPORT, family = AF_UNSPEC, reuseaddr, reuseport, v6only = 1;
   (void)status;
   if (ctx == 1 && (n = lx_lookup_done(L, 1, "udp")) != 0) return n;
   lua_settop(L, 3);
@@ -359,18 +441,25 @@ static int udp_k(lua_State *L, int status, lua_KContext ctx) {
   u->s.timeout = -1;
   u->s.idle = -1;
   u->s.cls = LX_CLS_UDP;
-  u->bound = 0;
+  u->bound = u->connected = u->dual = 0;
   u->family = family;
   lua_getiuservalue(L, lua_upvalueindex(1), 7);
   lua_setmetatable(L, -2);
-  if (n == 0) {
-    fd = dx_udp_open(family, NULL, reuseaddr, reuseport);
+  if (n == 0 && family == AF_UNSPEC) {
+    u->family = AF_INET6;
+    fd = dx_udp_open(AF_INET6, NULL, 0, reuseaddr, reuseport);
+    if (fd == -EAFNOSUPPORT) {                  /* no IPv6 here */
+      u->family = AF_INET;
+      fd = dx_udp_open(AF_INET, NULL, -1, reuseaddr, reuseport);
+    }
+  } else if (n == 0) {
+    fd = dx_udp_open(family, NULL, 1, reuseaddr, reuseport);
   } else {
     /* as listen: only a family the host lacks moves on to the next address */
     for (i = 0; i < n; i++) {
       u->local = addrs[i];
       u->family = addrs[i].ss.ss_family;
-      fd = dx_udp_open(u->family, &addrs[i], reuseaddr, reuseport);
+      fd = dx_udp_open(u->family, &addrs[i], -1, reuseaddr, reuseport);
       if (fd >= 0 || (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)) break;
     }
   }
@@ -385,6 +474,8 @@ static int udp_k(lua_State *L, int status, lua_KContext ctx) {
     return lx_fail(L, "udp", at, fd);
   }
   dx_watch_init(&u->s.w, fd);
+  if (u->family == AF_INET6)
+    u->dual = dx_getopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only) == 0 && v6only == 0;
   if (n > 0) {
     u->bound = 1;
     dx_sockname(fd, 0, &u->local);       /* the port the kernel chose */

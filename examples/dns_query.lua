@@ -106,7 +106,7 @@ local function parse(p)
 end
 
 -- Send the query, wait WAIT seconds for the answer, TRIES times.
-local sock = assert(duplex.udp(nil, nil, { family = server:find(":", 1, true) and "inet6" or "inet" }))
+local sock = assert(duplex.udp())                -- reaches IPv4 and IPv6 alike
 local ok, err = sock:connect(server, port)       -- only the server's datagrams get through
 if not ok then fail(1, "%s", err) end
 local rcode, records

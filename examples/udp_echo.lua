@@ -74,7 +74,7 @@ local function client(host, port, messages)
     sock = assert(duplex.udp("unix:" .. path .. ".sock"))
     port = nil
   else
-    sock = assert(duplex.udp(nil, nil, { family = host:find(":", 1, true) and "inet6" or "inet" }))
+    sock = assert(duplex.udp())                 -- reaches IPv4 and IPv6 alike
   end
   local ok, err = sock:connect(host, port)    -- replies from others are filtered out
   if not ok then io.stderr:write(err, "\n"); os.exit(1) end

@@ -7,7 +7,8 @@
 -- Everything that looks a name up runs in a CHILD process with
 -- build/fakegai.so preloaded (spec/shim/fakegai.c: NAME.slow.test answers
 -- 127.0.0.1 after FAKEGAI_SLOW seconds, NAME.v4.test 127.0.0.1 at once,
--- NAME.v6first.test ::1 then 127.0.0.1, NAME.fail.test EAI_NONAME), never in
+-- NAME.v6first.test ::1 then 127.0.0.1, NAME.fail.test EAI_NONAME, a name
+-- with a "group" label 239.255.0.1 instead of 127.0.0.1), never in
 -- busted's own process. Needs cc (the shims are built here); the tests are
 -- pending without it. Measured figures are printed with a "[measured]"
 -- prefix.
@@ -364,6 +365,11 @@ describe("duplex.resolve", function()
           local _, sp = srv:getsockname()
           local k = assert(duplex.connect("k.v4.test", sp, { timeout = 5 }))
           t.peer = { k:getpeername() }
+          local six = duplex.udp(nil, nil, { family = "inet6" })  -- IPv6 only
+          if six then
+            t.six = { { six:sendto("x", "w.v4.test", port) }, { six:connect("w.v4.test", port) } }
+            six:close()
+          end
           k:close(); srv:close(); u:close(); c:close()
           t.port = port
           t.threads = nthreads()
@@ -376,6 +382,70 @@ describe("duplex.resolve", function()
       assert.same({ "by name", "127.0.0.1" }, { r.got1[1], r.got1[2] })
       assert.same({ "127.0.0.1", "inet" }, { r.peer[1], r.peer[3] })
       assert.is_true(r.threads >= 2, "no lookup thread: " .. r.threads)
+      if r.six then           -- a name's answers of no usable family: the message names it
+        assert.same({
+          { nil, "sendto w.v4.test: Address family not supported by protocol", "EAFNOSUPPORT" },
+          { nil, "connect w.v4.test: Address family not supported by protocol", "EAFNOSUPPORT" },
+        }, r.six)
+      end
+    end)
+
+    it('setoption("join", name) in a task: the group and an interface address are looked up while a 10 ms ticker runs', function()
+      need_fakegai()
+      local r = ch.run([[
+        local function failures(u)
+          return {
+            group = { u:setoption("join", "q.fail.test", "lo") },
+            iface = { u:setoption("join", "239.255.0.3", "q.fail.test") },
+          }
+        end
+        local u = assert(duplex.udp("*", 0))
+        local out = { outside = failures(u) }
+        out.task = duplex.run(function()
+          local ticks = 0
+          local ticker = duplex.spawn(function()
+            for _ = 1, 100000 do ticks = ticks + 1; duplex.sleep(0.01) end
+          end)
+          local t = {}
+          local function join(...)
+            local t0 = ticks
+            local el, ok, msg, code = timed(u.setoption, u, ...)
+            return { ok = ok == u, msg = msg, code = code, elapsed = el, ticks = ticks - t0 }
+          end
+          t.group = join("join", "m.group.slow.test", "lo")          -- 239.255.0.1 on lo
+          t.iface = join("join", "239.255.0.2", "i.slow.test")       -- on lo, by its address
+          t.leave = join("leave", "m.group.slow.test", "lo")
+          u:settimeout(0.3)
+          t.timeout = join("join", "t.group.slow.test", "lo")
+          u:settimeout(nil)
+          t.fail = failures(u)
+          ticker:cancel()
+          return t
+        end)
+        u:close()
+        emit(out)
+      ]], { FAKEGAI_SLOW = "1" }, 30)
+      local t = r.task
+      measured("join by a 1 s name: %.3f s, %d ticks of 10 ms (%s); by an interface's 1 s name: %.3f s, %d ticks (%s)",
+        t.group.elapsed, t.group.ticks, t.group.ok and "joined" or tostring(t.group.msg),
+        t.iface.elapsed, t.iface.ticks, t.iface.ok and "joined" or tostring(t.iface.msg))
+      for _, k in ipairs({ "group", "iface", "leave" }) do
+        local j = t[k]
+        assert.is_true(j.elapsed >= 0.9 and j.elapsed < 10, k .. " took " .. j.elapsed)
+        assert.is_true(j.ticks > 50, k .. ": the ticker ran " .. j.ticks .. " times during the lookup")
+        -- the kernel may refuse a group on lo; then it says why
+        assert.is_true(j.ok or type(j.code) == "string", k .. ": " .. tostring(j.msg))
+      end
+      if t.group.ok then assert.is_true(t.leave.ok, "leave: " .. tostring(t.leave.msg)) end
+      assert.same({ false, "join t.group.slow.test: Connection timed out", "ETIMEDOUT" },
+        { t.timeout.ok, t.timeout.msg, t.timeout.code })
+      assert.is_true(t.timeout.elapsed >= 0.25 and t.timeout.elapsed < 0.9, "took " .. t.timeout.elapsed)
+      -- in a task and outside: the same failures
+      local w = {
+        group = { nil, "join q.fail.test: Name or service not known", "EAI_NONAME" },
+        iface = { nil, "join q.fail.test: No such device", "ENODEV" },
+      }
+      assert.same({ outside = w, task = w }, { outside = r.outside, task = t.fail })
     end)
 
     it("outside a task a lookup blocks (about 2 s) and answers, without the pool", function()

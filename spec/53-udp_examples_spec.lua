@@ -84,12 +84,21 @@ describe("examples/udp_echo.lua", function()
     assert.is_false(os.execute("test -e " .. quote(path)) == true, "the server left " .. path)
   end)
 
-  it("no server: the client reports the refusal and exits 1", function()
+  it("no server: the client reports the refusal, naming the server, and exits 1", function()
     local u = assert(require("duplex").udp("127.0.0.1", 0))
     local _, port = u:getsockname()
     u:close()
     local r = run("udp_echo.lua", { "client", "127.0.0.1", tostring(port), "anyone" })
-    assert.same({ code = 1, out = "", err = "no echo for anyone: recv: Connection refused\n" },
+    assert.same({ code = 1, out = "",
+                  err = "no echo for anyone: recv 127.0.0.1:" .. port .. ": Connection refused\n" },
+      { code = r.code, out = r.out, err = r.err })
+    if not HAS_V6 then return end
+    u = assert(require("duplex").udp("::1", 0))
+    _, port = u:getsockname()
+    u:close()
+    r = run("udp_echo.lua", { "client", "::1", tostring(port), "anyone" })
+    assert.same({ code = 1, out = "",
+                  err = "no echo for anyone: recv [::1]:" .. port .. ": Connection refused\n" },
       { code = r.code, out = r.out, err = r.err })
   end)
 
