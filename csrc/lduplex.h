@@ -137,11 +137,9 @@ int lx_cannot_wait(lua_State *L);
 
 /* --- sockets (lsock.c) --------------------------------------------------- */
 
-/* Argument 1 as a socket of class cls, else raise as luaL_checkudata does
- * (a pointer comparison, no registry lookup); lx_checkopen also raises
- * for a closed one. */
+/* Argument 1 as a socket of class cls (open or closed), else raise as
+ * luaL_checkudata does (a pointer comparison, no registry lookup). */
 lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls);
-lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls);
 /* What a method of a closed socket returns: nil, "<op> <where>: socket
  * is closed", "EBADF" (3 results). A closed socket is the normal case in
  * concurrent code (another task closed it), not a programming error. */

@@ -29,12 +29,6 @@ lx_sock *lx_checksock(lua_State *L, const lx_state *S, int cls) {
   return s ? s : (lx_sock *)luaL_checkudata(L, 1, class_names[cls]);
 }
 
-lx_sock *lx_checkopen(lua_State *L, const lx_state *S, int cls) {
-  lx_sock *s = lx_checksock(L, S, cls);
-  if (s->w.fd < 0) luaL_error(L, "attempt to use a closed %s", class_names[cls]);
-  return s;
-}
-
 int lx_closed(lua_State *L, lx_sock *s, const char *op) {
   return lx_sockfail(L, s, op, DX_ECLOSED);
 }

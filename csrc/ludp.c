@@ -28,7 +28,6 @@ typedef struct lx_udp {
 } lx_udp;
 
 #define check_udp(L) ((lx_udp *)lx_checksock(L, lx_state_of(L), LX_CLS_UDP))
-#define check_open(L) ((lx_udp *)lx_checkopen(L, lx_state_of(L), LX_CLS_UDP))
 
 /* For messages: a connected socket's peer, else where it is bound. */
 void lx_udp_label(lx_sock *s, char *out, size_t n) {
@@ -191,10 +190,11 @@ static int u_recv(lua_State *L) { return receive(L, &op_recv); }
  * their failures name. ctx 1: back from looking the host up off the loop
  * (4: the host as given, for messages). */
 static int uconnect_k(lua_State *L, int status, lua_KContext ctx) {
-  lx_udp *u = check_open(L);
+  lx_udp *u = check_udp(L);
   dx_addr a;
   int rc;
   (void)status;
+  if (u->s.w.fd < 0) return lx_closed(L, &u->s, "connect");   /* also during a lookup */
   if (ctx == 1 && (rc = lx_lookup_done(L, 2, "connect")) != 0) return rc;
   if (ctx == 0) {
     lua_settop(L, 3);
@@ -221,9 +221,11 @@ static int uconnect_k(lua_State *L, int status, lua_KContext ctx) {
 static int u_connect(lua_State *L) { return uconnect_k(L, LUA_OK, 0); }
 
 static int u_getpeername(lua_State *L) {
-  lx_udp *u = check_open(L);
+  lx_udp *u = check_udp(L);
   dx_addr a;
-  int rc = dx_sockname(u->s.w.fd, 1, &a);
+  int rc;
+  if (u->s.w.fd < 0) return lx_closed(L, &u->s, "getpeername");
+  rc = dx_sockname(u->s.w.fd, 1, &a);
   if (rc < 0) return lx_sockfail(L, &u->s, "getpeername", rc);
   return lx_push_addr(L, &a);
 }
@@ -269,12 +271,13 @@ static int interface_lookup_done(lua_State *L, const char *op) {
  * interface's). Stack: 1 self, 2 "join"/"leave", 3 group, 4 interface,
  * 5 a port (0) for lx_lookup, 6 and 7 the group and interface as given. */
 static int membership_k(lua_State *L, int status, lua_KContext ctx) {
-  lx_udp *u = check_open(L);
+  lx_udp *u = check_udp(L);
   const char *op = lua_tostring(L, 2)[0] == 'j' ? "join" : "leave";
   dx_addr group, ifaddr[16];
   unsigned ifindex = 0;
   int rc, n, i = 0, byaddr;
   (void)status;
+  if (u->s.w.fd < 0) return lx_closed(L, &u->s, "setoption");   /* during a lookup */
   if (ctx == 1 && (rc = lx_lookup_done(L, 3, op)) != 0) return rc;
   if (ctx == 2 && (rc = interface_lookup_done(L, op)) != 0) return rc;
   if (ctx == 0) {
@@ -343,7 +346,7 @@ static int ipopt(lua_State *L, lx_udp *u, int set, const char *name) {
 }
 
 static int u_setoption(lua_State *L) {
-  lx_udp *u = check_open(L);
+  lx_udp *u = check_udp(L);
   int r = lx_sockopt(L, &u->s, 1, udp_opts);
   const char *name;
   if (r >= 0) return r;
@@ -354,7 +357,7 @@ static int u_setoption(lua_State *L) {
 }
 
 static int u_getoption(lua_State *L) {
-  lx_udp *u = check_open(L);
+  lx_udp *u = check_udp(L);
   int r = lx_sockopt(L, &u->s, 0, udp_opts);
   const char *name;
   if (r >= 0) return r;
