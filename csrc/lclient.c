@@ -27,7 +27,7 @@ lx_client *lx_client_new(lua_State *L) {
   dx_buf_init(&c->rb);
   c->maxline = LX_MAXLINE;
   c->cut = 0;
-  c->eof = c->isunix = c->notsock = c->adopted = c->keepfd = c->accepted = 0;
+  c->eof = c->isunix = c->notsock = c->adopted = c->keepfd = c->accepted = c->unanswered = 0;
   c->oldflags = 0;
   c->tls = NULL;
   memset(&c->peer, 0, sizeof c->peer);
@@ -204,14 +204,15 @@ static int c_tostring(lua_State *L) {
   return 1;
 }
 
-/* idle(client) -> true when a task waits to read it and nothing of a
- * next message has arrived: between requests (serve's graceful close ends
- * such connections at once). */
+/* idle(client) -> true when the connection is between two requests: a
+ * task waits to read it, nothing of a next request has arrived, and it
+ * has read nothing since it last wrote (a handler waiting for the rest of
+ * a request is not idle). serve's graceful close ends these at once. */
 static int m_idle(lua_State *L) {
   lx_state *S = lx_state_of(L);
   lx_client *c = check_client(L, S);
-  lua_pushboolean(L, c->s.w.fd >= 0 && S->loop_ok && dx_buf_len(&c->rb) == 0 &&
-                     dx_loop_head_waits(&S->loop, &c->s.w, 0));
+  lua_pushboolean(L, c->s.w.fd >= 0 && S->loop_ok && !c->unanswered &&
+                     dx_buf_len(&c->rb) == 0 && dx_loop_head_waits(&S->loop, &c->s.w, 0));
   return 1;
 }
 

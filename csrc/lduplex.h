@@ -227,6 +227,8 @@ typedef struct lx_client {
   unsigned char adopted;      /* duplex.stream: restore oldflags on close */
   unsigned char keepfd;       /* ...and leave the descriptor open */
   unsigned char accepted;     /* came from accept: the server side */
+  unsigned char unanswered;   /* read bytes since it last wrote: in the
+                                 middle of a request, not between two */
   int oldflags, streamfd;     /* duplex.stream: its descriptor, for messages */
   struct dx_tls *tls;         /* TLS on it, or NULL (dx_tls.h) */
   struct sockaddr_in6 peer;   /* an inet/inet6 peer for messages (kept after

@@ -101,6 +101,15 @@ static int end_stream(lx_call *k, lx_fwd *f, lx_client *dst) {
   return rc < 0 ? rc : LX_DONE;
 }
 
+/* r bytes of src reached dst: src was read, dst written (for serve's
+ * graceful close: see m_idle). */
+static void delivered(lx_call *k, lx_fwd *f, lx_client *src, lx_client *dst, long r) {
+  f->count += r;
+  k->moved = 1;
+  src->unanswered = 1;
+  dst->unanswered = 0;
+}
+
 /* Stack: 1 src, 2 dst, 3 max, 4 the call's state (lx_fwd). */
 static int try_forward(lua_State *L, lx_call *k) {
   lx_client *src = (lx_client *)k->sock, *dst = (lx_client *)k->sock2;
@@ -126,8 +135,7 @@ static int try_forward(lua_State *L, lx_call *k) {
       dx_pipeguard_release(&g, r == -EPIPE);
       if (r > 0) {
         f->inpipe -= (size_t)r;
-        f->count += r;
-        k->moved = 1;
+        delivered(k, f, src, dst, r);
         continue;
       }
       if (unsupported(r)) {                 /* dst cannot take splices */
@@ -145,8 +153,7 @@ static int try_forward(lua_State *L, lx_call *k) {
       r = send_some(k->S, dst, dx_buf_peek(&src->rb), n < left ? n : left);
       if (r > 0) {
         dx_buf_take(&src->rb, (size_t)r);
-        f->count += r;
-        k->moved = 1;
+        delivered(k, f, src, dst, r);
         dst->cut = 0;                       /* ours (see above), and mended */
         continue;
       }

@@ -107,6 +107,7 @@ static int fail_read(lua_State *L, lx_call *k, int code) {
 /* Take what try found and settle; push the value (or nil): 1 result. */
 static int push_one(lua_State *L, lx_call *k) {
   lx_client *c = (lx_client *)k->sock;
+  if (k->used) c->unanswered = 1;
   if (k->ended) luaL_pushfail(L);
   else lua_pushlstring(L, dx_buf_take(&c->rb, k->used), k->vlen);
   dx_buf_settle(&c->rb);
@@ -169,6 +170,7 @@ static int push_read(lua_State *L, lx_call *k) {
   size_t len, off = 0;
   int i, top;
   if (k->base == 2) return push_one(L, k);
+  if (k->used) c->unanswered = 1;
   lua_pushlstring(L, dx_buf_take(&c->rb, k->used), k->used);
   dx_buf_settle(&c->rb);
   top = lua_gettop(L);

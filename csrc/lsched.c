@@ -150,26 +150,30 @@ static int k_serve_go(lua_State *L) {
 }
 
 /* serve_clients(ended) -> the clients of the live serve_go tasks whose end
- * function is ended: a serve's connections, kept nowhere else (memory of
- * idle connections), for its graceful close. */
+ * function is ended, and their task ids: a serve's connections, kept
+ * nowhere else (memory of idle connections), for its graceful close. */
 static int k_serve_clients(lua_State *L) {
   lx_state *S = lx_state_of(L);
   int slot, n = 0;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_newtable(L);
-  if (!S->loop_ok) return 1;
+  lua_settop(L, 1);
+  lua_newtable(L);                                 /* 2 clients */
+  lua_newtable(L);                                 /* 3 ids */
+  if (!S->loop_ok) return 2;
   lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
   for (slot = 1; slot < dx_loop_nslots(&S->loop) && slot < S->ndetached; slot++) {
     if (!dx_loop_alive(&S->loop, slot) || S->detached[slot] != LX_HOOKED) continue;
-    lua_rawgeti(L, 3, 2 * (lua_Integer)slot - 1);
+    lua_rawgeti(L, 4, 2 * (lua_Integer)slot - 1);
     if (lua_rawequal(L, -1, 1)) {
-      lua_rawgeti(L, 3, 2 * (lua_Integer)slot);
+      lua_rawgeti(L, 4, 2 * (lua_Integer)slot);
       lua_rawseti(L, 2, ++n);
+      lua_pushinteger(L, lx_task_id(S, slot));
+      lua_rawseti(L, 3, n);
     }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  return 1;
+  return 2;
 }
 
 /* Take a serve_go task's end function and client out of the hooks:

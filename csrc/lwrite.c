@@ -69,6 +69,7 @@ static int try_write(lua_State *L, lx_call *k) {
       return r == -EAGAIN || r == DX_WANT_WRITE ? LX_WAIT_WRITE : (int)r;
     }
     k->moved = 1;
+    c->unanswered = 0;
     while (i <= k->base) {                /* move the cursor past r bytes */
       size_t left = lua_rawlen(L, i) - off;
       if ((size_t)r < left) {

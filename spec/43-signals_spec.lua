@@ -294,7 +294,8 @@ end)
 
 -- The README's graceful stop, as a child process. README_SNIPPET is the
 -- block after <!-- sigterm-pattern --> in README.md; the child runs it with
--- a slow handle() and a line saying its port (both marked "test only").
+-- its handle() made slow and a line saying its port (both marked "test
+-- only").
 local README_SNIPPET = (function()
   local f = assert(io.open("README.md"))
   local text = f:read("a")
@@ -311,22 +312,25 @@ describe("graceful stop on SIGTERM (the README's pattern)", function()
   end
 
   it("answers the request in flight completely, refuses new connections, exits 0", function()
-    local script = README_SNIPPET
+    local script, found = README_SNIPPET
       :gsub('local duplex = require "duplex"\n', "", 1)      -- the prelude has it
       :gsub("8080", "0", 1)
-      :gsub("\nserver:serve", [[
+      :gsub("\nlocal function handle%(request%).-\nend\n", [[
 
-say("listening", (select(2, server:getsockname())))  -- test only
-function handle(request)                             -- test only: a slow request
+local function handle(request)                       -- test only: a slow request
   say("handling", request)
   duplex.sleep(0.5)
   say("handled", request)
   return ("reply to " .. request .. "\n"):rep(4000)
 end
+]], 1)
+    assert.equal(1, found, "README's snippet defines no handle(request)")
+    script = script:gsub("\nserver:serve", [[
 
+say("listening", (select(2, server:getsockname())))  -- test only
 server:serve]], 1)
       .. 'say("served")                                        -- test only\n'
-    assert.truthy(script:find("function handle", 1, true))
+    assert.truthy(script:find("test only: a slow request", 1, true))
     local proc = child(script)
     local port = math.tointeger(tonumber(proc:expect("^listening (%d+)\n")))
 
@@ -365,6 +369,7 @@ server:serve]], 1)
       if c3 then c3:close() end
       assert.same({ nil, "ECONNREFUSED" }, { c3, again })
     end
+    signal(proc, "TERM")                  -- a second one, as timeout(1) sends: the same
 
     -- the request in flight is answered in full
     local body = expected_body("GET /slow HTTP/1.0")

@@ -68,9 +68,11 @@ return function(duplex, core, aux)
   local c_close = server.close
 
   --- Stop accepting at once. With grace seconds, the serve running on the
-  --- server ends its connections that wait between requests at once, waits
-  --- up to grace for the others to end (closing each as it goes idle), then
-  --- closes the clients still open, and only then returns.
+  --- server ends its connections that wait between requests at once (a
+  --- handler waits to read, nothing is buffered, and it has read nothing
+  --- since it last wrote), waits up to grace for the others to end
+  --- (closing each as it goes idle), then ends the handlers still running
+  --- (cancelled: their clients close), and only then returns.
   function server:close(grace)
     if core.type(self) == "closed server" then return true end   -- idempotent
     check_self(self, "server", "close")
@@ -138,7 +140,7 @@ return function(duplex, core, aux)
     return function(c, ok, err, traceback)
       st.active = st.active - 1
       if st.waiting then st.changed:broadcast() end
-      if not ok and not (st.cutting or from_lines(c, err)) then report(err, traceback) end
+      if not ok and not from_lines(c, err) then report(err, traceback) end
     end
   end
 
@@ -165,7 +167,7 @@ return function(duplex, core, aux)
     if not current() then return duplex.run(server.serve, self, handler, opts) end
     opts = opts or {}
     if opts.nodelay ~= nil then self:setoption("nodelay", opts.nodelay) end
-    local st = { active = 0, cutting = false, waiting = false,
+    local st = { active = 0, waiting = false,
                  changed = duplex.cond(), handshake_timeout = self:getoption("handshake_timeout") }
     st.ended = ender(st)              -- one per serve, not per connection
     serving[self] = st
@@ -209,8 +211,8 @@ return function(duplex, core, aux)
         if st.active == 0 then break end
         wait_change(st, math.min(STEP, math.max(0, deadline - now())))
       until now() >= deadline
-      st.cutting = true
-      for _, c in ipairs(serve_clients(st.ended)) do c:close() end
+      local _, tasks = serve_clients(st.ended)    -- the grace is over: they end,
+      for _, id in ipairs(tasks) do core.cancel(id) end   -- closing their clients
     end
     serving[self] = nil
     return true
