@@ -23,6 +23,7 @@ lx_client *lx_client_new(lua_State *L) {
   dx_watch_init(&c->s.w, -1);
   c->s.timeout = -1;
   c->s.idle = -1;
+  c->s.deadline = -1;
   c->s.cls = LX_CLS_CLIENT;
   dx_buf_init(&c->rb);
   c->maxline = LX_MAXLINE;
@@ -121,7 +122,7 @@ static int c_getpeername(lua_State *L) {
 }
 
 static const char *const client_opts[] = {
-  "nodelay", "keepalive", "linger", "rcvbuf", "sndbuf", "maxline", "idletimeout", NULL
+  "nodelay", "keepalive", "linger", "rcvbuf", "sndbuf", "maxline", "idletimeout", "deadline", NULL
 };
 
 /* The client's own options: maxline, idletimeout (seconds without a byte

@@ -62,6 +62,7 @@ typedef struct lx_sock {
   dx_watch w;                 /* w.fd < 0: closed */
   double timeout;             /* seconds for a whole call; < 0 none */
   double idle;                /* seconds without progress; < 0 none */
+  double deadline;            /* every call ends by then (monotonic); < 0 none */
   int cls;                    /* LX_CLS_* */
 } lx_sock;
 

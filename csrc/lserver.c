@@ -70,7 +70,8 @@ static int s_accept(lua_State *L) {
 }
 
 static const char *const server_opts[] = {
-  "reuseaddr", "reuseport", "rcvbuf", "sndbuf", "v6only", "nodelay", "handshake_timeout", NULL
+  "reuseaddr", "reuseport", "rcvbuf", "sndbuf", "v6only", "nodelay", "handshake_timeout", "deadline",
+  NULL
 };
 
 /* nodelay on a server is for the clients it accepts from now on. */
@@ -189,6 +190,7 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   dx_watch_init(&s->s.w, -1);
   s->s.timeout = -1;
   s->s.idle = -1;
+  s->s.deadline = -1;
   s->s.cls = LX_CLS_SERVER;
   s->nodelay = o.nodelay;
   s->tls = NULL;

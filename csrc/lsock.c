@@ -8,6 +8,7 @@
 #include "dx_prefix.h"
 #include "lduplex.h"
 
+#include <float.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -145,8 +146,29 @@ static const lx_optdef optdefs[] = {
 #endif
   {"v6only", IPPROTO_IPV6, IPV6_V6ONLY, 'r'},
   {"broadcast", SOL_SOCKET, SO_BROADCAST, 'b'},
+  {"deadline", 0, 0, 'd'},
   {NULL, 0, 0, 0}
 };
+
+/* deadline: a duplex.now() time by which every call of the socket ends
+ * (nil, msg, "ETIMEDOUT" once it would have to wait past it), beside each
+ * call's own timeout; false removes it. */
+static int deadline_option(lua_State *L, lx_sock *s, int set) {
+  if (!set) {
+    if (s->deadline < 0) lua_pushboolean(L, 0);
+    else lua_pushnumber(L, s->deadline);
+    return 1;
+  }
+  if (lua_isboolean(L, 3) && !lua_toboolean(L, 3)) {
+    s->deadline = -1;
+  } else {
+    double at = luaL_checknumber(L, 3);
+    luaL_argcheck(L, at >= 0, 3, "deadline must be a duplex.now() time or false");
+    s->deadline = at > 0 ? at : DBL_MIN;     /* 0: past, not "never wait" */
+  }
+  lua_settop(L, 1);
+  return 1;
+}
 
 static int set_option(lua_State *L, lx_sock *s, const lx_optdef *d) {
   int rc;
@@ -197,5 +219,6 @@ int lx_sockopt(lua_State *L, lx_sock *s, int set, const char *const allowed[]) {
   if (s->w.fd < 0) return lx_closed(L, s, set ? "setoption" : "getoption");
   for (d = optdefs; d->name && strcmp(d->name, name) != 0; d++) {}
   if (d->name == NULL) return -1;         /* not a socket option: caller's */
+  if (d->kind == 'd') return deadline_option(L, s, set);
   return set ? set_option(L, s, d) : get_option(L, s, d);
 }

@@ -232,7 +232,7 @@ static int u_getpeername(lua_State *L) {
 
 static const char *const udp_opts[] = {
   "broadcast", "reuseaddr", "reuseport", "rcvbuf", "sndbuf", "ttl",
-  "multicast_ttl", "multicast_loop", "join", "leave", NULL
+  "multicast_ttl", "multicast_loop", "join", "leave", "deadline", NULL
 };
 
 /* Options that depend on the family: {name, IPv4 level/opt, IPv6 level/opt, kind} */
@@ -443,6 +443,7 @@ static int udp_k(lua_State *L, int status, lua_KContext ctx) {
   dx_watch_init(&u->s.w, -1);
   u->s.timeout = -1;
   u->s.idle = -1;
+  u->s.deadline = -1;
   u->s.cls = LX_CLS_UDP;
   u->bound = u->connected = u->dual = 0;
   u->family = family;

@@ -247,3 +247,101 @@ describe("duplex.sleep and duplex.now", function()
     assert.is_true(elapsed < 1, "slept " .. elapsed)
   end)
 end)
+
+-- setoption("deadline", t): every call of the socket ends by the
+-- duplex.now() time t, however many calls an exchange makes; each call
+-- still has its own timeout, and the earlier of the two wins. A call takes
+-- both when it starts: a change is for the next call.
+describe("a socket's deadline", function()
+  helpers.track_fds()
+
+  local function read_failure(p, port)
+    return { nil, ("read 127.0.0.1:%d: Connection timed out"):format(port), "ETIMEDOUT", n = 3 }
+  end
+
+  it("ends a waiting call at the deadline, whatever the timeout; buffered data still comes", function()
+    local c, p = pair()
+    local _, port = c:getsockname()
+    p:settimeout(5)
+    assert.equal(p, p:setoption("deadline", duplex.now() + 0.1))
+    assert(c:write("one\ntwo\n"))
+    local got = { p:read("l"), p:read("l") }          -- ready: no wait
+    local elapsed, r = helpers.timed(function() return table.pack(p:read("l")) end)
+    assert.same({ "one", "two" }, got)
+    assert.same(read_failure(p, port), r)
+    assert.is_true(elapsed < 3, "waited " .. elapsed)
+    assert(c:write("three\n"))                        -- nothing was lost
+    assert.equal(p, p:setoption("deadline", false))
+    assert.equal("three", p:read("l"))
+  end)
+
+  it("a deadline that has passed fails every wait at once; getoption tells it", function()
+    local c, p = pair()
+    local _, port = c:getsockname()
+    local at = duplex.now() - 1
+    assert.equal(p, p:setoption("deadline", at))
+    assert.equal(at, p:getoption("deadline"))
+    local elapsed, r = helpers.timed(function() return table.pack(p:read("l")) end)
+    assert.same(read_failure(p, port), r)
+    assert.is_true(elapsed < 1, "waited " .. elapsed)
+    assert.equal(p, p:setoption("deadline", 0))       -- 0 is long past too
+    assert.same(read_failure(p, port), table.pack(p:read(1)))
+    assert.equal(p, p:setoption("deadline", false))
+    assert.is_false(p:getoption("deadline"))
+  end)
+
+  it("timeout 0 still never waits: EAGAIN", function()
+    local _, p = pair()
+    p:settimeout(0)
+    assert.equal(p, p:setoption("deadline", duplex.now() + 10))
+    local r = table.pack(p:read("l"))
+    assert.same({ nil, r[2], "EAGAIN", n = 3 }, r)
+  end)
+
+  it("a call already waiting keeps the deadline it started with", function()
+    local c, p = pair()
+    p:settimeout(nil)
+    local r = duplex.run(function()
+      local reader = duplex.spawn(function() return table.pack(p:read("l")) end)
+      duplex.sleep(0)                                  -- it waits now
+      assert.equal(p, p:setoption("deadline", duplex.now() - 1))
+      assert(c:write("late but wanted\n"))
+      local _, got = reader:join(5)
+      return { got = got, next = table.pack(p:read("l")) }
+    end)
+    assert.same({ "late but wanted", n = 1 }, r.got)
+    assert.equal("ETIMEDOUT", r.next[3])               -- the next call has it
+  end)
+
+  it("bounds accept, datagram receives and forward too", function()
+    local srv, port = helpers.server()
+    local u = assert(duplex.udp("127.0.0.1", 0))
+    local a, b, s1 = helpers.pair()
+    local x, y, s2 = helpers.pair()
+    finally(function() helpers.close(srv, u, a, b, s1, x, y, s2) end)
+    assert.equal(srv, srv:setoption("deadline", duplex.now() - 1))
+    assert.same({ nil, ("accept 127.0.0.1:%d: Connection timed out"):format(port), "ETIMEDOUT", n = 3 },
+      table.pack(srv:accept()))
+    local _, uport = u:getsockname()
+    assert.equal(u, u:setoption("deadline", duplex.now() - 1))
+    assert.same({ nil, ("recvfrom 127.0.0.1:%d: Connection timed out"):format(uport), "ETIMEDOUT", n = 3 },
+      table.pack(u:recvfrom()))
+    assert(a:write("moved before the deadline"))
+    a:shutdown("w")
+    assert.equal(b, b:setoption("deadline", duplex.now() - 1))
+    local r = table.pack(b:forward(x, 25))             -- ready bytes move; no wait needed
+    assert.same({ 25, n = 1 }, r)
+    assert.equal("moved before the deadline", y:read(25))
+    local _, xpeer = x:getpeername()
+    local r2 = table.pack(x:forward(b))                -- into b; x has nothing: it must wait
+    assert.same({ nil, ("forward 127.0.0.1:%d: Connection timed out"):format(xpeer), "ETIMEDOUT", 0, n = 4 }, r2)
+  end)
+
+  it("rejects what is not a time", function()
+    local _, p = pair()
+    assert.has_error(function() p:setoption("deadline", -1) end,
+      "bad argument #2 to 'setoption' (deadline must be a duplex.now() time or false)")
+    assert.has_error(function() p:setoption("deadline", "soon") end)
+    assert.has_error(function() p:setoption("deadline", true) end)
+  end)
+end)
