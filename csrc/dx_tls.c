@@ -364,6 +364,25 @@ static int failed(dx_tls *t, int code, const char *why) {
   return code;
 }
 
+/* A verification failure: OpenSSL's reason, and for a name or address
+ * that the certificate does not cover, the one that was wanted. */
+static int cert_failed(dx_tls *t) {
+  long v = SSL_get_verify_result(t->ssl);
+  const char *why = X509_verify_cert_error_string(v);
+  X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
+  char *ip = NULL, msg[512], text[INET6_ADDRSTRLEN];
+  unsigned char bin[16];
+  const char *wanted = NULL;
+  if (v == X509_V_ERR_HOSTNAME_MISMATCH) wanted = X509_VERIFY_PARAM_get0_host(param, 0);
+  else if (v == X509_V_ERR_IP_ADDRESS_MISMATCH) wanted = ip = X509_VERIFY_PARAM_get1_ip_asc(param);
+  if (wanted == NULL) return failed(t, DX_ECERT, why);
+  if (ip && inet_pton(AF_INET6, ip, bin) == 1)    /* OpenSSL spells ::1 in full */
+    wanted = inet_ntop(AF_INET6, bin, text, sizeof text);
+  snprintf(msg, sizeof msg, "%s: the certificate is not for %s", why, wanted);
+  OPENSSL_free(ip);
+  return failed(t, DX_ECERT, msg);
+}
+
 /* After an SSL_* call returned r <= 0: a want, a clean end (0), or a code. */
 static int outcome(dx_tls *t, int r) {
   int e = SSL_get_error(t->ssl, r);
@@ -379,10 +398,7 @@ static int outcome(dx_tls *t, int r) {
     q = ERR_peek_error();
     if (ERR_GET_REASON(q) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
       return failed(t, -ECONNRESET, "TLS connection closed without close_notify (possible truncation)");
-    if (ERR_GET_REASON(q) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
-      long v = SSL_get_verify_result(t->ssl);
-      return failed(t, DX_ECERT, X509_verify_cert_error_string(v));
-    }
+    if (ERR_GET_REASON(q) == SSL_R_CERTIFICATE_VERIFY_FAILED) return cert_failed(t);
     if (t->syserr) return failed(t, -t->syserr, strerror(t->syserr));
     return failed(t, -EPROTO, q ? ERR_reason_error_string(q) : "TLS error");
   }

@@ -209,7 +209,7 @@ static void finish_hooked(lua_State *L, lx_state *S, int T, int slot, lua_State 
   if (status != LUA_OK) {
     lua_pushvalue(co, -1);        /* the error stays on co for its closers */
     lua_xmove(co, L, 1);
-    luaL_traceback(L, co, lua_tostring(L, -1), 0);
+    luaL_traceback(L, co, NULL, 0);    /* the message is reported beside it */
     nargs = 4;
   }
   if (c == NULL) close_thread(L, co, status == LUA_OK ? 0 : lua_gettop(L) - 1);

@@ -1086,6 +1086,28 @@ describe("serve's reports", function()
     end
   end
 
+  -- REGRESSION: the traceback serve reported began with the message too,
+  -- so the default handler printed it twice.
+  it("a handler's error reaches the default handler (stderr) once, with its traceback", function()
+    local script = [[
+local duplex = require "duplex"
+local srv = assert(duplex.listen("127.0.0.1", 0))
+duplex.run(function()
+  duplex.spawn(srv.serve, srv, function() error("handler broke: marker 7731") end)
+  local c = assert(duplex.connect("127.0.0.1", select(2, srv:getsockname()), { timeout = 5 }))
+  c:settimeout(5)
+  c:read("a")                         -- the handler failed: its client closed
+  srv:close()
+end)
+]]
+    local p = assert(io.popen(("%s -e %s 2>&1"):format(helpers.lua, helpers.shquote(script))))
+    local out = p:read("a")
+    assert.is_true(p:close(), out)
+    local _, count = out:gsub("handler broke: marker 7731", "")
+    assert.equal(1, count, out)
+    assert.matches("^duplex: error in task: [^\n]*: handler broke: marker 7731\nstack traceback:\n", out)
+  end)
+
   it("none when a client resets while its handler iterates lines()", function()
     local reports = capture_reports()
     local srv, port = helpers.server()

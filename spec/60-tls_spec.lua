@@ -359,16 +359,18 @@ describe("verification", function()
   local rejected = {
     { "an expired certificate", "expired", "localhost", "certificate has expired",
       "sslv3 alert certificate expired" },
-    { "a certificate for another host", "wronghost", "localhost", "hostname mismatch",
+    { "a certificate for another host", "wronghost", "localhost",
+      "hostname mismatch: the certificate is not for localhost",
       "sslv3 alert bad certificate" },
     { "a self-signed certificate", "selfsigned", "localhost", "self-signed certificate",
       "tlsv1 alert unknown ca" },
     { "a certificate from an unknown CA", "other", "localhost", "unable to get local issuer certificate",
       "tlsv1 alert unknown ca" },
-    { "a certificate without the IP address connected to", "dnsonly", "127.0.0.1", "IP address mismatch",
+    { "a certificate without the IP address connected to", "dnsonly", "127.0.0.1",
+      "IP address mismatch: the certificate is not for 127.0.0.1",
       "sslv3 alert bad certificate" },
     { "a certificate for another host, reached by address", "wronghost", "127.0.0.1",
-      "IP address mismatch", "sslv3 alert bad certificate" },
+      "IP address mismatch: the certificate is not for 127.0.0.1", "sslv3 alert bad certificate" },
   }
   for _, row in ipairs(rejected) do
     local what, leaf, host, reason, alert = table.unpack(row)
@@ -410,7 +412,8 @@ describe("verification", function()
       return out
     end)
     assert.equal("closed client", duplex.type(r.server.res[1]))
-    assert.same(all(nil, ("tls handshake [::1]:%d: IP address mismatch"):format(r.dnsonly.port), "ECERT"),
+    assert.same(all(nil, ("tls handshake [::1]:%d: IP address mismatch: the certificate is not for ::1")
+      :format(r.dnsonly.port), "ECERT"),
       r.dnsonly.res)
   end)
 
@@ -421,7 +424,8 @@ describe("verification", function()
       return { good = good, bad = bad, port = port }
     end)
     assert.same(all("echo hello"), r.good.reply)
-    assert.same(all(nil, ("tls handshake 127.0.0.1:%d: hostname mismatch"):format(r.port), "ECERT"), r.bad)
+    assert.same(all(nil, ("tls handshake 127.0.0.1:%d: hostname mismatch: the certificate is not for "
+      .. "not-localhost.example"):format(r.port), "ECERT"), r.bad)
   end)
 end)
 
@@ -1136,7 +1140,8 @@ describe("STARTTLS", function()
       return { res = res }
     end)
     assert.same(all(nil, r.res[2], "ECERT"), r.res)
-    assert.matches("^tls handshake 127%.0%.0%.1:%d+: IP address mismatch$", r.res[2])
+    assert.matches("^tls handshake 127%.0%.0%.1:%d+: IP address mismatch: the certificate is not for 127%.0%.0%.1$",
+      r.res[2])
   end)
 
   it("the ClientHello already buffered behind the last plaintext line reaches TLS", function()
