@@ -184,6 +184,16 @@ say("not killed")
     assert.equal("", proc:err())
   end)
 
+  it("a watched signal does not keep run going: run returns when its tasks have ended", function()
+    local proc = child([[
+duplex.onsignal("USR1", function() say("never") end)
+duplex.run(function() say("ran") end)
+say("returned")
+]])
+    assert.same({ true, "exit", 0 }, { proc:wait(10) })
+    assert.equal("ran\nreturned\n", proc:out())
+  end)
+
   it("a program that never calls onsignal keeps the default: TERM ends it", function()
     local proc = child([[
 duplex.run(function()
