@@ -454,8 +454,11 @@ static const lx_op op_connect = {
 };
 
 /* opts.bind: "host" or {host, port}. Pushes its host and port (6, 7);
- * 0 when there is none. */
+ * 0 when there is none. (Checked here, whether or not a lookup follows.) */
 static int bind_args(lua_State *L) {
+  lua_Integer port;
+  size_t len;
+  int isnum;
   lua_getfield(L, 3, "bind");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -471,6 +474,12 @@ static int bind_args(lua_State *L) {
     lua_pushinteger(L, 0);
   }
   if (lua_type(L, -2) != LUA_TSTRING) luaL_argerror(L, 3, "option 'bind' needs a host");
+  if (strlen(lua_tolstring(L, -2, &len)) != len)
+    luaL_argerror(L, 3, "option 'bind': host contains a zero byte");
+  port = lua_tointegerx(L, -1, &isnum);
+  luaL_argcheck(L, isnum && port >= 0 && port <= 65535, 3, "option 'bind': port must be an integer from 0 to 65535");
+  lua_pushinteger(L, port);
+  lua_replace(L, -2);
   lua_remove(L, -3);
   return 1;
 }
@@ -561,6 +570,10 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 #else
     if (!lua_isnil(L, 5)) luaL_argerror(L, 3, "option 'tls': duplex was built without TLS");
 #endif
+    if (lua_type(L, 1) == LUA_TSTRING && strncmp(lua_tostring(L, 1), "unix:", 5) != 0) {
+      lua_Integer port = luaL_checkinteger(L, 2);     /* now, not after lookups */
+      luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+    }
     if (!lua_isnil(L, 3) && bind_args(L)) {                 /* 6, 7 */
       if (lx_need_lookup(L, 6)) return lookup(L, t, 6, 7, 2, "bind");
       if ((n = bind_to(L, t)) != 0) return n;

@@ -414,6 +414,9 @@ describe("duplex.resolve", function()
           out.bind = connect_ticking(srv, "127.0.0.1", port, { bind = "t.slow.test", timeout = 0.3 })
           out.threads = nthreads()
           out.port = port
+          -- its argument is checked before any lookup, as outside a task
+          out.badport = { pcall(duplex.connect, "127.0.0.1", port, { bind = { "p.slow.test", 70000 } }) }
+          out.badhostport = { pcall(duplex.connect, "q.slow.test", 70000, { bind = "p.slow.test" }) }
           srv:close()
           return out
         end))
@@ -431,6 +434,11 @@ describe("duplex.resolve", function()
       assert.same({ nil, "connect h2.slow.test: Connection timed out", "ETIMEDOUT" }, r.late.r)
       assert.is_true(r.late.elapsed >= 1.45 and r.late.elapsed < 5, "took " .. r.late.elapsed)
       assert.same({ nil, "bind t.slow.test: Connection timed out", "ETIMEDOUT" }, r.bind.r)
+      assert.is_false(r.badport[1])
+      assert.matches("^bad argument #3 to '[%w.]*connect' %(option 'bind': port must be an integer from 0 to 65535%)$",
+        r.badport[2])
+      assert.is_false(r.badhostport[1])
+      assert.matches("^bad argument #2 to '[%w.]*connect' %(port out of range%)$", r.badhostport[2])
       assert.is_true(r.bind.elapsed >= 0.25 and r.bind.elapsed < 0.9, "took " .. r.bind.elapsed)
       assert.is_true(r.bind.ticks > 10 and r.bind.max_gap < 0.2,
         ("the ticker ran %d times, stopped for %.3f s"):format(r.bind.ticks, r.bind.max_gap))
