@@ -454,32 +454,61 @@ static const lx_op op_connect = {
   "connect", 1, 6, 1, try_connect, push_connect, fail_connect, NULL, 0, 0
 };
 
-/* opts.bind: "host" or {host, port} */
-static int resolve_bind(lua_State *L, lx_targets *t) {
-  int top = lua_gettop(L), n;
+/* opts.bind: "host" or {host, port}. Pushes its host and port (6, 7);
+ * 0 when there is none. (Checked here, whether or not a lookup follows.) */
+static int bind_args(lua_State *L) {
+  lua_Integer port;
+  size_t len;
+  int isnum;
   lua_getfield(L, 3, "bind");
   if (lua_isnil(L, -1)) {
-    lua_settop(L, top);
+    lua_pop(L, 1);
     return 0;
   }
   if (lua_istable(L, -1)) {
-    lua_rawgeti(L, top + 1, 1);
-    lua_rawgeti(L, top + 1, 2);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
     if (lua_isnil(L, -1)) lua_pushinteger(L, 0), lua_replace(L, -2);
   } else {
     luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 3, "option 'bind' must be a host or {host, port}");
-    lua_pushvalue(L, top + 1);
+    lua_pushvalue(L, -1);
     lua_pushinteger(L, 0);
   }
   if (lua_type(L, -2) != LUA_TSTRING) luaL_argerror(L, 3, "option 'bind' needs a host");
-  n = lx_resolve(L, top + 2, top + 3, 1, &t->bind, 1);
+  if (strlen(lua_tolstring(L, -2, &len)) != len)
+    luaL_argerror(L, 3, "option 'bind': host contains a zero byte");
+  port = lua_tointegerx(L, -1, &isnum);
+  luaL_argcheck(L, isnum && port >= 0 && port <= 65535, 3, "option 'bind': port must be an integer from 0 to 65535");
+  lua_pushinteger(L, port);
+  lua_replace(L, -2);
+  lua_remove(L, -3);
+  return 1;
+}
+
+/* The local address from 6, 7 (a name's lookup answer by now, in a task);
+ * the stack is back to 1..5. */
+static int bind_to(lua_State *L, lx_targets *t) {
+  int n = lx_resolve(L, 6, 7, 1, &t->bind, 1);
   if (n < 0) {
-    lua_pushfstring(L, "bind %s", lua_tostring(L, top + 2));
+    lua_pushfstring(L, "bind %s", lua_tostring(L, 6));
     return lx_fail(L, lua_tostring(L, -1), NULL, n);
   }
   t->hasbind = 1;
-  lua_settop(L, top);
+  lua_settop(L, 5);
   return 0;
+}
+
+static int connect_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Look the name at hostarg up in the pool, under what is left of the
+ * call's one deadline (op names it if that is gone already), then go on
+ * in connect_k(ctx). */
+static int lookup(lua_State *L, lx_targets *t, int hostarg, int portarg,
+                  lua_KContext ctx, const char *op) {
+  double left = t->deadline;                /* -1: none; 0: no waiting */
+  if (left > 0 && (left -= dx_now()) <= 0)
+    return lx_fail(L, op, lua_tostring(L, hostarg), -ETIMEDOUT);
+  return lx_lookup(L, hostarg, portarg, left, ctx, connect_k);
 }
 
 /* A family name as the third argument (what getsockname returns third),
@@ -502,9 +531,11 @@ static int family_arg(lua_State *L) {
 
 static const char *const connect_opts[] = {"timeout", "nodelay", "bind", "tls", NULL};
 
-/* ctx 1: back from looking the host up off the loop (lx_lookup).
+/* ctx 1: back from looking the host up off the loop (lx_lookup); ctx 2:
+ * back from looking the bind host up, which comes first.
  * Stack: 1 host (or the lookup's answer), 2 port, 3 opts, 4 targets,
- * 5 the TLS context or nil, then 6 the client. */
+ * 5 the TLS context or nil, then 6 the client; while the bind host is
+ * looked up, 6 that host (then the answer) and 7 its port. */
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   lx_targets *t;
   int n, i;
@@ -540,12 +571,21 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 #else
     if (!lua_isnil(L, 5)) luaL_argerror(L, 3, "option 'tls': duplex was built without TLS");
 #endif
-    if (!lua_isnil(L, 3) && (n = resolve_bind(L, t)) != 0) return n;
-    if (lx_need_lookup(L, 1)) return lx_lookup(L, 1, 2, timeout, 1, connect_k);
+    if (lua_type(L, 1) == LUA_TSTRING && strncmp(lua_tostring(L, 1), "unix:", 5) != 0) {
+      lua_Integer port = luaL_checkinteger(L, 2);     /* now, not after lookups */
+      luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+    }
+    if (!lua_isnil(L, 3) && bind_args(L)) {                 /* 6, 7 */
+      if (lx_need_lookup(L, 6)) return lookup(L, t, 6, 7, 2, "bind");
+      if ((n = bind_to(L, t)) != 0) return n;
+    }
   } else {
-    if ((n = lx_lookup_done(L, 1, "connect")) != 0) return n;
     t = (lx_targets *)lua_touserdata(L, 4);
+    if (ctx == 2 && ((n = lx_lookup_done(L, 6, "bind")) != 0 || (n = bind_to(L, t)) != 0))
+      return n;
+    if (ctx == 1 && (n = lx_lookup_done(L, 1, "connect")) != 0) return n;
   }
+  if (ctx != 1 && lx_need_lookup(L, 1)) return lookup(L, t, 1, 2, 1, "connect");
   n = lx_resolve(L, 1, 2, 0, t->a, LX_MAXADDR);
   if (n < 0) return lx_fail(L, "connect", t->name, n);
   t->n = 0;

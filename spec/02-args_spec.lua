@@ -102,6 +102,12 @@ describe("module function arguments:", function()
       match = "^bad argument #3 to 'connect' %(.*nodelay.*%)$" },
     { "connect: bind a number", function() duplex.connect("127.0.0.1", 80, { bind = 5 }) end,
       match = "^bad argument #3 to 'connect' %(.*bind.*%)$" },
+    { "connect: bind port 70000", function() duplex.connect("127.0.0.1", 80, { bind = { "127.0.0.1", 70000 } }) end,
+      ba:format(3, "connect", "option 'bind': port must be an integer from 0 to 65535") },
+    { "connect: bind port a non-numeric string", function() duplex.connect("127.0.0.1", 80, { bind = { "127.0.0.1", "x" } }) end,
+      ba:format(3, "connect", "option 'bind': port must be an integer from 0 to 65535") },
+    { "connect: bind host with a zero byte", function() duplex.connect("127.0.0.1", 80, { bind = "127.0.0.1\0x" }) end,
+      ba:format(3, "connect", "option 'bind': host contains a zero byte") },
 
     -- resolve(host [, port])
     { "resolve: host missing", function() duplex.resolve() end,

@@ -8,7 +8,8 @@
 -- build/fakegai.so preloaded (spec/shim/fakegai.c: NAME.slow.test answers
 -- 127.0.0.1 after FAKEGAI_SLOW seconds, NAME.v4.test 127.0.0.1 at once,
 -- NAME.v6first.test ::1 then 127.0.0.1, NAME.fail.test EAI_NONAME, a name
--- with a "group" label 239.255.0.1 instead of 127.0.0.1), never in
+-- with a "group" label 239.255.0.1 and one with a "lo2" label 127.0.0.2
+-- instead of 127.0.0.1), never in
 -- busted's own process. Needs cc (the shims are built here); the tests are
 -- pending without it. Measured figures are printed with a "[measured]"
 -- prefix.
@@ -123,6 +124,14 @@ describe("duplex.resolve", function()
           local srv = assert(duplex.listen("127.0.0.1", 0))
           local _, port = srv:getsockname()
           local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+          -- numeric and Unix binds are not looked up either
+          local b1 = assert(duplex.connect("127.0.0.1", port, { timeout = 5, bind = "127.0.0.2" }))
+          local b2 = assert(duplex.connect("127.0.0.1", port, { timeout = 5, bind = { "127.0.0.3" } }))
+          local tag = tostring(os.time()) .. tostring(math.random(1e9))
+          local us = assert(duplex.listen("unix:@dx51srv" .. tag))
+          local b3 = assert(duplex.connect("unix:@dx51srv" .. tag, nil, { timeout = 5, bind = "unix:@dx51cli" .. tag }))
+          t.binds = { (b1:getsockname()), (b2:getsockname()), (b3:getsockname()) == "@dx51cli" .. tag }
+          b1:close(); b2:close(); b3:close(); us:close()
           local u = assert(duplex.udp("127.0.0.1", 0))
           local _, up = u:getsockname()
           local v = assert(duplex.udp())
@@ -147,6 +156,7 @@ describe("duplex.resolve", function()
         fam = { answer("127.0.0.1", 8, "inet") },
         unix = { answer("/tmp/x.sock", nil, "unix") },
         sendto = true, uconnect = true, got = "x",
+        binds = { "127.0.0.2", "127.0.0.3", true },
         threads = r.before,
       }, r.task)
       assert.equal(r.before, r.after)
@@ -319,6 +329,169 @@ describe("duplex.resolve", function()
       assert.same({ nil, "resolve z.slow.test: Connection timed out", "ETIMEDOUT" }, r.r2)
     end)
 
+    -- Child code: a task ticking every 10 ms, counting its ticks and the
+    -- longest gap between two of them (a blocked loop makes a gap as long
+    -- as the block). start_ticker() -> stats, ticker; stats: n, max_gap.
+    local TICKER = [==[
+    local function start_ticker()
+      local stats = { n = 0, max_gap = 0 }
+      local ticker = duplex.spawn(function()
+        local last = duplex.now()
+        for _ = 1, 100000 do
+          duplex.sleep(0.01)
+          local now = duplex.now()
+          stats.n = stats.n + 1
+          stats.max_gap = math.max(stats.max_gap, now - last)
+          last = now
+        end
+      end)
+      duplex.sleep(0.05)                         -- it ticks
+      return stats, ticker
+    end
+    -- connect(host, port, opts), timed, with the ticks meanwhile; then the
+    -- client's local address and the peer its server saw, both closed.
+    local function connect_ticking(srv, host, port, opts)
+      local stats, ticker = start_ticker()
+      local n0 = stats.n
+      stats.max_gap = 0
+      local el, c, msg, code = timed(duplex.connect, host, port, opts)
+      local out = { elapsed = el, ticks = stats.n - n0, max_gap = stats.max_gap,
+                    r = { c and true, msg, code } }
+      ticker:cancel()
+      if c then
+        out.sockname = { c:getsockname() }
+        local p = srv:accept(5)
+        out.peer = p and { p:getpeername() }
+        if p then p:close() end
+        c:close()
+      end
+      return out
+    end
+    ]==]
+
+    it('connect("127.0.0.1", port, {bind = a 1 s name}) in a task: a 10 ms ticker runs throughout; the socket is bound to its address', function()
+      need_fakegai()
+      local r = ch.run(TICKER .. [[
+        local srv = assert(duplex.listen("127.0.0.1", 0))
+        local _, port = srv:getsockname()
+        local out = {}
+        -- outside a task the lookup blocks, and binds the same
+        local el, c = timed(duplex.connect, "127.0.0.1", port, { bind = "o.lo2.slow.test", timeout = 5 })
+        out.outside = { elapsed = el, sockname = c and { c:getsockname() } }
+        if c then c:close(); srv:accept(5):close() end
+        out.task = duplex.run(function()
+          return connect_ticking(srv, "127.0.0.1", port, { bind = "b.lo2.slow.test", timeout = 5 })
+        end)
+        out.port = port
+        srv:close()
+        emit(out)
+      ]], { FAKEGAI_SLOW = "1" }, 25)
+      local t = r.task
+      measured("connect bound to a 1 s name: %.3f s, %d ticks of 10 ms meanwhile, longest gap %.1f ms",
+        t.elapsed, t.ticks, t.max_gap * 1000)
+      assert.same({ true }, t.r)
+      assert.equal("127.0.0.2", t.sockname[1])
+      assert.same(t.sockname, t.peer)
+      assert.same({ "127.0.0.2", "inet" }, { r.outside.sockname[1], r.outside.sockname[3] })
+      assert.is_true(r.outside.elapsed >= 0.9, "outside a task: " .. r.outside.elapsed)
+      assert.is_true(t.elapsed >= 0.9 and t.elapsed < 10, "took " .. t.elapsed)
+      -- about 100 ticks in 1 s; a blocked loop ticks 0 times
+      assert.is_true(t.ticks > 50, "the ticker ran " .. t.ticks .. " times during the bind lookup")
+      assert.is_true(t.max_gap < 0.5, "the ticker stopped for " .. t.max_gap .. " s")
+    end)
+
+    it("a bind name and a host name, both slow: both are looked up in the pool while the ticker runs; the timeout bounds them together", function()
+      need_fakegai()
+      local r = ch.run(TICKER .. [[
+        local srv = assert(duplex.listen("127.0.0.1", 0))
+        local _, port = srv:getsockname()
+        emit(duplex.run(function()
+          local out = {}
+          out.both = connect_ticking(srv, "h.slow.test", port, { bind = { "b.lo2.slow.test", 0 }, timeout = 5 })
+          -- one deadline: the bind lookup's second leaves 0.5 s to the host's
+          out.late = connect_ticking(srv, "h2.slow.test", port, { bind = "b2.lo2.slow.test", timeout = 1.5 })
+          -- the bind lookup alone outlasts the timeout
+          out.bind = connect_ticking(srv, "127.0.0.1", port, { bind = "t.slow.test", timeout = 0.3 })
+          out.threads = nthreads()
+          out.port = port
+          -- its argument is checked before any lookup, as outside a task
+          out.badport = { pcall(duplex.connect, "127.0.0.1", port, { bind = { "p.slow.test", 70000 } }) }
+          out.badhostport = { pcall(duplex.connect, "q.slow.test", 70000, { bind = "p.slow.test" }) }
+          srv:close()
+          return out
+        end))
+      ]], { FAKEGAI_SLOW = "1" }, 30)
+      measured("bind and host names of 1 s each: %.3f s, %d ticks, longest gap %.1f ms; timeout 1.5 s: %.3f s; bind lookup under timeout 0.3 s: %.3f s",
+        r.both.elapsed, r.both.ticks, r.both.max_gap * 1000, r.late.elapsed, r.bind.elapsed)
+      assert.same({ true }, r.both.r)
+      assert.same({ "127.0.0.2", "inet" }, { r.both.sockname[1], r.both.sockname[3] })
+      assert.same({ "127.0.0.2", r.both.sockname[2], "inet" }, r.both.peer)
+      assert.is_true(r.both.elapsed >= 1.9 and r.both.elapsed < 10, "took " .. r.both.elapsed)
+      assert.is_true(r.both.ticks > 100, "the ticker ran " .. r.both.ticks .. " times during the lookups")
+      assert.is_true(r.both.max_gap < 0.5, "the ticker stopped for " .. r.both.max_gap .. " s")
+      assert.is_true(r.threads >= 2, "no lookup thread: " .. r.threads)
+      -- with a timeout of its own the host lookup (1 s) would have succeeded
+      assert.same({ nil, "connect h2.slow.test: Connection timed out", "ETIMEDOUT" }, r.late.r)
+      assert.is_true(r.late.elapsed >= 1.45 and r.late.elapsed < 5, "took " .. r.late.elapsed)
+      assert.same({ nil, "bind t.slow.test: Connection timed out", "ETIMEDOUT" }, r.bind.r)
+      assert.is_false(r.badport[1])
+      assert.matches("^bad argument #3 to '[%w.]*connect' %(option 'bind': port must be an integer from 0 to 65535%)$",
+        r.badport[2])
+      assert.is_false(r.badhostport[1])
+      assert.matches("^bad argument #2 to '[%w.]*connect' %(port out of range%)$", r.badhostport[2])
+      assert.is_true(r.bind.elapsed >= 0.25 and r.bind.elapsed < 0.9, "took " .. r.bind.elapsed)
+      assert.is_true(r.bind.ticks > 10 and r.bind.max_gap < 0.2,
+        ("the ticker ran %d times, stopped for %.3f s"):format(r.bind.ticks, r.bind.max_gap))
+    end)
+
+    it("a task cancelled in its connect's bind lookup: join gives false, canceled; no descriptor left; later binds by name work", function()
+      need_fakegai()
+      local r = ch.run([[
+        duplex.run(function() duplex.resolve("warm.v4.test") end)   -- pool and poller made
+        local srv = assert(duplex.listen("127.0.0.1", 0))
+        local _, port = srv:getsockname()
+        local fds0 = fdcount()
+        local out = duplex.run(function()
+          local t = { canceled = {}, joins = {} }
+          -- round 1: cancelled at once (their lookups mostly still queued);
+          -- round 2: cancelled 0.1 s later (4 of them in getaddrinfo by then)
+          for round = 1, 2 do
+            local tasks = {}
+            for i = 1, 6 do
+              tasks[i] = duplex.spawn(function()
+                return duplex.connect("127.0.0.1", port,
+                  { bind = "cb" .. round .. i .. ".lo2.slow.test", timeout = 5 })
+              end)
+            end
+            duplex.sleep(0)     -- each task is now waiting in its bind lookup
+            if round == 2 then duplex.sleep(0.1) end
+            for i = 1, 6 do t.canceled[#t.canceled + 1] = tasks[i]:cancel() end
+            for i = 1, 6 do t.joins[#t.joins + 1] = { tasks[i]:join(5) } end
+          end
+          t.fds_between = fdcount() - fds0
+          local el, c, msg, code = timed(duplex.connect, "127.0.0.1", port, { bind = "next.lo2.slow.test", timeout = 10 })
+          t.elapsed = el
+          t.after = c and { c:getsockname() } or { c, msg, code }
+          if c then c:close(); srv:accept(5):close() end
+          t.threads = nthreads()
+          return t
+        end)
+        out.fds = fdcount() - fds0
+        srv:close()
+        emit(out)
+      ]], { FAKEGAI_SLOW = "0.5" }, 30)
+      measured("a bind by name after cancelling 12 tasks in their bind lookups took %.3f s", r.elapsed)
+      local all_true, all_canceled = {}, {}
+      for i = 1, 12 do all_true[i], all_canceled[i] = true, { false, "canceled" } end
+      assert.same({ canceled = all_true, joins = all_canceled, fds_between = 0, fds = 0 },
+        { canceled = r.canceled, joins = r.joins, fds_between = r.fds_between, fds = r.fds })
+      assert.same({ "127.0.0.2", "inet" }, { r.after[1], r.after[3] })
+      -- the cancelled lookups still running end on their own and free their
+      -- threads (the pool has at most 4: none is stuck, none more was made)
+      assert.is_true(r.elapsed >= 0.45 and r.elapsed < 3, "the bind lookup after the cancels took " .. r.elapsed)
+      assert.is_true(r.threads <= 5, r.threads .. " threads")
+    end)
+
     it("a name that does not exist: nil, msg, EAI_NONAME from every call, in a task and outside", function()
       need_fakegai()
       local r = ch.run([[
@@ -332,6 +505,8 @@ describe("duplex.resolve", function()
           t.sendto = { u:sendto("x", "q.fail.test", 1) }
           t.uconnect = { u:connect("q.fail.test", 1) }
           u:close()
+          t.bind = { duplex.connect("127.0.0.1", 1, { bind = "q.fail.test", timeout = 5 }) }
+          t.bindport = { duplex.connect("127.0.0.1", 1, { bind = { "q.fail.test", 0 }, timeout = 5 }) }
           return t
         end
         emit({ outside = calls(), task = duplex.run(calls) })
@@ -342,6 +517,7 @@ describe("duplex.resolve", function()
       local w = {
         resolve = want("resolve"), connect = want("connect"), listen = want("listen"),
         udp = want("udp"), sendto = want("sendto"), uconnect = want("connect"),
+        bind = want("bind"), bindport = want("bind"),
       }
       assert.same({ outside = w, task = w }, r)
     end)

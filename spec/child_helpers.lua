@@ -1,7 +1,8 @@
 -- spec/child_helpers.lua: child Lua processes for the resolver and Happy
 -- Eyeballs specs (spec/51, spec/52). They run with build/fakegai.so preloaded
 -- (spec/shim/fakegai.c: names under .test answer from a table, slowly for
--- NAME.slow.test, a multicast group for NAME.group.test), which must never
+-- NAME.slow.test, a multicast group for NAME.group.test, 127.0.0.2 for
+-- NAME.lo2.test), which must never
 -- be preloaded into busted itself.
 --
 --   local ch = require "spec.child_helpers"

@@ -6,7 +6,9 @@
  *   NAME.v6first.test  FAKEGAI_V6 (default ::1) then 127.0.0.1, in that order
  *   NAME.fail.test     EAI_NONAME
  *   a name with a "group" label (m.group.test, m.group.slow.test) answers
- *   239.255.0.1, a multicast group, where the others answer 127.0.0.1
+ *   239.255.0.1, a multicast group, where the others answer 127.0.0.1;
+ *   one with a "lo2" label (b.lo2.slow.test) answers 127.0.0.2, a local
+ *   address that is not the default source (for connect's bind)
  * Build: cc -shared -fPIC -o build/fakegai.so spec/shim/fakegai.c -ldl
  */
 #define _GNU_SOURCE
@@ -69,7 +71,8 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     while (nanosleep(&ts, &ts) != 0) {}
   }
   if (want != AF_INET6)
-    v4 = entry(AF_INET, strstr(node, ".group.") ? "239.255.0.1" : "127.0.0.1", st);
+    v4 = entry(AF_INET, strstr(node, ".group.") ? "239.255.0.1"
+                        : strstr(node, ".lo2.") ? "127.0.0.2" : "127.0.0.1", st);
   if (ends_with(node, ".v6first.test") && want != AF_INET) {
     const char *a = getenv("FAKEGAI_V6");
     v6 = entry(AF_INET6, a ? a : "::1", st);
