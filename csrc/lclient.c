@@ -265,6 +265,7 @@ typedef struct lx_targets {
   int client_fd;               /* the attempt the client watches (it owns it) */
   double next_start;           /* when the next address may start */
   double deadline;             /* of the whole call: lookup, connect, TLS */
+  double at;                   /* opts.deadline, which the client keeps; -1 none */
   char name[256];              /* the host as given: SNI, messages */
   dx_addr a[LX_MAXADDR];
   int fd[LX_MAXADDR];
@@ -529,7 +530,18 @@ static int family_arg(lua_State *L) {
   return f;
 }
 
-static const char *const connect_opts[] = {"timeout", "nodelay", "bind", "tls", NULL};
+static const char *const connect_opts[] = {"timeout", "deadline", "nodelay", "bind", "tls", NULL};
+
+/* opts.deadline: a duplex.now() time, or false/nil (-1). */
+static double deadline_opt(lua_State *L) {
+  double at;
+  const char *why;
+  lua_getfield(L, 3, "deadline");
+  why = lx_deadline_error(L, -1, &at);
+  if (why) luaL_argerror(L, 3, lua_pushfstring(L, "option 'deadline': %s", why));
+  lua_pop(L, 1);
+  return at;
+}
 
 /* ctx 1: back from looking the host up off the loop (lx_lookup); ctx 2:
  * back from looking the bind host up, which comes first.
@@ -541,7 +553,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   int n, i;
   (void)status;
   if (ctx == 0) {
-    double timeout = -1;
+    double timeout = -1, at = -1;
     int family = AF_UNSPEC;
     lua_settop(L, 3);
     if (lua_type(L, 3) == LUA_TSTRING) family = family_arg(L);
@@ -552,6 +564,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
       why = lx_timeout_error(L, -1, &timeout);
       if (why) luaL_argerror(L, 3, lua_pushfstring(L, "option 'timeout': %s", why));
       lua_pop(L, 1);
+      at = deadline_opt(L);
       lx_opt_bool(L, 3, "nodelay", 0);
     }
     t = lua_newuserdatauv(L, sizeof(lx_targets), 0);        /* 4 */
@@ -560,6 +573,8 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     t->client_fd = -1;
     t->family = family;
     t->deadline = lx_deadline(timeout);          /* one deadline for it all */
+    t->at = at;
+    t->deadline = lx_deadline_by(t->deadline, at);
     if (lua_type(L, 1) == LUA_TSTRING) snprintf(t->name, sizeof t->name, "%s", lua_tostring(L, 1));
     lua_pushvalue(L, lua_upvalueindex(2));
     lua_setmetatable(L, -2);
@@ -593,7 +608,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     if (t->family == AF_UNSPEC || t->a[i].ss.ss_family == t->family) t->a[t->n++] = t->a[i];
   if (t->n == 0) return lx_fail(L, "connect", t->name, -EAFNOSUPPORT);
   interleave(t);
-  lx_client_new(L);                                         /* 6 */
+  lx_client_new(L)->s.deadline = t->at;                     /* 6 */
   return lx_drive(L, &op_connect, t->deadline);
 }
 

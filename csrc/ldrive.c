@@ -246,12 +246,16 @@ int lx_drive(lua_State *L, const lx_op *op, double deadline) {
   return lx_drive_on(L, lx_state_of(L), op_sock(L, op), op, deadline);
 }
 
-/* A call's deadline with its socket's (setoption "deadline"): the
- * earlier; 0 (never wait) stays. Taken when the call starts: a deadline
- * set meanwhile is for the next call, as a timeout is. */
+double lx_deadline_by(double d, double at) {
+  if (at < 0 || d == 0) return d;
+  return d < 0 || at < d ? at : d;
+}
+
+/* A call's deadline with its socket's (setoption "deadline"). Taken when
+ * the call starts: a deadline set meanwhile is for the next call, as a
+ * timeout is. */
 static double with_deadline_of(const lx_sock *s, double d) {
-  if (s == NULL || s->deadline < 0 || d == 0) return d;
-  return d < 0 || s->deadline < d ? s->deadline : d;
+  return s ? lx_deadline_by(d, s->deadline) : d;
 }
 
 int lx_drive_on(lua_State *L, lx_state *S, lx_sock *sock, const lx_op *op, double deadline) {

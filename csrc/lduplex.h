@@ -178,6 +178,12 @@ int lx_push_addr(lua_State *L, const dx_addr *a);
 double lx_opt_timeout(lua_State *L, int arg);
 /* The same check for a value at idx; NULL if good, else why not. */
 const char *lx_timeout_error(lua_State *L, int idx, double *out);
+/* A deadline at idx: a duplex.now() time (>= 0), or nil/false for none
+ * (-1). NULL if good, else why not. */
+const char *lx_deadline_error(lua_State *L, int idx, double *out);
+/* The earlier of a call's deadline d (lx_deadline's: -1 none, 0 never
+ * wait, which stays) and an absolute deadline at (< 0: none). */
+double lx_deadline_by(double d, double at);
 /* A string argument without embedded zero bytes ("what contains a zero
  * byte" otherwise). */
 const char *lx_checkcstring(lua_State *L, int arg, const char *what);

@@ -8,7 +8,6 @@
 #include "dx_prefix.h"
 #include "lduplex.h"
 
-#include <float.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -154,18 +153,14 @@ static const lx_optdef optdefs[] = {
  * (nil, msg, "ETIMEDOUT" once it would have to wait past it), beside each
  * call's own timeout; false removes it. */
 static int deadline_option(lua_State *L, lx_sock *s, int set) {
+  const char *why;
   if (!set) {
     if (s->deadline < 0) lua_pushboolean(L, 0);
     else lua_pushnumber(L, s->deadline);
     return 1;
   }
-  if (lua_isboolean(L, 3) && !lua_toboolean(L, 3)) {
-    s->deadline = -1;
-  } else {
-    double at = luaL_checknumber(L, 3);
-    luaL_argcheck(L, at >= 0, 3, "deadline must be a duplex.now() time or false");
-    s->deadline = at > 0 ? at : DBL_MIN;     /* 0: past, not "never wait" */
-  }
+  why = lx_deadline_error(L, 3, &s->deadline);
+  if (why) return luaL_argerror(L, 3, why);
   lua_settop(L, 1);
   return 1;
 }

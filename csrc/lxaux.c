@@ -7,6 +7,7 @@
 #include "lduplex.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -48,6 +49,16 @@ const char *lx_timeout_error(lua_State *L, int idx, double *out) {
   t = lua_tonumber(L, idx);
   if (!(t >= 0)) return "timeout must be a non-negative number";   /* NaN too */
   *out = t;
+  return NULL;
+}
+
+const char *lx_deadline_error(lua_State *L, int idx, double *out) {
+  double at;
+  *out = -1;
+  if (lua_isnoneornil(L, idx) || (lua_isboolean(L, idx) && !lua_toboolean(L, idx))) return NULL;
+  if (lua_type(L, idx) != LUA_TNUMBER || !((at = lua_tonumber(L, idx)) >= 0))
+    return "deadline must be a duplex.now() time or false";
+  *out = at > 0 ? at : DBL_MIN;          /* 0: long past, not "never wait" */
   return NULL;
 }
 

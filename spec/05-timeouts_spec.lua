@@ -337,6 +337,20 @@ describe("a socket's deadline", function()
     assert.same({ nil, ("forward 127.0.0.1:%d: Connection timed out"):format(xpeer), "ETIMEDOUT", 0, n = 4 }, r2)
   end)
 
+  it("connect's deadline option bounds the connect and stays with the client", function()
+    local srv, port = helpers.server()
+    finally(function() srv:close() end)
+    local at = duplex.now() + 0.1
+    local c = assert(duplex.connect("127.0.0.1", port, { deadline = at, timeout = 5 }))
+    local p = assert(srv:accept(5))
+    finally(function() helpers.close(c, p, srv) end)
+    assert.equal(at, c:getoption("deadline"))
+    local r = table.pack(c:read("l"))                  -- the exchange's deadline, not 5 s
+    assert.same({ nil, ("read 127.0.0.1:%d: Connection timed out"):format(port), "ETIMEDOUT", n = 3 }, r)
+    assert.has_error(function() duplex.connect("127.0.0.1", port, { deadline = "soon" }) end,
+      "bad argument #3 to 'connect' (option 'deadline': deadline must be a duplex.now() time or false)")
+  end)
+
   it("rejects what is not a time", function()
     local _, p = pair()
     assert.has_error(function() p:setoption("deadline", -1) end,
