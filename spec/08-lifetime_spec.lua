@@ -276,6 +276,10 @@ describe("lifetime", function()
       { "getoption", "nodelay" }, { "getoption", "idletimeout" }, { "fileno" },
       { "handshake" }, { "forward", "open" },
     }
+    if duplex.tls then
+      client_methods[#client_methods + 1] = { "tlsinfo" }
+      client_methods[#client_methods + 1] = { "starttls", { verify = false } }
+    end
     local server_methods = {
       { "accept", 0 }, { "accept" }, { "getsockname" }, { "setoption", "rcvbuf", 65536 },
       { "getoption", "rcvbuf" }, { "getoption", "handshake_timeout" }, { "fileno" },
