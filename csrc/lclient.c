@@ -486,7 +486,7 @@ static const lx_op op_connect = {
 };
 
 /* The bind host is looked up first. */
-static const lx_hosts connect_hosts = {&op_connect, 2, {{6, 7, "bind", 0}, {1, 2, NULL, 0}}};
+static const lx_hosts connect_hosts = {&op_connect, 2, {{6, "bind", 0}, {1, NULL, 0}}};
 
 /* opts.bind: "host" or {host, port}. Pushes its host and port (6, 7),
  * or nil, nil. (Checked here, whether or not a lookup follows.) */

@@ -120,6 +120,9 @@ typedef struct lx_op {
 /* Run op on the arguments 1..top with this deadline (lx_deadline); returns
  * (or, inside a task, yields and later returns) op's results. */
 int lx_drive(lua_State *L, const lx_op *op, double deadline);
+/* The same, for a caller that has the state and op's socket (the one at
+ * op->sockarg) at hand: the reads and writes. */
+int lx_drive_on(lua_State *L, lx_state *S, lx_sock *sock, const lx_op *op, double deadline);
 
 /* An operation that takes host names (connect, listen, udp, sendto, ...)
  * runs through lx_drive_hosts: its lookup phase (lresolve.c) comes before
@@ -134,8 +137,7 @@ typedef struct lx_hosts {
   const lx_op *op;
   int n;                      /* 1 or 2, looked up in this order */
   struct {
-    int host, port;           /* stack indexes (port 0: none); a host that
-                                 is no string is not looked up */
+    int host;                 /* its stack index; no string: not looked up */
     const char *what;         /* its failures' prefix ("bind"); NULL: op's name */
     int iface;                /* an interface's address: a string naming an
                                  interface is no host, and a name the
@@ -146,9 +148,7 @@ int lx_drive_hosts(lua_State *L, const lx_hosts *h, double deadline);
 /* The host at idx as the caller gave it, for messages, also once the
  * lookup phase has put its answer there. */
 const char *lx_host_label(lua_State *L, int idx);
-/* The same, for a caller that has the state and op's socket (the one at
- * op->sockarg) at hand: the reads and writes. */
-int lx_drive_on(lua_State *L, lx_state *S, lx_sock *sock, const lx_op *op, double deadline);
+
 /* Deadline for an operation starting now: -1 none, 0 never wait. */
 double lx_deadline(double timeout);
 /* Yield one turn inside a task (then return `true`); false elsewhere. */

@@ -169,7 +169,7 @@ static int fail_listen(lua_State *L, lx_call *k, int code) {
 }
 
 static const lx_op op_listen = {"listen", -1, 0, 0, try_listen, push_listen, fail_listen, NULL, 0, 0};
-static const lx_hosts listen_hosts = {&op_listen, 1, {{1, 2, NULL, 0}}};
+static const lx_hosts listen_hosts = {&op_listen, 1, {{1, NULL, 0}}};
 
 /* listen(host, port [, opts]): the server is made, closed, before any
  * lookup; its descriptor comes last. */

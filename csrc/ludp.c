@@ -99,7 +99,7 @@ static int fail_sendto(lua_State *L, lx_call *k, int code) {
 
 static const lx_op op_sendto = {"sendto", 1, 1, 0, try_sendto, push_self, fail_sendto, NULL, 0, 0};
 static const lx_op op_send = {"send", 1, 1, 0, try_send, push_self, NULL, NULL, 0, 0};
-static const lx_hosts sendto_hosts = {&op_sendto, 1, {{3, 4, NULL, 0}}};
+static const lx_hosts sendto_hosts = {&op_sendto, 1, {{3, NULL, 0}}};
 
 /* sendto(data, host, port) -> self, or nil, msg, code */
 static int u_sendto(lua_State *L) {
@@ -215,7 +215,7 @@ static int fail_uconnect(lua_State *L, lx_call *k, int code) {
 }
 
 static const lx_op op_uconnect = {"connect", -1, 1, 0, try_uconnect, push_self, fail_uconnect, NULL, 0, 0};
-static const lx_hosts uconnect_hosts = {&op_uconnect, 1, {{2, 3, NULL, 0}}};
+static const lx_hosts uconnect_hosts = {&op_uconnect, 1, {{2, NULL, 0}}};
 
 /* connect(host, port) -> self: the default peer of send/recv, which
  * their failures name. */
@@ -294,8 +294,8 @@ static int fail_membership(lua_State *L, lx_call *k, int code) {
 
 static const lx_op op_join = {"join", -1, 1, 0, try_membership, push_self, fail_membership, NULL, 0, 0};
 static const lx_op op_leave = {"leave", -1, 1, 0, try_membership, push_self, fail_membership, NULL, 0, 0};
-static const lx_hosts join_hosts = {&op_join, 2, {{3, 0, NULL, 0}, {4, 0, NULL, 1}}};
-static const lx_hosts leave_hosts = {&op_leave, 2, {{3, 0, NULL, 0}, {4, 0, NULL, 1}}};
+static const lx_hosts join_hosts = {&op_join, 2, {{3, NULL, 0}, {4, NULL, 1}}};
+static const lx_hosts leave_hosts = {&op_leave, 2, {{3, NULL, 0}, {4, NULL, 1}}};
 
 static int membership(lua_State *L, const lx_udp *u) {
   int join = lua_tostring(L, 2)[0] == 'j';
@@ -460,7 +460,7 @@ static int fail_udp(lua_State *L, lx_call *k, int code) {
 }
 
 static const lx_op op_udp = {"udp", -1, 0, 0, try_udp, push_udp, fail_udp, NULL, 0, 0};
-static const lx_hosts udp_hosts = {&op_udp, 1, {{1, 2, NULL, 0}}};
+static const lx_hosts udp_hosts = {&op_udp, 1, {{1, NULL, 0}}};
 
 static int m_udp(lua_State *L) {
   static const char *const families[] = {"inet", "inet6", "unix", NULL};
