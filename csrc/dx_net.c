@@ -116,6 +116,13 @@ int dx_resolve_ex(const char *host, int port, int flags, int family, dx_addr *ou
   return n > 0 ? n : eai_code(EAI_NONAME);
 }
 
+int dx_is_name(const char *host) {
+  unsigned char bin[sizeof(struct in6_addr)];
+  dx_addr a;
+  if (inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1) return 0;
+  return dx_resolve_ex(host, 0, DX_NUMERIC, AF_UNSPEC, &a, 1) == DX_NOT_NUMERIC;
+}
+
 void dx_addr_map4(dx_addr *a) {
   struct sockaddr_in s4;
   struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;

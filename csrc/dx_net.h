@@ -45,6 +45,9 @@ int dx_resolve(const char *host, int port, int passive, dx_addr *out, int max);
 enum { DX_PASSIVE = 1, DX_NUMERIC = 2 };
 #define DX_NOT_NUMERIC (-(DX_EAI_BASE + 1000))
 int dx_resolve_ex(const char *host, int port, int flags, int family, dx_addr *out, int max);
+/* Is host a name for the resolver (not an address, nor "*")? The common
+ * dotted-quad and IPv6 forms are told without getaddrinfo. */
+int dx_is_name(const char *host);
 /* Set the port of an inet/inet6 address (others are left alone). */
 void dx_addr_set_port(dx_addr *a, int port);
 /* An IPv4 address in the v4-mapped IPv6 form (::ffff:a.b.c.d) that a

@@ -261,11 +261,11 @@ static int m_stream(lua_State *L) {
  * when none); its __gc closes attempts left by a task that was cancelled. */
 typedef struct lx_targets {
   int n, hasbind, last;        /* last: the address of the last failure */
+  int ready;                   /* 1: the addresses are known; -1: the bind
+                                  address failed */
   int family;                  /* AF_UNSPEC, or only addresses of this one */
   int client_fd;               /* the attempt the client watches (it owns it) */
   double next_start;           /* when the next address may start */
-  double deadline;             /* of the whole call: lookup, connect, TLS */
-  double at;                   /* opts.deadline, which the client keeps; -1 none */
   char name[256];              /* the host as given: SNI, messages */
   dx_addr a[LX_MAXADDR];
   int fd[LX_MAXADDR];
@@ -338,7 +338,31 @@ static int won(lua_State *L, lx_call *k, lx_targets *t, int i) {
   return LX_DONE;
 }
 
-/* Stack: 1 host, 2 port, 3 opts, 4 targets, 5 client. Progress: k[0] the
+static void interleave(lx_targets *t);
+
+/* The first try: the local address and the ones to try, in their order,
+ * from numbers or the lookup phase's answers. */
+static int targets_of(lua_State *L, lx_targets *t) {
+  int n, i;
+  if (!lua_isnil(L, 6)) {
+    if ((n = lx_resolve(L, 6, 7, 1, &t->bind, 1)) < 0) {
+      t->ready = -1;
+      return n;
+    }
+    t->hasbind = 1;
+  }
+  n = lx_resolve(L, 1, 2, 0, t->a, LX_MAXADDR);
+  if (n < 0) return n;
+  for (i = 0; i < n; i++)
+    if (t->family == AF_UNSPEC || t->a[i].ss.ss_family == t->family) t->a[t->n++] = t->a[i];
+  if (t->n == 0) return -EAFNOSUPPORT;
+  interleave(t);
+  t->ready = 1;
+  return 0;
+}
+
+/* Stack: 1 host, 2 port, 3 opts, 4 targets, 5 the TLS context or nil, 6
+ * and 7 the bind host and port or nil, 8 the client. Progress: k[0] the
  * next address to start, k[1] the last failure. Happy Eyeballs (RFC 8305):
  * the next address starts after LX_STAGGER, or at once when an attempt
  * fails; the first to connect wins; all under the one deadline of the
@@ -347,6 +371,10 @@ static int try_connect(lua_State *L, lx_call *k) {
   lx_targets *t = (lx_targets *)lua_touserdata(L, 4);
   lx_client *c = (lx_client *)k->sock;
   if (c->tls) return handshake(k, c);     /* connected: TLS under way */
+  if (t->ready == 0) {
+    int bad = targets_of(L, t);
+    if (bad < 0) return bad;
+  }
   for (;;) {
     int i, rc, fd, busy = 0, failed = 0, newest = -1;
     double now;
@@ -391,7 +419,7 @@ static int try_connect(lua_State *L, lx_call *k) {
 
 static int push_connect(lua_State *L, lx_call *k) {
   (void)k;
-  lua_pushvalue(L, 6);
+  lua_pushvalue(L, 8);
   return 1;
 }
 
@@ -416,6 +444,8 @@ static int fail_connect(lua_State *L, lx_call *k, int code) {
     lx_client_release(k->S, c);
     return 3;
   }
+  if (t->ready < 0) return lx_fail(L, "bind", lx_host_label(L, 6), code);
+  if (t->ready == 0) return lx_fail(L, "connect", t->name, code);
   if (code == -ETIMEDOUT || code == -EAGAIN) {   /* name what it waited on */
     int i;
     for (i = 0; i < t->n; i++)
@@ -452,19 +482,23 @@ static void interleave(lx_targets *t) {
 }
 
 static const lx_op op_connect = {
-  "connect", 1, 6, 1, try_connect, push_connect, fail_connect, NULL, 0, 0
+  "connect", 1, 8, 1, try_connect, push_connect, fail_connect, NULL, 0, 0
 };
 
-/* opts.bind: "host" or {host, port}. Pushes its host and port (6, 7);
- * 0 when there is none. (Checked here, whether or not a lookup follows.) */
-static int bind_args(lua_State *L) {
+/* The bind host is looked up first. */
+static const lx_hosts connect_hosts = {&op_connect, 2, {{6, "bind", 0}, {1, NULL, 0}}};
+
+/* opts.bind: "host" or {host, port}. Pushes its host and port (6, 7),
+ * or nil, nil. (Checked here, whether or not a lookup follows.) */
+static void bind_args(lua_State *L) {
   lua_Integer port;
   size_t len;
   int isnum;
-  lua_getfield(L, 3, "bind");
+  if (lua_isnil(L, 3)) lua_pushnil(L);
+  else lua_getfield(L, 3, "bind");
   if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return 0;
+    lua_pushnil(L);
+    return;
   }
   if (lua_istable(L, -1)) {
     lua_rawgeti(L, -1, 1);
@@ -478,38 +512,13 @@ static int bind_args(lua_State *L) {
   if (lua_type(L, -2) != LUA_TSTRING) luaL_argerror(L, 3, "option 'bind' needs a host");
   if (strlen(lua_tolstring(L, -2, &len)) != len)
     luaL_argerror(L, 3, "option 'bind': host contains a zero byte");
+  if (strcmp(lua_tostring(L, -2), "unix:") == 0)
+    luaL_argerror(L, 3, "option 'bind': empty unix socket path");
   port = lua_tointegerx(L, -1, &isnum);
   luaL_argcheck(L, isnum && port >= 0 && port <= 65535, 3, "option 'bind': port must be an integer from 0 to 65535");
   lua_pushinteger(L, port);
   lua_replace(L, -2);
   lua_remove(L, -3);
-  return 1;
-}
-
-/* The local address from 6, 7 (a name's lookup answer by now, in a task);
- * the stack is back to 1..5. */
-static int bind_to(lua_State *L, lx_targets *t) {
-  int n = lx_resolve(L, 6, 7, 1, &t->bind, 1);
-  if (n < 0) {
-    lua_pushfstring(L, "bind %s", lua_tostring(L, 6));
-    return lx_fail(L, lua_tostring(L, -1), NULL, n);
-  }
-  t->hasbind = 1;
-  lua_settop(L, 5);
-  return 0;
-}
-
-static int connect_k(lua_State *L, int status, lua_KContext ctx);
-
-/* Look the name at hostarg up in the pool, under what is left of the
- * call's one deadline (op names it if that is gone already), then go on
- * in connect_k(ctx). */
-static int lookup(lua_State *L, lx_targets *t, int hostarg, int portarg,
-                  lua_KContext ctx, const char *op) {
-  double left = t->deadline;                /* -1: none; 0: no waiting */
-  if (left > 0 && (left -= dx_now()) <= 0)
-    return lx_fail(L, op, lua_tostring(L, hostarg), -ETIMEDOUT);
-  return lx_lookup(L, hostarg, portarg, left, ctx, connect_k);
 }
 
 /* A family name as the third argument (what getsockname returns third),
@@ -543,78 +552,45 @@ static double deadline_opt(lua_State *L) {
   return at;
 }
 
-/* ctx 1: back from looking the host up off the loop (lx_lookup); ctx 2:
- * back from looking the bind host up, which comes first.
- * Stack: 1 host (or the lookup's answer), 2 port, 3 opts, 4 targets,
- * 5 the TLS context or nil, then 6 the client; while the bind host is
- * looked up, 6 that host (then the answer) and 7 its port. */
-static int connect_k(lua_State *L, int status, lua_KContext ctx) {
-  lx_targets *t;
-  int n, i;
-  (void)status;
-  if (ctx == 0) {
-    double timeout = -1, at = -1;
-    int family = AF_UNSPEC;
-    lua_settop(L, 3);
-    if (lua_type(L, 3) == LUA_TSTRING) family = family_arg(L);
-    lx_check_opts(L, 3, connect_opts);
-    if (!lua_isnil(L, 3)) {
-      const char *why;
-      lua_getfield(L, 3, "timeout");
-      why = lx_timeout_error(L, -1, &timeout);
-      if (why) luaL_argerror(L, 3, lua_pushfstring(L, "option 'timeout': %s", why));
-      lua_pop(L, 1);
-      at = deadline_opt(L);
-      lx_opt_bool(L, 3, "nodelay", 0);
-    }
-    t = lua_newuserdatauv(L, sizeof(lx_targets), 0);        /* 4 */
-    memset(t, 0, sizeof *t);
-    for (i = 0; i < LX_MAXADDR; i++) t->fd[i] = -1;
-    t->client_fd = -1;
-    t->family = family;
-    t->deadline = lx_deadline(timeout);          /* one deadline for it all */
-    t->at = at;
-    t->deadline = lx_deadline_by(t->deadline, at);
-    if (lua_type(L, 1) == LUA_TSTRING) snprintf(t->name, sizeof t->name, "%s", lua_tostring(L, 1));
-    lua_pushvalue(L, lua_upvalueindex(2));
-    lua_setmetatable(L, -2);
-    lua_toclose(L, 4);      /* a cancelled task's attempts close at once */
-    if (lua_isnil(L, 3)) lua_pushnil(L);                     /* 5 */
-    else lua_getfield(L, 3, "tls");
-#ifdef DX_TLS
-    if (!lua_isnil(L, 5)) lx_tls_option(L, 5, 3);
-#else
-    if (!lua_isnil(L, 5)) luaL_argerror(L, 3, "option 'tls': duplex was built without TLS");
-#endif
-    if (lua_type(L, 1) == LUA_TSTRING && strncmp(lua_tostring(L, 1), "unix:", 5) != 0) {
-      lua_Integer port = luaL_checkinteger(L, 2);     /* now, not after lookups */
-      luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-    }
-    if (!lua_isnil(L, 3) && bind_args(L)) {                 /* 6, 7 */
-      if (lx_need_lookup(L, 6)) return lookup(L, t, 6, 7, 2, "bind");
-      if ((n = bind_to(L, t)) != 0) return n;
-    }
-  } else {
-    t = (lx_targets *)lua_touserdata(L, 4);
-    if (ctx == 2 && ((n = lx_lookup_done(L, 6, "bind")) != 0 || (n = bind_to(L, t)) != 0))
-      return n;
-    if (ctx == 1 && (n = lx_lookup_done(L, 1, "connect")) != 0) return n;
-  }
-  if (ctx != 1 && lx_need_lookup(L, 1)) return lookup(L, t, 1, 2, 1, "connect");
-  n = lx_resolve(L, 1, 2, 0, t->a, LX_MAXADDR);
-  if (n < 0) return lx_fail(L, "connect", t->name, n);
-  t->n = 0;
-  for (i = 0; i < n; i++)
-    if (t->family == AF_UNSPEC || t->a[i].ss.ss_family == t->family) t->a[t->n++] = t->a[i];
-  if (t->n == 0) return lx_fail(L, "connect", t->name, -EAFNOSUPPORT);
-  interleave(t);
-  lx_client_new(L)->s.deadline = t->at;                     /* 6 */
-  return lx_drive(L, &op_connect, t->deadline);
-}
-
+/* connect(host, port [, opts]): the options and the host are checked, the
+ * attempts' list and the client made (closed) before any lookup; one
+ * deadline covers lookups, attempts and the TLS handshake. */
 static int m_connect(lua_State *L) {
+  lx_targets *t;
+  double timeout = -1, at = -1;
+  int family = AF_UNSPEC, i;
   lua_settop(L, 3);
-  return connect_k(L, LUA_OK, 0);
+  if (lua_type(L, 3) == LUA_TSTRING) family = family_arg(L);
+  lx_check_opts(L, 3, connect_opts);
+  if (!lua_isnil(L, 3)) {
+    const char *why;
+    lua_getfield(L, 3, "timeout");
+    why = lx_timeout_error(L, -1, &timeout);
+    if (why) luaL_argerror(L, 3, lua_pushfstring(L, "option 'timeout': %s", why));
+    lua_pop(L, 1);
+    at = deadline_opt(L);
+    lx_opt_bool(L, 3, "nodelay", 0);
+  }
+  t = lua_newuserdatauv(L, sizeof(lx_targets), 0);        /* 4 */
+  memset(t, 0, sizeof *t);
+  for (i = 0; i < LX_MAXADDR; i++) t->fd[i] = -1;
+  t->client_fd = -1;
+  t->family = family;
+  if (lua_type(L, 1) == LUA_TSTRING) snprintf(t->name, sizeof t->name, "%s", lua_tostring(L, 1));
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_setmetatable(L, -2);
+  lua_toclose(L, 4);      /* a cancelled task's attempts close at once */
+  if (lua_isnil(L, 3)) lua_pushnil(L);                     /* 5 */
+  else lua_getfield(L, 3, "tls");
+#ifdef DX_TLS
+  if (!lua_isnil(L, 5)) lx_tls_option(L, 5, 3);
+#else
+  if (!lua_isnil(L, 5)) luaL_argerror(L, 3, "option 'tls': duplex was built without TLS");
+#endif
+  lx_check_host(L, 1, 2);
+  bind_args(L);                                           /* 6, 7 */
+  lx_client_new(L)->s.deadline = at;                      /* 8 */
+  return lx_drive_hosts(L, &connect_hosts, lx_deadline_by(lx_deadline(timeout), at));
 }
 
 static const luaL_Reg methods[] = {

@@ -18,6 +18,10 @@
  * - The push runs after the driver has left the FIFO and the timer: pushing
  *   a string may run the garbage collector and with it any finalizer, which
  *   may use this socket or another one.
+ * - A call that takes host names (lx_drive_hosts, lresolve.c) first looks
+ *   them up as an operation of its own, which waits as a timer does and
+ *   whose push starts the call's operation under the same deadline: this
+ *   file's yield is the only place where a task is suspended.
  *
  * Stack of a call: 1..base the operation's arguments; once the call has
  * yielded, the driver's slots follow: base+1 the op (light userdata) and,

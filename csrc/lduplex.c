@@ -72,8 +72,8 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
    * finalised after every socket that still needs its loop. Uservalues:
    * 1 tasks by slot, 2 and 3 the done and report hooks, 4 and 5 the client
    * and server metatables, 6 the signal hook, 7 the udp metatable, 8 the
-   * resolve function, 9 the tlscontext metatable, 10 the default client
-   * TLS context, 11 serve_go's hooks (lsched.c). */
+   * lookup answers' metatable, 9 the tlscontext metatable, 10 the default
+   * client TLS context, 11 serve_go's hooks (lsched.c). */
   lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 11);
   memset(S, 0, sizeof *S);
   dx_sigs_init(&S->sigs);

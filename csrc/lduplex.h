@@ -123,6 +123,32 @@ int lx_drive(lua_State *L, const lx_op *op, double deadline);
 /* The same, for a caller that has the state and op's socket (the one at
  * op->sockarg) at hand: the reads and writes. */
 int lx_drive_on(lua_State *L, lx_state *S, lx_sock *sock, const lx_op *op, double deadline);
+
+/* An operation that takes host names (connect, listen, udp, sendto, ...)
+ * runs through lx_drive_hosts: its lookup phase (lresolve.c) comes before
+ * its first try, under the call's one deadline. A host that is a name (not
+ * a number, "*" or "unix:") is looked up, in the pool inside a task (which
+ * waits as for a timer) and by blocking elsewhere, and replaced on the
+ * stack by the answer, which lx_resolve reads and lx_host_label names. Its
+ * try thus meets numeric addresses only; a failed lookup ends the call with
+ * nil, "<what> <host>: reason", code. An op whose hosts are all numeric
+ * goes to lx_drive at once. */
+typedef struct lx_hosts {
+  const lx_op *op;
+  int n;                      /* 1 or 2, looked up in this order */
+  struct {
+    int host;                 /* its stack index; no string: not looked up */
+    const char *what;         /* its failures' prefix ("bind"); NULL: op's name */
+    int iface;                /* an interface's address: a string naming an
+                                 interface is no host, and a name the
+                                 resolver does not know is ENODEV */
+  } arg[2];
+} lx_hosts;
+int lx_drive_hosts(lua_State *L, const lx_hosts *h, double deadline);
+/* The host at idx as the caller gave it, for messages, also once the
+ * lookup phase has put its answer there. */
+const char *lx_host_label(lua_State *L, int idx);
+
 /* Deadline for an operation starting now: -1 none, 0 never wait. */
 double lx_deadline(double timeout);
 /* Yield one turn inside a task (then return `true`); false elsewhere. */
@@ -190,8 +216,12 @@ const char *lx_checkcstring(lua_State *L, int arg, const char *what);
 /* Raise "unknown option" for keys of table `arg` not in `known`. */
 void lx_check_opts(lua_State *L, int arg, const char *const known[]);
 int lx_opt_bool(lua_State *L, int arg, const char *key, int dflt);
+/* Check a host and its port as lx_resolve reads them, so that it cannot
+ * raise later: a string without zero bytes, "unix:" and a path (no port),
+ * or a port 0..65535. */
+void lx_check_host(lua_State *L, int hostarg, int portarg);
 /* Parse host (+ port) into addresses; "unix:..." gives one; a lookup's
- * answer (lx_lookup_done put it there) gives its addresses. Count or code. */
+ * answer (lx_drive_hosts put it there) gives its addresses. Count or code. */
 int lx_resolve(lua_State *L, int hostarg, int portarg, int passive,
                dx_addr *out, int max);
 
@@ -205,17 +235,6 @@ void lx_open_resolve(lua_State *L);
 void lx_open_tls(lua_State *L);
 /* Wake the tasks whose lookups finished (lresolve.c). */
 void lx_resolve_collect(lx_state *S);
-/* Is the host at hostarg a name, and the caller a task that can wait
- * while it is looked up? */
-int lx_need_lookup(lua_State *L, int hostarg);
-/* Look it up off the loop (duplex.resolve with this timeout, -1: none),
- * then continue in k(L, LUA_OK, ctx) with the answer on the stack top:
- * k starts with lx_lookup_done. */
-int lx_lookup(lua_State *L, int hostarg, int portarg, double timeout,
-              lua_KContext ctx, lua_KFunction k);
-/* 0 with hostarg replaced by the answer (which lx_resolve reads), or 3
- * with nil, "<op> host: reason", code on the top to return. */
-int lx_lookup_done(lua_State *L, int hostarg, const char *op);
 /* The addresses of a lookup's answer at idx, with this port: a count, or
  * -1 if idx is no answer. */
 int lx_answer_addrs(lua_State *L, int idx, int port, dx_addr *out, int max);

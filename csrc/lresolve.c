@@ -1,23 +1,24 @@
 /*
- * lresolve.c - duplex.resolve(host [, port [, opts]]) as an operation of
- * the driver: inside a task a name goes to the lookup pool (dx_resolver)
- * and the task waits like any other wait, under its timeout, while the
- * others run; outside a task getaddrinfo blocks as it always has. Numeric
- * hosts never reach the pool. connect, listen and the datagram calls given
- * a name in a task look it up this way first (lx_lookup), through
- * lua_callk, and go on with the numeric addresses.
+ * lresolve.c - name lookups as a phase of the operation driver, and
+ * duplex.resolve(host [, port [, opts]]) as an operation of its own.
+ * Inside a task a name goes to the lookup pool (dx_resolver) and the task
+ * waits as for a timer, under its call's deadline, while the others run;
+ * lx_resolve_collect wakes it. Outside a task getaddrinfo blocks as it
+ * always has. Numeric hosts never reach the pool.
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
 #include "dx_resolver.h"
+#include "dx_udp.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
-/* Per call (stack index 4): the pool's lookup while it runs, then the
- * answer. Its __gc abandons a lookup nobody waits for any more. */
+/* A lookup on the stack: the pool's lookup while it runs, then the answer;
+ * its user value is the host as given (messages). Its __close and __gc
+ * abandon a lookup nobody waits for any more (a cancelled task's). */
 typedef struct lx_answer {
   dx_lookup *lk;
   lx_state *S;
@@ -37,16 +38,25 @@ static int answer_gc(lua_State *L) {
   return 0;
 }
 
-/* Stack: 1 host, 2 port, 3 family (AF_*), 4 the answer. k[0]: 1 once the
- * lookup is in the pool. */
-static int try_resolve(lua_State *L, lx_call *k) {
-  lx_state *S = k->S;
-  lx_answer *a = (lx_answer *)lua_touserdata(L, 4);
-  const char *host = lua_tostring(L, 1);
-  int port = (int)lua_tointeger(L, 2), family = (int)lua_tointeger(L, 3), rc;
-  if (k->k[0] == 0) {
-    a->n = dx_resolve_ex(host, port, DX_NUMERIC, family, a->addrs, DX_LOOKUP_MAX);
-    if (a->n != DX_NOT_NUMERIC) return a->n < 0 ? a->n : LX_DONE;
+/* A new answer for the host at idx, pushed and to be closed. */
+static lx_answer *new_answer(lua_State *L, lx_state *S, int idx) {
+  lx_answer *a = lua_newuserdatauv(L, sizeof *a, 1);
+  a->lk = NULL;
+  a->S = S;
+  a->n = 0;
+  lua_pushvalue(L, idx);
+  lua_setiuservalue(L, -2, 1);
+  lua_getiuservalue(L, lua_upvalueindex(1), 8);      /* the answers' metatable */
+  lua_setmetatable(L, -2);
+  lua_toclose(L, -1);         /* a cancelled task gives its lookup up at once */
+  return a;
+}
+
+/* Advance a's lookup of host: start it (in the pool inside a task, else
+ * blocking), or see whether the pool has answered. */
+static int step(lua_State *L, lx_state *S, lx_answer *a, const char *host, int port, int family) {
+  int rc;
+  if (a->lk == NULL) {
     if (S->running != L || !lua_isyieldable(L)) {       /* outside a task: block */
       a->n = dx_resolve_ex(host, port, 0, family, a->addrs, DX_LOOKUP_MAX);
       return a->n < 0 ? a->n : LX_DONE;
@@ -66,7 +76,6 @@ static int try_resolve(lua_State *L, lx_call *k) {
       forget(a);
       return rc;
     }
-    k->k[0] = 1;
     return LX_WAIT_TIMER;
   }
   if (a->lk->state != DX_LK_COLLECTED) return LX_WAIT_TIMER;
@@ -74,6 +83,20 @@ static int try_resolve(lua_State *L, lx_call *k) {
   if (a->n > 0) memcpy(a->addrs, a->lk->addrs, sizeof(dx_addr) * (size_t)a->n);
   forget(a);
   return a->n < 0 ? a->n : LX_DONE;
+}
+
+/* --- duplex.resolve ---------------------------------------------------------- */
+
+/* Stack: 1 host, 2 port, 3 family (AF_*), 4 the answer. */
+static int try_resolve(lua_State *L, lx_call *k) {
+  lx_answer *a = (lx_answer *)lua_touserdata(L, 4);
+  const char *host = lua_tostring(L, 1);
+  int port = (int)lua_tointeger(L, 2), family = (int)lua_tointeger(L, 3);
+  if (a->lk == NULL) {                      /* the first try: a number answers */
+    a->n = dx_resolve_ex(host, port, DX_NUMERIC, family, a->addrs, DX_LOOKUP_MAX);
+    if (a->n != DX_NOT_NUMERIC) return a->n < 0 ? a->n : LX_DONE;
+  }
+  return step(L, k->S, a, host, port, family);
 }
 
 /* { {host=, port=, family=}, ... } */
@@ -101,25 +124,13 @@ static int fail_resolve(lua_State *L, lx_call *k, int code) {
 
 static const lx_op op_resolve = {"resolve", -1, 0, 0, try_resolve, push_resolve, fail_resolve, NULL, 0, 0};
 
-/* For lx_lookup: the answer itself, which lx_resolve reads. */
-static int push_answer(lua_State *L, lx_call *k) {
-  (void)k;
-  lua_pushvalue(L, 4);
-  return 1;
-}
-
-static const lx_op op_lookup = {"resolve", -1, 0, 0, try_resolve, push_answer, fail_resolve, NULL, 0, 0};
-
 static const char *const resolve_opts[] = {"family", "timeout", NULL};
 
-/* resolve(host [, port [, opts]]) -> { {host=, port=, family=}, ... };
- * upvalue 3 true: the answer userdata instead (lx_lookup's). */
+/* resolve(host [, port [, opts]]) -> { {host=, port=, family=}, ... } */
 static int m_resolve(lua_State *L) {
-  lx_state *S = lx_state_of(L);
   lua_Integer port = 0;
   int family = AF_UNSPEC;
   double timeout = -1;
-  lx_answer *a;
   lx_checkcstring(L, 1, "host");
   if (!lua_isnoneornil(L, 2)) {
     port = luaL_checkinteger(L, 2);
@@ -158,15 +169,8 @@ static int m_resolve(lua_State *L) {
   lua_replace(L, 2);
   lua_pushinteger(L, family);
   lua_replace(L, 3);
-  a = lua_newuserdatauv(L, sizeof *a, 0);           /* 4 */
-  a->lk = NULL;
-  a->S = S;
-  a->n = 0;
-  lua_pushvalue(L, lua_upvalueindex(2));
-  lua_setmetatable(L, -2);
-  lua_toclose(L, 4);          /* a cancelled task gives its lookup up at once */
-  return lx_drive(L, lua_toboolean(L, lua_upvalueindex(3)) ? &op_lookup : &op_resolve,
-                  lx_deadline(timeout));
+  new_answer(L, lx_state_of(L), 1);                  /* 4 */
+  return lx_drive(L, &op_resolve, lx_deadline(timeout));
 }
 
 int lx_answer_addrs(lua_State *L, int idx, int port, dx_addr *out, int max) {
@@ -183,46 +187,87 @@ int lx_answer_addrs(lua_State *L, int idx, int port, dx_addr *out, int max) {
   return n;
 }
 
-/* --- lookups for the other calls ----------------------------------------- */
+/* --- the lookup phase of an operation's call --------------------------------- */
 
-int lx_need_lookup(lua_State *L, int hostarg) {
-  lx_state *S = lx_state_of(L);
+/* Stack of the phase: the call's arguments; an answer for each of h's
+ * hosts that is a name (nil for the others); h (base). Progress: k[0] the
+ * host being looked up. */
+static int try_hosts(lua_State *L, lx_call *c) {
+  const lx_hosts *h = (const lx_hosts *)lua_touserdata(L, c->base);
+  int first = c->base - h->n;
+  for (; c->k[0] < h->n; c->k[0]++) {
+    int i = (int)c->k[0], r;
+    lx_answer *a = (lx_answer *)lua_touserdata(L, first + i);
+    if (a == NULL) continue;
+    r = step(L, c->S, a, lua_tostring(L, h->arg[i].host), 0, AF_UNSPEC);
+    if (r != LX_DONE) return r;
+  }
+  return LX_DONE;
+}
+
+/* Every name answered: the answers take the names' places, and the
+ * operation itself starts, under what is left of the same deadline. */
+static int push_hosts(lua_State *L, lx_call *c) {
+  const lx_hosts *h = (const lx_hosts *)lua_touserdata(L, c->base);
+  int i, first = c->base - h->n;
+  for (i = 0; i < h->n; i++)
+    if (!lua_isnil(L, first + i)) lua_copy(L, first + i, h->arg[i].host);
+  return lx_drive(L, h->op, c->deadline);
+}
+
+/* nil, "<what> <host>: reason", code for the host being looked up. */
+static int fail_hosts(lua_State *L, lx_call *c, int code) {
+  const lx_hosts *h = (const lx_hosts *)lua_touserdata(L, c->base);
+  int i = (int)c->k[0], j;
+  for (j = 0; j < h->n; j++) {
+    lx_answer *a = (lx_answer *)lua_touserdata(L, c->base - h->n + j);
+    if (a) forget(a);                                /* a timeout, say */
+  }
+  if (h->arg[i].iface && DX_ISEAI(code)) code = -ENODEV;   /* no such device */
+  return lx_fail(L, h->arg[i].what ? h->arg[i].what : h->op->name,
+                 lua_tostring(L, h->arg[i].host), code);
+}
+
+static const lx_op op_hosts = {"resolve", -1, 0, 0, try_hosts, push_hosts, fail_hosts, NULL, 0, 0};
+
+/* Does host i of h need the resolver? (A string with a zero byte does
+ * not: the operation's own check raises for it.) */
+static int is_name(lua_State *L, const lx_hosts *h, int i) {
+  size_t len;
   const char *host;
-  dx_addr a;
-  if (S->running != L || !lua_isyieldable(L) || lua_type(L, hostarg) != LUA_TSTRING) return 0;
-  host = lua_tostring(L, hostarg);
-  return strncmp(host, "unix:", 5) != 0 && strlen(host) == lua_rawlen(L, hostarg) &&
-         dx_resolve_ex(host, 0, DX_NUMERIC, AF_UNSPEC, &a, 1) == DX_NOT_NUMERIC;
+  if (lua_type(L, h->arg[i].host) != LUA_TSTRING) return 0;
+  host = lua_tolstring(L, h->arg[i].host, &len);
+  if (strlen(host) != len || strncmp(host, "unix:", 5) == 0 || !dx_is_name(host)) return 0;
+  return !h->arg[i].iface || dx_ifindex(host) == 0;
 }
 
-int lx_lookup(lua_State *L, int hostarg, int portarg, double timeout,
-              lua_KContext ctx, lua_KFunction k) {
-  luaL_checkstack(L, 6, NULL);
-  lua_getiuservalue(L, lua_upvalueindex(1), 8);        /* resolve */
-  lua_pushvalue(L, hostarg);
-  if (lua_isinteger(L, portarg)) lua_pushvalue(L, portarg);
-  else lua_pushnil(L);
-  lua_createtable(L, 0, 1);
-  if (timeout >= 0) {
-    lua_pushnumber(L, timeout);
-    lua_setfield(L, -2, "timeout");
+int lx_drive_hosts(lua_State *L, const lx_hosts *h, double deadline) {
+  lx_state *S = lx_state_of(L);
+  lx_sock *sock;
+  int i, names = 0;
+  for (i = 0; i < h->n; i++)
+    if (is_name(L, h, i)) names |= 1 << i;
+  if (names == 0) return lx_drive(L, h->op, deadline);
+  /* the answers, h, the driver's slots twice (the phase's, the op's), and
+   * what the op pushes */
+  luaL_checkstack(L, h->n + 20, NULL);
+  for (i = 0; i < h->n; i++) {
+    if (names >> i & 1) new_answer(L, S, h->arg[i].host);
+    else lua_pushnil(L);
   }
-  lua_callk(L, 3, 3, ctx, k);
-  return k(L, LUA_OK, ctx);
+  lua_pushlightuserdata(L, (void *)h);
+  sock = h->op->sockarg ? (lx_sock *)lua_touserdata(L, h->op->sockarg) : NULL;
+  if (sock) deadline = lx_deadline_by(deadline, sock->deadline);
+  return lx_drive_on(L, S, NULL, &op_hosts, deadline);
 }
 
-int lx_lookup_done(lua_State *L, int hostarg, const char *op) {
-  int top = lua_gettop(L);
-  if (lua_isnil(L, top - 2)) {                       /* nil, msg, code */
-    const char *msg = lua_tostring(L, top - 1);
-    lua_pushfstring(L, "%s%s", op, msg + strlen("resolve"));
-    lua_replace(L, top - 1);
-    return 3;
-  }
-  lua_pushvalue(L, top - 2);                          /* the answer */
-  lua_replace(L, hostarg);
-  lua_settop(L, top - 3);
-  return 0;
+const char *lx_host_label(lua_State *L, int idx) {
+  const char *s;
+  if (lua_type(L, idx) != LUA_TUSERDATA) return lua_tostring(L, idx);
+  lua_getiuservalue(L, idx, 1);
+  s = lua_tostring(L, -1);             /* (the answer keeps the string) */
+  lua_pop(L, 1);
+  return s;
 }
 
 void lx_resolve_collect(lx_state *S) {
@@ -244,14 +289,8 @@ void lx_open_resolve(lua_State *L) {
   lua_pushcfunction(L, answer_gc);
   lua_setfield(L, -2, "__close");
   S->answer_mt = lua_topointer(L, -1);
-  lua_pushvalue(L, -2);                     /* resolve: state, mt, false */
-  lua_pushvalue(L, -2);
-  lua_pushboolean(L, 0);
-  lua_pushcclosure(L, m_resolve, 3);
-  lua_setfield(L, -4, "resolve");
-  lua_pushvalue(L, -2);                     /* lx_lookup's: state, mt, true */
-  lua_insert(L, -2);
-  lua_pushboolean(L, 1);
-  lua_pushcclosure(L, m_resolve, 3);
   lua_setiuservalue(L, -2, 8);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, m_resolve, 1);
+  lua_setfield(L, -3, "resolve");
 }

@@ -134,15 +134,50 @@ static const char *const listen_opts[] = {
 
 #define LX_HANDSHAKE_TIMEOUT 10.0
 
-/* ctx 1: back from looking the host up off the loop (lx_lookup). */
-static int listen_k(lua_State *L, int status, lua_KContext ctx) {
+/* Stack: 1 host (or its answer), 2 port, 3 opts, 4 the TLS context or
+ * nil, 5 the dx_listen_opts, 6 the server (closed until it listens).
+ * Only a family this host lacks moves on to the next address ("*" on a
+ * host without IPv6 becomes 0.0.0.0); a port in use or forbidden is the
+ * answer, or "*" would quietly listen on IPv4 alone. k[0]: 1 once the
+ * addresses are known (a failure then names the address). */
+static int try_listen(lua_State *L, lx_call *k) {
+  lx_server *s = (lx_server *)lua_touserdata(L, 6);
   dx_addr addrs[16];
+  int n = lx_resolve(L, 1, 2, 1, addrs, 16), i, fd = -EADDRNOTAVAIL;
+  if (n < 0) return n;
+  k->k[0] = 1;
+  for (i = 0; i < n; i++) {
+    s->addr = addrs[i];
+    fd = dx_listen(&addrs[i], (const dx_listen_opts *)lua_touserdata(L, 5));
+    if (fd >= 0 || (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)) break;
+  }
+  if (fd < 0) return fd;
+  dx_watch_init(&s->s.w, fd);
+  dx_sockname(fd, 0, &s->addr);           /* the port the kernel chose */
+  return LX_DONE;
+}
+
+static int push_listen(lua_State *L, lx_call *k) {
+  (void)k;
+  lua_pushvalue(L, 6);
+  return 1;
+}
+
+static int fail_listen(lua_State *L, lx_call *k, int code) {
+  if (k->k[0]) return lx_sockfail(L, (lx_sock *)lua_touserdata(L, 6), "listen", code);
+  return lx_fail(L, "listen", lx_host_label(L, 1), code);
+}
+
+static const lx_op op_listen = {"listen", -1, 0, 0, try_listen, push_listen, fail_listen, NULL, 0, 0};
+static const lx_hosts listen_hosts = {&op_listen, 1, {{1, NULL, 0}}};
+
+/* listen(host, port [, opts]): the server is made, closed, before any
+ * lookup; its descriptor comes last. */
+static int m_listen(lua_State *L) {
   dx_listen_opts o;
   lx_server *s;
-  int n, i, fd = -EADDRNOTAVAIL, tls = 0;
+  int tls = 0;
   double hs_timeout = LX_HANDSHAKE_TIMEOUT;
-  (void)status;
-  if (ctx == 1 && (n = lx_lookup_done(L, 1, "listen")) != 0) return n;
   lua_settop(L, 3);
   lx_check_opts(L, 3, listen_opts);
   o.backlog = 128;
@@ -182,16 +217,16 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
     if (tls) luaL_argerror(L, 3, "option 'tls': duplex was built without TLS");
 #endif
   }
-  if (ctx == 0 && lx_need_lookup(L, 1) && strcmp(lua_tostring(L, 1), "*") != 0)
-    return lx_lookup(L, 1, 2, -1, 1, listen_k);
-  n = lx_resolve(L, 1, 2, 1, addrs, 16);
-  if (n < 0) return lx_fail(L, "listen", lua_tostring(L, 1), n);
-  s = lua_newuserdatauv(L, sizeof(lx_server), 0);
+  lua_settop(L, 4);
+  lx_check_host(L, 1, 2);
+  *(dx_listen_opts *)lua_newuserdatauv(L, sizeof o, 0) = o;      /* 5 */
+  s = lua_newuserdatauv(L, sizeof(lx_server), 0);                /* 6 */
   dx_watch_init(&s->s.w, -1);
   s->s.timeout = -1;
   s->s.idle = -1;
   s->s.deadline = -1;
   s->s.cls = LX_CLS_SERVER;
+  memset(&s->addr, 0, sizeof s->addr);
   s->nodelay = o.nodelay;
   s->tls = NULL;
   s->hs_timeout = hs_timeout;
@@ -203,23 +238,7 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
 #endif
   lua_getiuservalue(L, lua_upvalueindex(1), 5);   /* the server metatable */
   lua_setmetatable(L, -2);
-  /* Only a family this host lacks moves on to the next address ("*" on a
-   * host without IPv6 becomes 0.0.0.0); a port in use or forbidden is the
-   * answer, or "*" would quietly listen on IPv4 alone. */
-  for (i = 0; i < n; i++) {
-    s->addr = addrs[i];
-    fd = dx_listen(&addrs[i], &o);
-    if (fd >= 0 || (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)) break;
-  }
-  if (fd < 0) return lx_sockfail(L, &s->s, "listen", fd);
-  dx_watch_init(&s->s.w, fd);
-  dx_sockname(fd, 0, &s->addr);           /* the port the kernel chose */
-  return 1;
-}
-
-static int m_listen(lua_State *L) {
-  lua_settop(L, 3);
-  return listen_k(L, LUA_OK, 0);
+  return lx_drive_hosts(L, &listen_hosts, -1);
 }
 
 static const luaL_Reg methods[] = {

@@ -56,14 +56,28 @@ static int dest(lua_State *L, lx_udp *u, int h, dx_addr *out) {
 
 /* --- sending ---------------------------------------------------------------- */
 
-/* Stack: 1 self, 2 data, [3 the destination (a dx_addr userdata)]. */
-static int try_send(lua_State *L, lx_call *k) {
+/* Send the datagram at 2 to `to` (NULL: the connected peer). */
+static int send_to(lua_State *L, lx_call *k, const dx_addr *to) {
   size_t len;
   const char *p = lua_tolstring(L, 2, &len);
-  const dx_addr *to = lua_type(L, 3) == LUA_TUSERDATA ? (const dx_addr *)lua_touserdata(L, 3) : NULL;
   long r = dx_udp_send(k->sock->w.fd, p, len, to);
   if (r == -EAGAIN) return LX_WAIT_WRITE;
   return r < 0 ? (int)r : LX_DONE;
+}
+
+/* Stack: 1 self, 2 data. */
+static int try_send(lua_State *L, lx_call *k) { return send_to(L, k, NULL); }
+
+/* Stack: 1 self, 2 data, 3 host (or its answer), 4 port, 5 the
+ * destination (a dx_addr), found by the first try (k[0]: 1 once it is). */
+static int try_sendto(lua_State *L, lx_call *k) {
+  dx_addr *to = (dx_addr *)lua_touserdata(L, 5);
+  if (k->k[0] == 0) {
+    int rc = dest(L, (lx_udp *)k->sock, 3, to);
+    if (rc < 0) return rc;
+    k->k[0] = 1;
+  }
+  return send_to(L, k, to);
 }
 
 static int push_self(lua_State *L, lx_call *k) {
@@ -72,40 +86,30 @@ static int push_self(lua_State *L, lx_call *k) {
   return 1;
 }
 
-/* A failed sendto names where it sent. */
+/* A failed sendto names where it sent, or the host as given when that
+ * has no address for this socket (a closed socket's call looks now). */
 static int fail_sendto(lua_State *L, lx_call *k, int code) {
+  dx_addr *to = (dx_addr *)lua_touserdata(L, 5);
   char where[128];
-  (void)k;
-  dx_addr_label((const dx_addr *)lua_touserdata(L, 3), where, sizeof where);
+  if (k->k[0] == 0 && dest(L, (lx_udp *)k->sock, 3, to) < 0)
+    return lx_fail(L, "sendto", lx_host_label(L, 3), code);
+  dx_addr_label(to, where, sizeof where);
   return lx_fail(L, "sendto", where, code);
 }
 
-static const lx_op op_sendto = {"sendto", 1, 1, 0, try_send, push_self, fail_sendto, NULL, 0, 0};
+static const lx_op op_sendto = {"sendto", 1, 1, 0, try_sendto, push_self, fail_sendto, NULL, 0, 0};
 static const lx_op op_send = {"send", 1, 1, 0, try_send, push_self, NULL, NULL, 0, 0};
+static const lx_hosts sendto_hosts = {&op_sendto, 1, {{3, NULL, 0}}};
 
-/* sendto(data, host, port) -> self, or nil, msg, code. ctx 1: back from
- * looking the host up off the loop (5: the host as given, for messages). */
-static int sendto_k(lua_State *L, int status, lua_KContext ctx) {
+/* sendto(data, host, port) -> self, or nil, msg, code */
+static int u_sendto(lua_State *L) {
   lx_udp *u = check_udp(L);
-  dx_addr *to;
-  int rc;
-  (void)status;
-  if (ctx == 1 && (rc = lx_lookup_done(L, 3, "sendto")) != 0) return rc;
   luaL_checkstring(L, 2);
-  if (ctx == 0) {
-    lua_settop(L, 4);
-    lua_pushvalue(L, 3);
-  }
-  if (ctx == 0 && lx_need_lookup(L, 3)) return lx_lookup(L, 3, 4, u->s.timeout, 1, sendto_k);
-  to = lua_newuserdatauv(L, sizeof *to, 0);
-  rc = dest(L, u, 3, to);
-  if (rc < 0) return lx_fail(L, "sendto", lua_tostring(L, 5), rc);
-  lua_replace(L, 3);
-  lua_settop(L, 3);
-  return lx_drive(L, &op_sendto, lx_deadline(u->s.timeout));
+  lua_settop(L, 4);
+  lx_check_host(L, 3, 4);
+  lua_newuserdatauv(L, sizeof(dx_addr), 0);          /* 5 */
+  return lx_drive_hosts(L, &sendto_hosts, lx_deadline(u->s.timeout));
 }
-
-static int u_sendto(lua_State *L) { return sendto_k(L, LUA_OK, 0); }
 
 /* send(data) -> self, or nil, msg, code (connected sockets) */
 static int u_send(lua_State *L) {
@@ -186,22 +190,11 @@ static int u_recv(lua_State *L) { return receive(L, &op_recv); }
 
 /* --- the rest ------------------------------------------------------------------- */
 
-/* connect(host, port) -> self: the default peer of send/recv, which
- * their failures name. ctx 1: back from looking the host up off the loop
- * (4: the host as given, for messages). */
-static int uconnect_k(lua_State *L, int status, lua_KContext ctx) {
-  lx_udp *u = check_udp(L);
+/* Stack: 1 self, 2 host (or its answer), 3 port. */
+static int try_uconnect(lua_State *L, lx_call *k) {
+  lx_udp *u = (lx_udp *)k->sock;
   dx_addr a;
-  int rc;
-  (void)status;
-  if (u->s.w.fd < 0) return lx_closed(L, &u->s, "connect");   /* also during a lookup */
-  if (ctx == 1 && (rc = lx_lookup_done(L, 2, "connect")) != 0) return rc;
-  if (ctx == 0) {
-    lua_settop(L, 3);
-    lua_pushvalue(L, 2);
-  }
-  if (ctx == 0 && lx_need_lookup(L, 2)) return lx_lookup(L, 2, 3, u->s.timeout, 1, uconnect_k);
-  rc = dest(L, u, 2, &a);
+  int rc = dest(L, u, 2, &a);
   if (rc == 0) {
     rc = dx_udp_connect(u->s.w.fd, &a);
     if (rc == -EAFNOSUPPORT && u->dual && !u->bound) {
@@ -213,12 +206,25 @@ static int uconnect_k(lua_State *L, int status, lua_KContext ctx) {
     /* the kernel's peer now (a failed connect may leave the old one) */
     u->connected = dx_sockname(u->s.w.fd, 1, &u->peer) == 0;
   }
-  if (rc < 0) return lx_fail(L, "connect", lua_tostring(L, 4), rc);
-  lua_settop(L, 1);
-  return 1;
+  return rc < 0 ? rc : LX_DONE;
 }
 
-static int u_connect(lua_State *L) { return uconnect_k(L, LUA_OK, 0); }
+static int fail_uconnect(lua_State *L, lx_call *k, int code) {
+  if (code == DX_ECLOSED) return lx_closed(L, k->sock, "connect");
+  return lx_fail(L, "connect", lx_host_label(L, 2), code);
+}
+
+static const lx_op op_uconnect = {"connect", -1, 1, 0, try_uconnect, push_self, fail_uconnect, NULL, 0, 0};
+static const lx_hosts uconnect_hosts = {&op_uconnect, 1, {{2, NULL, 0}}};
+
+/* connect(host, port) -> self: the default peer of send/recv, which
+ * their failures name. */
+static int u_connect(lua_State *L) {
+  lx_udp *u = check_udp(L);
+  lua_settop(L, 3);
+  lx_check_host(L, 2, 3);
+  return lx_drive_hosts(L, &uconnect_hosts, lx_deadline(u->s.timeout));
+}
 
 static int u_getpeername(lua_State *L) {
   lx_udp *u = check_udp(L);
@@ -253,64 +259,55 @@ static int addrs_of(lua_State *L, int idx, dx_addr *out, int max) {
   return dx_resolve(lua_tostring(L, idx), 0, 0, out, max);
 }
 
-/* Back from looking an interface's name up: a name the resolver does not
- * know is no device, as outside tasks; a timeout stays a timeout. */
-static int interface_lookup_done(lua_State *L, const char *op) {
-  int top = lua_gettop(L);
-  if (lua_isnil(L, top - 2) && strncmp(lua_tostring(L, top), "EAI_", 4) == 0) {
-    lua_settop(L, top - 3);
-    return lx_fail(L, op, lua_tostring(L, 7), -ENODEV);
-  }
-  return lx_lookup_done(L, 4, op);
-}
-
 /* join/leave: setoption("join", group [, interface]) with the interface a
- * name ("lo"), an index, or for IPv4 an address. Inside a task a group or
- * an interface address given as a host name is looked up off the loop, as
- * sendto's host is (ctx 1: back from the group's lookup; 2: from the
- * interface's). Stack: 1 self, 2 "join"/"leave", 3 group, 4 interface,
- * 5 a port (0) for lx_lookup, 6 and 7 the group and interface as given. */
-static int membership_k(lua_State *L, int status, lua_KContext ctx) {
-  lx_udp *u = check_udp(L);
-  const char *op = lua_tostring(L, 2)[0] == 'j' ? "join" : "leave";
+ * name ("lo"), an index, or for IPv4 an address. Stack: 1 self, 2 "join"
+ * or "leave", 3 group, 4 interface (an answer, once a name was looked up:
+ * the lookup phase knows an interface's name from a host's). k[1]: 1
+ * when the interface is to blame. */
+static int try_membership(lua_State *L, lx_call *k) {
   dx_addr group, ifaddr[16];
   unsigned ifindex = 0;
   int rc, n, i = 0, byaddr;
-  (void)status;
-  if (u->s.w.fd < 0) return lx_closed(L, &u->s, "setoption");   /* during a lookup */
-  if (ctx == 1 && (rc = lx_lookup_done(L, 3, op)) != 0) return rc;
-  if (ctx == 2 && (rc = interface_lookup_done(L, op)) != 0) return rc;
-  if (ctx == 0) {
-    lx_checkcstring(L, 3, "group");
-    lua_settop(L, 4);
-    if (lua_type(L, 4) == LUA_TNUMBER) {
-      lua_Integer x = luaL_checkinteger(L, 4);
-      luaL_argcheck(L, x >= 0 && x <= 0x7fffffff, 4, "interface index out of range");
-    } else if (!lua_isnil(L, 4)) {
-      lx_checkcstring(L, 4, "interface");
-    }
-    lua_pushinteger(L, 0);
-    lua_pushvalue(L, 3);
-    lua_pushvalue(L, 4);
-    if (lx_need_lookup(L, 3)) return lx_lookup(L, 3, 5, u->s.timeout, 1, membership_k);
-  }
   n = addrs_of(L, 3, &group, 1);
-  if (n < 0) return lx_fail(L, op, lua_tostring(L, 6), n);
+  if (n < 0) return n;
   if (lua_type(L, 4) == LUA_TNUMBER) ifindex = (unsigned)lua_tointeger(L, 4);
   else if (lua_type(L, 4) == LUA_TSTRING) ifindex = dx_ifindex(lua_tostring(L, 4));
   /* not an interface's name (nor index): an IPv4 interface's address */
-  byaddr = ifindex == 0 && !lua_isnil(L, 7) && lua_type(L, 7) != LUA_TNUMBER;
+  byaddr = ifindex == 0 && !lua_isnil(L, 4) && lua_type(L, 4) != LUA_TNUMBER;
   if (byaddr) {
-    if (group.ss.ss_family != AF_INET) return lx_fail(L, op, lua_tostring(L, 7), -ENODEV);
-    if (ctx < 2 && lx_need_lookup(L, 4)) return lx_lookup(L, 4, 5, u->s.timeout, 2, membership_k);
+    k->k[1] = 1;
+    if (group.ss.ss_family != AF_INET) return -ENODEV;
     n = addrs_of(L, 4, ifaddr, 16);
     while (i < n && ifaddr[i].ss.ss_family != AF_INET) i++;
-    if (i >= n) return lx_fail(L, op, lua_tostring(L, 7), -ENODEV);
+    if (i >= n) return -ENODEV;
+    k->k[1] = 0;
   }
-  rc = dx_udp_membership(u->s.w.fd, op[0] == 'j', &group, ifindex, byaddr ? &ifaddr[i] : NULL);
-  if (rc < 0) return lx_fail(L, op, lua_tostring(L, 6), rc);
-  lua_settop(L, 1);
-  return 1;
+  rc = dx_udp_membership(k->sock->w.fd, k->op->name[0] == 'j', &group, ifindex,
+                         byaddr ? &ifaddr[i] : NULL);
+  return rc < 0 ? rc : LX_DONE;
+}
+
+static int fail_membership(lua_State *L, lx_call *k, int code) {
+  if (code == DX_ECLOSED) return lx_closed(L, k->sock, "setoption");
+  return lx_fail(L, k->op->name, lx_host_label(L, k->k[1] ? 4 : 3), code);
+}
+
+static const lx_op op_join = {"join", -1, 1, 0, try_membership, push_self, fail_membership, NULL, 0, 0};
+static const lx_op op_leave = {"leave", -1, 1, 0, try_membership, push_self, fail_membership, NULL, 0, 0};
+static const lx_hosts join_hosts = {&op_join, 2, {{3, NULL, 0}, {4, NULL, 1}}};
+static const lx_hosts leave_hosts = {&op_leave, 2, {{3, NULL, 0}, {4, NULL, 1}}};
+
+static int membership(lua_State *L, const lx_udp *u) {
+  int join = lua_tostring(L, 2)[0] == 'j';
+  lx_checkcstring(L, 3, "group");
+  lua_settop(L, 4);
+  if (lua_type(L, 4) == LUA_TNUMBER) {
+    lua_Integer x = luaL_checkinteger(L, 4);
+    luaL_argcheck(L, x >= 0 && x <= 0x7fffffff, 4, "interface index out of range");
+  } else if (!lua_isnil(L, 4)) {
+    lx_checkcstring(L, 4, "interface");
+  }
+  return lx_drive_hosts(L, join ? &join_hosts : &leave_hosts, lx_deadline(u->s.timeout));
 }
 
 /* ttl and the multicast options: a dual-stack socket has them twice, for
@@ -352,7 +349,7 @@ static int u_setoption(lua_State *L) {
   if (r >= 0) return r;
   name = lua_tostring(L, 2);
   if (strcmp(name, "join") == 0 || strcmp(name, "leave") == 0)
-    return membership_k(L, LUA_OK, 0);
+    return membership(L, u);
   return ipopt(L, u, 1, name);
 }
 
@@ -405,50 +402,19 @@ static int u_tostring(lua_State *L) {
 
 static const char *const new_opts[] = {"family", "reuseaddr", "reuseport", NULL};
 
-/* An unbound socket for both families where the system has IPv6 (a
+/* Stack: 1 host (or its answer) or nil, 2 port, 3 opts, 4 the socket
+ * (closed until it has a descriptor), 5 reuseaddr | reuseport << 1. An
+ * unbound socket is for both families where the system has IPv6 (a
  * dual-stack AF_INET6 one), else IPv4; with opts.family only that one
- * ("inet6": IPv6-only). ctx 1: back from looking the host up off the loop. */
-static int udp_k(lua_State *L, int status, lua_KContext ctx) {
-  static const char *const families[] = {"inet", "inet6", "unix", NULL};
-  static const int family_of[] = {AF_INET, AF_INET6, AF_UNIX};
+ * ("inet6": IPv6-only). k[0]: the addresses found (a failure then names
+ * the last one tried). */
+static int try_udp(lua_State *L, lx_call *k) {
   dx_addr addrs[16];
-  lx_udp *u;
-  int n = 0, i, fd = -EAFNOSUPPORT, family = AF_UNSPEC, reuseaddr, reuseport, v6only = 1;
-  (void)status;
-  if (ctx == 1 && (n = lx_lookup_done(L, 1, "udp")) != 0) return n;
-  lua_settop(L, 3);
-  lx_check_opts(L, 3, new_opts);
-  reuseaddr = lx_opt_bool(L, 3, "reuseaddr", 0);
-  reuseport = lx_opt_bool(L, 3, "reuseport", 0);
-  if (!lua_isnil(L, 3)) {
-    lua_getfield(L, 3, "family");
-    if (!lua_isnil(L, -1)) {
-      if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 3, "option 'family' must be a string");
-      for (i = 0; families[i] && strcmp(families[i], lua_tostring(L, -1)) != 0; i++) {}
-      if (!families[i]) luaL_argerror(L, 3, "option 'family' must be \"inet\", \"inet6\" or \"unix\"");
-      family = family_of[i];
-    }
-    lua_pop(L, 1);
-  }
-  if (!lua_isnil(L, 1)) {
-    if (lua_type(L, 2) == LUA_TNIL && (lua_type(L, 1) == LUA_TUSERDATA ||
-                                       strncmp(luaL_checkstring(L, 1), "unix:", 5) != 0))
-      luaL_argerror(L, 2, "port expected");
-    if (ctx == 0 && lx_need_lookup(L, 1) && strcmp(lua_tostring(L, 1), "*") != 0)
-      return lx_lookup(L, 1, 2, -1, 1, udp_k);
-    n = lx_resolve(L, 1, 2, 1, addrs, 16);
-    if (n < 0) return lx_fail(L, "udp", lua_tostring(L, 1), n);
-  }
-  u = lua_newuserdatauv(L, sizeof(lx_udp), 0);      /* closed until it has an fd */
-  dx_watch_init(&u->s.w, -1);
-  u->s.timeout = -1;
-  u->s.idle = -1;
-  u->s.deadline = -1;
-  u->s.cls = LX_CLS_UDP;
-  u->bound = u->connected = u->dual = 0;
-  u->family = family;
-  lua_getiuservalue(L, lua_upvalueindex(1), 7);
-  lua_setmetatable(L, -2);
+  lx_udp *u = (lx_udp *)lua_touserdata(L, 4);
+  int n = 0, i, fd = -EAFNOSUPPORT, v6only = 1, family = u->family;
+  int reuseaddr = (int)lua_tointeger(L, 5) & 1, reuseport = (int)lua_tointeger(L, 5) >> 1;
+  if (!lua_isnil(L, 1) && (n = lx_resolve(L, 1, 2, 1, addrs, 16)) < 0) return n;
+  k->k[0] = n;
   if (n == 0 && family == AF_UNSPEC) {
     u->family = AF_INET6;
     fd = dx_udp_open(AF_INET6, NULL, 0, reuseaddr, reuseport);
@@ -467,16 +433,7 @@ static int udp_k(lua_State *L, int status, lua_KContext ctx) {
       if (fd >= 0 || (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)) break;
     }
   }
-  if (fd < 0) {
-    char where[128];                     /* the last address tried, port and all */
-    const char *at = NULL;               /* (a Unix path as given) */
-    if (n > 0 && u->family == AF_UNIX) at = lua_tostring(L, 1);
-    else if (n > 0) {
-      dx_addr_label(&u->local, where, sizeof where);
-      at = where;
-    }
-    return lx_fail(L, "udp", at, fd);
-  }
+  if (fd < 0) return fd;
   dx_watch_init(&u->s.w, fd);
   if (u->family == AF_INET6)
     u->dual = dx_getopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only) == 0 && v6only == 0;
@@ -484,12 +441,63 @@ static int udp_k(lua_State *L, int status, lua_KContext ctx) {
     u->bound = 1;
     dx_sockname(fd, 0, &u->local);       /* the port the kernel chose */
   }
+  return LX_DONE;
+}
+
+static int push_udp(lua_State *L, lx_call *k) {
+  (void)k;
+  lua_pushvalue(L, 4);
   return 1;
 }
 
+/* The host as given (a Unix path too), else the last address tried. */
+static int fail_udp(lua_State *L, lx_call *k, int code) {
+  lx_udp *u = (lx_udp *)lua_touserdata(L, 4);
+  char where[128];
+  if (k->k[0] == 0 || u->family == AF_UNIX) return lx_fail(L, "udp", lx_host_label(L, 1), code);
+  dx_addr_label(&u->local, where, sizeof where);
+  return lx_fail(L, "udp", where, code);
+}
+
+static const lx_op op_udp = {"udp", -1, 0, 0, try_udp, push_udp, fail_udp, NULL, 0, 0};
+static const lx_hosts udp_hosts = {&op_udp, 1, {{1, NULL, 0}}};
+
 static int m_udp(lua_State *L) {
+  static const char *const families[] = {"inet", "inet6", "unix", NULL};
+  static const int family_of[] = {AF_INET, AF_INET6, AF_UNIX};
+  lx_udp *u;
+  int i, family = AF_UNSPEC, reuseaddr, reuseport;
   lua_settop(L, 3);
-  return udp_k(L, LUA_OK, 0);
+  lx_check_opts(L, 3, new_opts);
+  reuseaddr = lx_opt_bool(L, 3, "reuseaddr", 0);
+  reuseport = lx_opt_bool(L, 3, "reuseport", 0);
+  if (!lua_isnil(L, 3)) {
+    lua_getfield(L, 3, "family");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 3, "option 'family' must be a string");
+      for (i = 0; families[i] && strcmp(families[i], lua_tostring(L, -1)) != 0; i++) {}
+      if (!families[i]) luaL_argerror(L, 3, "option 'family' must be \"inet\", \"inet6\" or \"unix\"");
+      family = family_of[i];
+    }
+    lua_pop(L, 1);
+  }
+  if (!lua_isnil(L, 1)) {
+    if (lua_type(L, 2) == LUA_TNIL && strncmp(luaL_checkstring(L, 1), "unix:", 5) != 0)
+      luaL_argerror(L, 2, "port expected");
+    lx_check_host(L, 1, 2);
+  }
+  u = lua_newuserdatauv(L, sizeof(lx_udp), 0);      /* 4: closed until it has an fd */
+  dx_watch_init(&u->s.w, -1);
+  u->s.timeout = -1;
+  u->s.idle = -1;
+  u->s.deadline = -1;
+  u->s.cls = LX_CLS_UDP;
+  u->bound = u->connected = u->dual = 0;
+  u->family = family;
+  lua_getiuservalue(L, lua_upvalueindex(1), 7);
+  lua_setmetatable(L, -2);
+  lua_pushinteger(L, reuseaddr | reuseport << 1);   /* 5 */
+  return lx_drive_hosts(L, &udp_hosts, -1);
 }
 
 static const luaL_Reg methods[] = {

@@ -107,15 +107,24 @@ int lx_opt_bool(lua_State *L, int arg, const char *key, int dflt) {
   return v;
 }
 
+static void check_port(lua_State *L, int portarg) {
+  lua_Integer port = luaL_checkinteger(L, portarg);
+  luaL_argcheck(L, port >= 0 && port <= 65535, portarg, "port out of range");
+}
+
+void lx_check_host(lua_State *L, int hostarg, int portarg) {
+  const char *host = lx_checkcstring(L, hostarg, "host");
+  if (strncmp(host, "unix:", 5) == 0) luaL_argcheck(L, host[5] != '\0', hostarg, "empty unix socket path");
+  else check_port(L, portarg);
+}
+
 int lx_resolve(lua_State *L, int hostarg, int portarg, int passive,
                dx_addr *out, int max) {
   const char *host;
-  lua_Integer port;
   if (lua_type(L, hostarg) == LUA_TUSERDATA) {
     int n;
-    port = luaL_checkinteger(L, portarg);
-    luaL_argcheck(L, port >= 0 && port <= 65535, portarg, "port out of range");
-    if ((n = lx_answer_addrs(L, hostarg, (int)port, out, max)) >= 0) return n;
+    check_port(L, portarg);
+    if ((n = lx_answer_addrs(L, hostarg, (int)lua_tointeger(L, portarg), out, max)) >= 0) return n;
   }
   host = lx_checkcstring(L, hostarg, "host");
   if (strncmp(host, "unix:", 5) == 0) {
@@ -123,7 +132,6 @@ int lx_resolve(lua_State *L, int hostarg, int portarg, int passive,
     if (rc == -EINVAL) luaL_argerror(L, hostarg, "empty unix socket path");
     return rc < 0 ? rc : 1;
   }
-  port = luaL_checkinteger(L, portarg);
-  luaL_argcheck(L, port >= 0 && port <= 65535, portarg, "port out of range");
-  return dx_resolve(host, (int)port, passive, out, max);
+  check_port(L, portarg);
+  return dx_resolve(host, (int)lua_tointeger(L, portarg), passive, out, max);
 }

@@ -108,6 +108,8 @@ describe("module function arguments:", function()
       ba:format(3, "connect", "option 'bind': port must be an integer from 0 to 65535") },
     { "connect: bind host with a zero byte", function() duplex.connect("127.0.0.1", 80, { bind = "127.0.0.1\0x" }) end,
       ba:format(3, "connect", "option 'bind': host contains a zero byte") },
+    { "connect: bind an empty unix path", function() duplex.connect("unix:/x", nil, { bind = "unix:" }) end,
+      ba:format(3, "connect", "option 'bind': empty unix socket path") },
 
     -- resolve(host [, port])
     { "resolve: host missing", function() duplex.resolve() end,

@@ -624,6 +624,39 @@ describe("duplex.resolve", function()
       assert.same({ outside = w, task = w }, { outside = r.outside, task = t.fail })
     end)
 
+    it("a datagram socket's deadline bounds the lookups of sendto, connect and join: ETIMEDOUT by then", function()
+      need_fakegai()
+      -- setoption("deadline"): every call ends by then, its lookup too (a
+      -- lookup used to take only the socket's timeout, and a slow name
+      -- made the call outlast the deadline)
+      local r = ch.run([[
+        emit(duplex.run(function()
+          local u = assert(duplex.udp("127.0.0.1", 0))
+          local _, port = u:getsockname()
+          local c = assert(duplex.udp("127.0.0.1", 0))
+          local function call(name, ...)
+            c:setoption("deadline", duplex.now() + 0.3)
+            local el, ok, msg, code = timed(c[name], c, ...)
+            return { r = { ok == c, msg, code }, elapsed = el }
+          end
+          local t = {
+            sendto = call("sendto", "x", "s.slow.test", port),
+            connect = call("connect", "c.slow.test", port),
+            join = call("setoption", "join", "j.group.slow.test", "lo"),
+          }
+          c:setoption("deadline", false)
+          t.after = c:sendto("x", "127.0.0.1", port) == c
+          u:close(); c:close()
+          return t
+        end))
+      ]], { FAKEGAI_SLOW = "2" }, 20)
+      for op, prefix in pairs({ sendto = "sendto s", connect = "connect c", join = "join j.group" }) do
+        assert.same({ false, prefix .. ".slow.test: Connection timed out", "ETIMEDOUT" }, r[op].r)
+        assert.is_true(r[op].elapsed >= 0.25 and r[op].elapsed < 1.5, op .. " took " .. r[op].elapsed)
+      end
+      assert.is_true(r.after)
+    end)
+
     it("outside a task a lookup blocks (about 2 s) and answers, without the pool", function()
       need_fakegai()
       local r = ch.run([[
