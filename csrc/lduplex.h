@@ -293,7 +293,7 @@ void lx_tls_unref(struct dx_tls_ctx *ctx);
  * servername, else host. Raises "connect: <why>" when it cannot. */
 void lx_tls_connect(lua_State *L, lx_client *c, int idx, const char *host);
 /* Start TLS on c, accepted by a server of ctx (the handshake runs on
- * first use): 0, or -ENOMEM. */
+ * first use): 0, or a code. */
 int lx_tls_accept(lx_client *c, struct dx_tls_ctx *ctx);
 
 #endif

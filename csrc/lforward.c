@@ -186,7 +186,7 @@ static int try_forward(lua_State *L, lx_call *k) {
 }
 
 /* Before a wait or a failure: give the shared scratch back; and while
- * OpenSSL holds a record of src's bytes for dst, dst is cut (a stream has
+ * dst's stream holds a record of src's bytes (TLS), dst is cut (a stream has
  * no message to cut otherwise): only this task, forwarding the same bytes
  * again, may write to it. Marked now, so that a cancel finds it marked. */
 static void stall_forward(lua_State *L, lx_call *k) {

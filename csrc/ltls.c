@@ -139,7 +139,6 @@ static lx_tlsctx *tls_option(lua_State *L, int idx, int arg) {
   return x ? x : (lx_tlsctx *)lua_touserdata(L, idx);
 }
 
-
 void lx_tls_option(lua_State *L, int idx, int arg, int server) {
   lx_tlsctx *x = tls_option(L, idx, arg);
   if (server && !dx_tls_ctx_can_serve(x->ctx))
@@ -242,8 +241,8 @@ static int c_starttls(lua_State *L) {
     }
   }
   why = start(c, x->ctx, server, x->servername[0] ? x->servername : NULL,
-                     host[0] ? host : NULL, dx_buf_peek(&c->rb), dx_buf_len(&c->rb),
-                     err, sizeof err);
+              host[0] ? host : NULL, dx_buf_peek(&c->rb), dx_buf_len(&c->rb),
+              err, sizeof err);
   if (why) return luaL_error(L, "starttls: %s", why);
   dx_buf_free(&c->rb);                       /* those bytes were TLS's */
   lua_settop(L, 1);
