@@ -90,7 +90,8 @@ int dx_stream_held(const dx_stream *st);
 const char *dx_stream_reason(const dx_stream *st, int code);
 
 /* TLS from now on, through t, which the stream owns (dx_stream_close frees
- * it); and the connection, for what the handshake agreed (NULL: none). */
+ * it): built with OpenSSL only. And the connection, for what the
+ * handshake agreed (NULL: a plain stream). */
 void dx_stream_starttls(dx_stream *st, struct dx_tls *t);
 #define dx_stream_tls(st) ((st)->tls)
 
