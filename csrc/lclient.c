@@ -28,9 +28,10 @@ lx_client *lx_client_new(lua_State *L) {
   dx_buf_init(&c->rb);
   c->maxline = LX_MAXLINE;
   c->cut = 0;
-  c->eof = c->isunix = c->notsock = c->adopted = c->keepfd = c->accepted = c->unanswered = 0;
+  c->eof = c->isunix = c->adopted = c->keepfd = c->accepted = c->unanswered = 0;
   c->oldflags = 0;
-  c->tls = NULL;
+  c->streamfd = -1;
+  dx_stream_init(&c->st, DX_STREAM_SOCKET);
   memset(&c->peer, 0, sizeof c->peer);
   lua_getiuservalue(L, lua_upvalueindex(1), 4);   /* the client metatable */
   lua_setmetatable(L, -2);
@@ -51,7 +52,7 @@ void lx_client_set(lx_client *c, int fd, const dx_addr *peer) {
 void lx_client_label(lx_client *c, char *out, size_t n) {
   dx_addr a;
   out[0] = '\0';
-  if (c->notsock) {
+  if (c->streamfd >= 0) {
     snprintf(out, n, "fd %d", c->streamfd);     /* also once closed */
   } else if (c->peer.sin6_family != 0) {
     memset(&a, 0, sizeof a);
@@ -66,15 +67,13 @@ void lx_client_label(lx_client *c, char *out, size_t n) {
 
 /* --- methods ------------------------------------------------------------------ */
 
-#ifdef DX_TLS
-/* TLS's end of the writing direction: close_notify, all of it (the
- * socket may be full), then the FIN. Stack: 1 self, 2 how (SHUT_*). */
-static int try_tls_shutdown(lua_State *L, lx_call *k) {
+/* A layered stream's end of writing: all of its last bytes (TLS's
+ * close_notify: the socket may be full), then the FIN. Stack: 1 self,
+ * 2 how (SHUT_*). */
+static int try_shutdown(lua_State *L, lx_call *k) {
   lx_client *c = (lx_client *)k->sock;
-  int r = dx_tls_close_notify(c->tls);
-  if (r == DX_WANT_WRITE) return LX_WAIT_WRITE;
-  if (r < 0) return r;
-  r = dx_shutdown(c->s.w.fd, (int)lua_tointeger(L, 2));
+  int r = dx_stream_shutdown(&c->st, c->s.w.fd, (int)lua_tointeger(L, 2));
+  if (r == -EAGAIN) return LX_WAIT_WRITE;
   return r < 0 ? r : LX_DONE;
 }
 
@@ -84,10 +83,9 @@ static int push_self(lua_State *L, lx_call *k) {
   return 1;
 }
 
-static const lx_op op_tls_shutdown = {
-  "shutdown", 1, 1, 0, try_tls_shutdown, push_self, NULL, NULL, 0, 0
+static const lx_op op_shutdown = {
+  "shutdown", 1, 1, 0, try_shutdown, push_self, NULL, NULL, 0, 0
 };
-#endif
 
 static int c_shutdown(lua_State *L) {
   static const char *const hows[] = {"r", "w", "rw", NULL};
@@ -98,14 +96,12 @@ static int c_shutdown(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) lx_checkcstring(L, 2, "mode");
   how = how_of[luaL_checkoption(L, 2, "rw", hows)];
   if (c->s.w.fd < 0) return lx_closed(L, &c->s, "shutdown");
-#ifdef DX_TLS
-  if (c->tls && how != SHUT_RD) {         /* a writer: in turn, and it may wait */
+  if (dx_stream_layered(&c->st) && how != SHUT_RD) {   /* a writer: in turn, and it may wait */
     lua_settop(L, 1);
     lua_pushinteger(L, how);
-    return lx_drive_on(L, S, &c->s, &op_tls_shutdown, lx_deadline(c->s.timeout));
+    return lx_drive_on(L, S, &c->s, &op_shutdown, lx_deadline(c->s.timeout));
   }
-#endif
-  rc = dx_shutdown(c->s.w.fd, how);
+  rc = dx_stream_shutdown(&c->st, c->s.w.fd, how);
   if (rc < 0) return lx_sockfail(L, &c->s, "shutdown", rc);
   lua_settop(L, 1);
   return 1;
@@ -157,13 +153,7 @@ static int c_getoption(lua_State *L) {
 }
 
 void lx_client_release(lx_state *S, lx_client *c) {
-#ifdef DX_TLS
-  if (c->tls) {              /* close_notify once, never waiting: then free */
-    if (c->s.w.fd >= 0) dx_tls_close_notify(c->tls);
-    dx_tls_free(c->tls);
-    c->tls = NULL;
-  }
-#endif
+  dx_stream_close(&c->st, c->s.w.fd);     /* TLS: close_notify once, never waiting */
   if (c->adopted && c->s.w.fd >= 0) {        /* duplex.stream: give it back */
     dx_fd_restore(c->s.w.fd, c->oldflags);
     if (c->keepfd) {
@@ -200,7 +190,7 @@ static int c_tostring(lua_State *L) {
   if (dx_sockname(c->s.w.fd, 0, &a) == 0) dx_addr_label(&a, local, sizeof local);
   if (local[0] == '\0') strcpy(local, "unix");
   lx_client_label(c, remote, sizeof remote);
-  if (c->notsock) lua_pushfstring(L, LX_CLIENT " (%s)", remote);
+  if (c->streamfd >= 0) lua_pushfstring(L, LX_CLIENT " (%s)", remote);
   else lua_pushfstring(L, LX_CLIENT " (%s -> %s)", local, remote);
   return 1;
 }
@@ -239,11 +229,12 @@ static int m_stream(lua_State *L) {
     return lx_fail(L, "stream", lua_tostring(L, -1), kind);
   }
   dx_watch_init(&c->s.w, (int)fd);
-  c->streamfd = (int)fd;
   c->adopted = 1;
   c->oldflags = oldflags;
-  c->notsock = kind == 0;
-  if (kind == 1) {
+  if (kind == 0) {                          /* a pipe, a tty, a file: read/write */
+    c->streamfd = (int)fd;
+    dx_stream_init(&c->st, DX_STREAM_FILE);
+  } else {
     dx_addr a;
     c->isunix = 1;                          /* no inet peer: label by name */
     if (dx_sockname((int)fd, 1, &a) == 0) set_peer(c, &a);
@@ -296,16 +287,11 @@ static void watch_fd(lx_state *S, lx_client *c, lx_targets *t, int fd) {
 
 /* The TLS handshake after connecting, under the same deadline. */
 static int handshake(lx_call *k, lx_client *c) {
-#ifdef DX_TLS
-  int r = dx_tls_handshake(c->tls);
+  int r = dx_stream_handshake(&c->st);
   if (r == DX_WANT_READ) return LX_WAIT_READ;
   if (r == DX_WANT_WRITE) return LX_WAIT_WRITE;
-  if (r == 0 && k->S->loop_ok) dx_loop_poke(&k->S->loop, &c->s.w);
+  if (r == 0) lx_client_moved(k->S, c);
   return r;
-#else
-  (void)k, (void)c;
-  return LX_DONE;
-#endif
 }
 
 /* Attempt i connected: it becomes the client; the others are closed; TLS
@@ -318,23 +304,17 @@ static int won(lua_State *L, lx_call *k, lx_targets *t, int i) {
   if (old >= 0 && old != fd) dx_close(old);   /* the client watched another */
   close_attempts(t, fd);
   set_peer(c, &t->a[i]);
-#ifdef DX_TLS
   if (!lua_isnil(L, 5)) {
-    char err[256], host[256];
-    const char *sn = lx_tls_servername(L, 5), *why;
+    char host[256];
     if (t->name[0]) snprintf(host, sizeof host, "%s", t->name);
     else {
       int port;
       const char *family;
       dx_addr_text(&t->a[i], host, sizeof host, &port, &family);
     }
-    why = lx_tls_start(c, lx_tls_ctx_of(L, 5), 0, sn, host, NULL, 0, err, sizeof err);
-    if (why) return luaL_error(L, "connect: %s", why);
+    lx_tls_connect(L, c, 5, host);
     return handshake(k, c);
   }
-#else
-  (void)L;
-#endif
   return LX_DONE;
 }
 
@@ -370,7 +350,7 @@ static int targets_of(lua_State *L, lx_targets *t) {
 static int try_connect(lua_State *L, lx_call *k) {
   lx_targets *t = (lx_targets *)lua_touserdata(L, 4);
   lx_client *c = (lx_client *)k->sock;
-  if (c->tls) return handshake(k, c);     /* connected: TLS under way */
+  if (dx_stream_layered(&c->st)) return handshake(k, c);   /* connected: TLS under way */
   if (t->ready == 0) {
     int bad = targets_of(L, t);
     if (bad < 0) return bad;
@@ -427,9 +407,8 @@ static int fail_connect(lua_State *L, lx_call *k, int code) {
   lx_targets *t = (lx_targets *)lua_touserdata(L, 4);
   lx_client *c = (lx_client *)k->sock;
   char where[300];
-  if (c->tls) {                           /* connected, the handshake failed */
-#ifdef DX_TLS
-    const char *why = dx_tls_failure(c->tls) == code ? dx_tls_error(c->tls) : dx_strerror(code);
+  if (dx_stream_layered(&c->st)) {        /* connected, the handshake failed */
+    const char *why = dx_stream_reason(&c->st, code);
     if (t->name[0]) {                     /* name the peer as it was given */
       int port = (int)lua_tointeger(L, 2);
       if (strchr(t->name, ':')) snprintf(where, sizeof where, "[%s]:%d", t->name, port);
@@ -438,9 +417,8 @@ static int fail_connect(lua_State *L, lx_call *k, int code) {
       lx_client_label(c, where, sizeof where);
     }
     luaL_pushfail(L);
-    lua_pushfstring(L, "tls handshake %s: %s", where, why);
+    lua_pushfstring(L, "tls handshake %s: %s", where, why ? why : dx_strerror(code));
     lua_pushstring(L, dx_errname(code));
-#endif
     lx_client_release(k->S, c);
     return 3;
   }
@@ -582,11 +560,7 @@ static int m_connect(lua_State *L) {
   lua_toclose(L, 4);      /* a cancelled task's attempts close at once */
   if (lua_isnil(L, 3)) lua_pushnil(L);                     /* 5 */
   else lua_getfield(L, 3, "tls");
-#ifdef DX_TLS
-  if (!lua_isnil(L, 5)) lx_tls_option(L, 5, 3);
-#else
-  if (!lua_isnil(L, 5)) luaL_argerror(L, 3, "option 'tls': duplex was built without TLS");
-#endif
+  if (!lua_isnil(L, 5)) lx_tls_option(L, 5, 3, 0);
   lx_check_host(L, 1, 2);
   bind_args(L);                                           /* 6, 7 */
   lx_client_new(L)->s.deadline = at;                      /* 8 */

@@ -14,6 +14,7 @@
 #include "dx_loop.h"
 #include "dx_net.h"
 #include "dx_sig.h"
+#include "dx_stream.h"
 
 #include <netinet/in.h>
 
@@ -249,14 +250,16 @@ typedef struct lx_client {
   lua_Integer cut;            /* who cut a write short (lx_who), 0: nobody */
   unsigned char eof;          /* the peer ended its stream */
   unsigned char isunix;       /* a Unix domain socket */
-  unsigned char notsock;      /* duplex.stream of a pipe, tty, file: read/write */
   unsigned char adopted;      /* duplex.stream: restore oldflags on close */
   unsigned char keepfd;       /* ...and leave the descriptor open */
   unsigned char accepted;     /* came from accept: the server side */
   unsigned char unanswered;   /* read bytes since it last wrote: in the
                                  middle of a request, not between two */
-  int oldflags, streamfd;     /* duplex.stream: its descriptor, for messages */
-  struct dx_tls *tls;         /* TLS on it, or NULL (dx_tls.h) */
+  int oldflags;               /* duplex.stream: the flags close restores */
+  int streamfd;               /* duplex.stream of a descriptor that is no
+                                 socket: its number, for messages (also once
+                                 closed); -1 otherwise */
+  dx_stream st;               /* how its bytes move: recv/send, read/write, TLS */
   struct sockaddr_in6 peer;   /* an inet/inet6 peer for messages (kept after
                                  close); family 0 for Unix sockets */
 } lx_client;
@@ -278,25 +281,38 @@ int lx_client_trusts(lua_State *L, const lx_call *k, const lx_client *c);
 void lx_client_label(lx_client *c, char *out, size_t n);
 /* The cut-write rule (lwrite.c), for write and forward: is c cut by
  * another caller than this one? Before a wait or a failure, mark c cut by
- * this caller if it sent part of a message, or if OpenSSL holds a record
- * of its (only the same bytes may finish it). The failure of a call that
+ * this caller if it sent part of a message, or if its stream holds a
+ * send's bytes (a TLS record: only the same bytes may finish it). The failure of a call that
  * met another's cut: nil, "<op> <c>: an earlier write was cut off
  * mid-message", "EPIPE" (3 results). */
 int lx_cut_by_other(lua_State *L, const lx_state *S, const lx_client *c);
 void lx_cut_mark(lua_State *L, const lx_state *S, lx_client *c, size_t sent);
 int lx_cut_fail(lua_State *L, lx_client *c, const char *op);
 
-#ifdef DX_TLS
-#include "dx_tls.h"
-/* The `tls` option at idx (true, a table, a tlscontext), replaced by the
- * context userdata (ltls.c); arg names it in errors. */
-struct lx_tlsctx *lx_tls_option(lua_State *L, int idx, int arg);
-dx_tls_ctx *lx_tls_ctx_of(lua_State *L, int idx);
-const char *lx_tls_servername(lua_State *L, int idx);
-/* Start TLS on c: NULL, or the reason in err. */
-const char *lx_tls_start(lx_client *c, dx_tls_ctx *ctx, int server, const char *servername,
-                         const char *host, const char *ahead, size_t aheadlen,
-                         char *err, size_t errlen);
-#endif
+/* c's stream moved bytes (or finished its handshake): if it is layered,
+ * that may be what a task waiting on its other direction needed (a TLS
+ * record taken in), which readiness will not tell: those waiters retry. */
+#define lx_client_moved(S, c) \
+  do { if (dx_stream_layered(&(c)->st) && (S)->loop_ok) dx_loop_poke(&(S)->loop, &(c)->s.w); } while (0)
+
+/* --- TLS (ltls.c; built without OpenSSL, duplex.tls is nil and these
+ * raise where a `tls` option would be used) -------------------------------- */
+
+struct dx_tls_ctx;
+/* Check the `tls` option at idx (true, a table, a tlscontext) and replace
+ * it with the context userdata; arg names it in errors. A server's must
+ * be able to serve (a certificate and a key). */
+void lx_tls_option(lua_State *L, int idx, int arg, int server);
+/* The context of the option at idx, with a reference the caller keeps
+ * until lx_tls_unref (NULL: nothing). */
+struct dx_tls_ctx *lx_tls_ref(lua_State *L, int idx);
+void lx_tls_unref(struct dx_tls_ctx *ctx);
+/* Start TLS on c as the client of host (a name, or an address's text),
+ * with the option at idx: SNI and the name checked are the context's
+ * servername, else host. Raises "connect: <why>" when it cannot. */
+void lx_tls_connect(lua_State *L, lx_client *c, int idx, const char *host);
+/* Start TLS on c, accepted by a server of ctx (the handshake runs on
+ * first use): 0, or a code. */
+int lx_tls_accept(lx_client *c, struct dx_tls_ctx *ctx);
 
 #endif

@@ -46,21 +46,13 @@ static int fwd_gc(lua_State *L) {
   return 0;
 }
 
-/* Send from src's buffer to dst: a count, -EAGAIN, DX_WANT_* or -errno. */
+/* Send from src's buffer to dst: a count, -EAGAIN, DX_WANT_READ or
+ * -errno. A layered dst's send that waited is made again with the same
+ * bytes: they stay in src's buffer until sent. */
 static long send_some(lx_state *S, lx_client *d, const char *p, size_t n) {
-  struct iovec iov;
-#ifdef DX_TLS
-  if (d->tls) {
-    long r = dx_tls_write(d->tls, p, n);      /* a retry sends the same bytes */
-    if (r >= 0 && S->loop_ok) dx_loop_poke(&S->loop, &d->s.w);
-    return r;
-  }
-#else
-  (void)S;
-#endif
-  iov.iov_base = (void *)p;
-  iov.iov_len = n;
-  return d->notsock ? dx_writev(d->s.w.fd, &iov, 1) : dx_sendv(d->s.w.fd, &iov, 1);
+  long r = dx_stream_send(&d->st, d->s.w.fd, p, n);
+  if (r >= 0) lx_client_moved(S, d);
+  return r;
 }
 
 /* The pipe's bytes back into src's buffer (0 or -errno). */
@@ -86,18 +78,12 @@ static int unsupported(long r) {
 static int end_stream(lx_call *k, lx_fwd *f, lx_client *dst) {
   int rc;
   f->side = 1;
-#ifdef DX_TLS
-  if (dst->tls) {
-    rc = dx_tls_close_notify(dst->tls);
+  if (dst->st.kind == DX_STREAM_FILE) return LX_DONE;   /* a pipe or file: close ends it */
+  rc = dx_stream_shutdown(&dst->st, dst->s.w.fd, SHUT_WR);
+  if (rc == -EAGAIN) {
     k->on = k->sock2;
-    if (rc == DX_WANT_WRITE) return LX_WAIT_WRITE;
-    if (rc < 0) return rc;
+    return LX_WAIT_WRITE;
   }
-#else
-  (void)k;
-#endif
-  if (dst->notsock) return LX_DONE;         /* a pipe or file: close ends it */
-  rc = dx_shutdown(dst->s.w.fd, SHUT_WR);
   return rc < 0 ? rc : LX_DONE;
 }
 
@@ -158,7 +144,7 @@ static int try_forward(lua_State *L, lx_call *k) {
         continue;
       }
       k->on = k->sock2;
-      if (r == -EAGAIN || r == DX_WANT_WRITE) return LX_WAIT_WRITE;
+      if (r == -EAGAIN) return LX_WAIT_WRITE;
       if (r == DX_WANT_READ) return LX_WAIT_READ;     /* TLS must read first */
       f->side = 1;
       return (int)r;
@@ -200,7 +186,7 @@ static int try_forward(lua_State *L, lx_call *k) {
 }
 
 /* Before a wait or a failure: give the shared scratch back; and while
- * OpenSSL holds a record of src's bytes for dst, dst is cut (a stream has
+ * dst's stream holds a record of src's bytes (TLS), dst is cut (a stream has
  * no message to cut otherwise): only this task, forwarding the same bytes
  * again, may write to it. Marked now, so that a cancel finds it marked. */
 static void stall_forward(lua_State *L, lx_call *k) {
@@ -257,7 +243,7 @@ static int c_forward(lua_State *L) {
   f->max = max;
   f->side = f->cutoff = 0;
   f->splice = dx_splice_mode();
-  if (src->tls || dst->tls) f->splice = 0;
+  if (dx_stream_layered(&src->st) || dx_stream_layered(&dst->st)) f->splice = 0;
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_setmetatable(L, 4);
   lua_toclose(L, 4);          /* a cancelled task's pipe closes at once */

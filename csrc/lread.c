@@ -24,38 +24,32 @@
  * trust: the caller will wait if told EAGAIN, so the loop's word that the
  * socket is drained may stand in for the kernel's (no recv to hear it). */
 long lx_client_fill(lx_state *S, lx_client *c, int trust) {
+  size_t ask;
   char *p;
   long n;
   if (trust && !dx_loop_readable(&c->s.w)) return -EAGAIN;
   p = dx_buf_prep(&c->rb, 4096, &S->scratch);
   if (p == NULL) return -ENOMEM;
-#ifdef DX_TLS
-  if (c->tls) {
-    n = dx_tls_read(c->tls, p, dx_buf_space(&c->rb));
-    if (n == DX_WANT_READ) return -EAGAIN;
-    /* a record taken in may be what a task waiting to write needed */
-    if (n >= 0 && S->loop_ok) dx_loop_poke(&S->loop, &c->s.w);
-  } else
-#endif
-  if (c->notsock) {
-    n = dx_read(c->s.w.fd, p, dx_buf_space(&c->rb));
-  } else {
-    size_t ask = dx_buf_space(&c->rb);
-    n = dx_recv(c->s.w.fd, p, ask);
-    if ((n == -EAGAIN || (n > 0 && (size_t)n < ask)) && S->loop_ok)
-      dx_loop_drained(&S->loop, &c->s.w);
-  }
+  ask = dx_buf_space(&c->rb);
+  n = dx_stream_recv(&c->st, c->s.w.fd, p, ask);
   if (n > 0) dx_buf_commit(&c->rb, (size_t)n);
   else if (n == 0) c->eof = 1;
+  if (c->st.kind == DX_STREAM_SOCKET) {
+    if ((n == -EAGAIN || (n > 0 && (size_t)n < ask)) && S->loop_ok)
+      dx_loop_drained(&S->loop, &c->s.w);
+  } else if (n >= 0) {
+    lx_client_moved(S, c);
+  }
   return n;
 }
 
 /* May a receive of call k on c take the loop's word that c is drained?
- * Only in a task that will wait, and for TCP only: TLS reads through its
- * BIO, and on a Unix socket bytes that carry descriptors end a read early
- * with more behind them and no edge (spec/core/et_short_read.c). */
+ * Only in a task that will wait, and for TCP only: a layered stream (TLS)
+ * is not its socket's readiness, and on a Unix socket bytes that carry
+ * descriptors end a read early with more behind them and no edge
+ * (spec/core/et_short_read.c). */
 int lx_client_trusts(lua_State *L, const lx_call *k, const lx_client *c) {
-  return k->S->running == L && k->deadline != 0 && !c->tls && !c->isunix;
+  return k->S->running == L && k->deadline != 0 && !dx_stream_layered(&c->st) && !c->isunix;
 }
 
 /* Before a wait or a failure: give the shared scratch back. */

@@ -40,16 +40,11 @@ static int try_accept(lua_State *L, lx_call *k) {
   lx_client_set(c, fd, &peer);
   c->accepted = 1;
   dx_loop_fresh(&c->s.w);        /* a request rarely comes with the accept */
-#ifdef DX_TLS
-  if (s->tls) {                  /* the handshake runs on first use */
-    char err[256];
-    if (lx_tls_start(c, s->tls, 1, NULL, NULL, NULL, 0, err, sizeof err)) {
-      dx_close(fd);
-      dx_watch_init(&c->s.w, -1);
-      return -ENOMEM;
-    }
+  if (s->tls && lx_tls_accept(c, s->tls) < 0) {   /* the handshake runs on first use */
+    dx_close(fd);
+    dx_watch_init(&c->s.w, -1);
+    return -ENOMEM;
   }
-#endif
   return LX_DONE;
 }
 
@@ -108,9 +103,7 @@ static int s_close(lua_State *L) {
     lx_sock_close(lx_state_of(L), &s->s);
     dx_unlink_unix(&s->addr);     /* we made it: leave no stale path */
   }
-#ifdef DX_TLS
-  dx_tls_ctx_unref(s->tls);
-#endif
+  lx_tls_unref(s->tls);
   s->tls = NULL;
   lua_pushboolean(L, 1);
   return 1;
@@ -207,15 +200,7 @@ static int m_listen(lua_State *L) {
     lua_pop(L, 1);
     lua_getfield(L, 3, "tls");                /* 4: the context, or nil */
     tls = !lua_isnil(L, -1);
-#ifdef DX_TLS
-    if (tls) {
-      lx_tls_option(L, 4, 3);
-      if (!dx_tls_ctx_can_serve(lx_tls_ctx_of(L, 4)))
-        luaL_argerror(L, 3, "option 'tls': a server's context needs a certificate and a key");
-    }
-#else
-    if (tls) luaL_argerror(L, 3, "option 'tls': duplex was built without TLS");
-#endif
+    if (tls) lx_tls_option(L, 4, 3, 1);
   }
   lua_settop(L, 4);
   lx_check_host(L, 1, 2);
@@ -230,12 +215,7 @@ static int m_listen(lua_State *L) {
   s->nodelay = o.nodelay;
   s->tls = NULL;
   s->hs_timeout = hs_timeout;
-#ifdef DX_TLS
-  if (tls) {
-    s->tls = lx_tls_ctx_of(L, 4);
-    dx_tls_ctx_ref(s->tls);
-  }
-#endif
+  if (tls) s->tls = lx_tls_ref(L, 4);
   lua_getiuservalue(L, lua_upvalueindex(1), 5);   /* the server metatable */
   lua_setmetatable(L, -2);
   return lx_drive_hosts(L, &listen_hosts, -1);

@@ -49,20 +49,21 @@ void lx_sock_close(lx_state *S, lx_sock *s) {
 
 int lx_sockfail(lua_State *L, lx_sock *s, const char *op, int code) {
   char where[128];
-#ifdef DX_TLS
-  lx_client *c = s->cls == LX_CLS_CLIENT ? (lx_client *)s : NULL;
-  if (c && c->tls && dx_tls_failure(c->tls) == code) {   /* OpenSSL's reason */
+  const char *why = NULL;
+  if (s->cls == LX_CLS_CLIENT) {
+    lx_client *c = (lx_client *)s;
     lx_client_label(c, where, sizeof where);
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s %s: %s", op, where, dx_tls_error(c->tls));
-    lua_pushstring(L, dx_errname(code));
-    return 3;
+    why = dx_stream_reason(&c->st, code);       /* TLS: OpenSSL's reason */
+  } else if (s->cls == LX_CLS_UDP) {
+    lx_udp_label(s, where, sizeof where);
+  } else {
+    lx_server_label(s, where, sizeof where);
   }
-#endif
-  if (s->cls == LX_CLS_CLIENT) lx_client_label((lx_client *)s, where, sizeof where);
-  else if (s->cls == LX_CLS_UDP) lx_udp_label(s, where, sizeof where);
-  else lx_server_label(s, where, sizeof where);
-  return lx_fail(L, op, where, code);
+  if (why == NULL) return lx_fail(L, op, where, code);
+  luaL_pushfail(L);
+  lua_pushfstring(L, "%s %s: %s", op, where, why);
+  lua_pushstring(L, dx_errname(code));
+  return 3;
 }
 
 /* --- shared methods (upvalue 2: the class) ------------------------------ */

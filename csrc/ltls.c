@@ -2,8 +2,10 @@
  * ltls.c - TLS in the binding: duplex.tls.context(opts) (a duplex.tlscontext),
  * the `tls` option of connect and listen, and the client methods
  * handshake, starttls and tlsinfo. Reading and writing a TLS client are
- * lread.c's and lwrite.c's, through dx_tls; every wait is the driver's,
- * in whichever direction OpenSSL asks. Built only with OpenSSL (DX_TLS).
+ * lread.c's and lwrite.c's, through its dx_stream; every wait is the
+ * driver's, in whichever direction OpenSSL asks. The rest of the binding
+ * knows TLS only through the functions below (lduplex.h); built without
+ * OpenSSL (no DX_TLS), duplex.tls is nil and they refuse a `tls` option.
  */
 #include "dx_prefix.h"
 #include "lduplex.h"
@@ -110,7 +112,7 @@ static lx_tlsctx *new_context(lua_State *L, int t, int arg) {
 /* The `tls` option at idx: true (the default client context), a table
  * (a context for this call) or a tlscontext. Replaces it with the context
  * userdata and returns it. */
-lx_tlsctx *lx_tls_option(lua_State *L, int idx, int arg) {
+static lx_tlsctx *tls_option(lua_State *L, int idx, int arg) {
   lx_state *S = lx_state_of(L);
   lx_tlsctx *x = NULL;
   if (lua_isuserdata(L, idx) && lua_getmetatable(L, idx)) {
@@ -137,28 +139,47 @@ lx_tlsctx *lx_tls_option(lua_State *L, int idx, int arg) {
   return x ? x : (lx_tlsctx *)lua_touserdata(L, idx);
 }
 
-
-dx_tls_ctx *lx_tls_ctx_of(lua_State *L, int idx) {
-  return ((lx_tlsctx *)lua_touserdata(L, idx))->ctx;
+void lx_tls_option(lua_State *L, int idx, int arg, int server) {
+  lx_tlsctx *x = tls_option(L, idx, arg);
+  if (server && !dx_tls_ctx_can_serve(x->ctx))
+    luaL_argerror(L, arg, "option 'tls': a server's context needs a certificate and a key");
 }
 
-const char *lx_tls_servername(lua_State *L, int idx) {
-  lx_tlsctx *x = lua_touserdata(L, idx);
-  return x->servername[0] ? x->servername : NULL;
+dx_tls_ctx *lx_tls_ref(lua_State *L, int idx) {
+  dx_tls_ctx *ctx = ((lx_tlsctx *)lua_touserdata(L, idx))->ctx;
+  dx_tls_ctx_ref(ctx);
+  return ctx;
 }
+
+void lx_tls_unref(dx_tls_ctx *ctx) { dx_tls_ctx_unref(ctx); }
 
 /* Start TLS on client c as a client (server 0) or server. NULL or the
  * reason. ahead: bytes already received, fed to TLS first. */
-const char *lx_tls_start(lx_client *c, dx_tls_ctx *ctx, int server, const char *servername,
+static const char *start(lx_client *c, dx_tls_ctx *ctx, int server, const char *servername,
                          const char *host, const char *ahead, size_t aheadlen,
                          char *err, size_t errlen) {
   unsigned char ip[16];
   const char *sni = servername;
+  dx_tls *t;
   if (sni == NULL && host && inet_pton(AF_INET, host, ip) != 1 && inet_pton(AF_INET6, host, ip) != 1)
     sni = host;                             /* SNI for names, never for IPs */
-  c->tls = dx_tls_new(ctx, server, c->s.w.fd, sni, servername ? servername : host,
-                      ahead, aheadlen, err, errlen);
-  return c->tls ? NULL : err;
+  t = dx_tls_new(ctx, server, c->s.w.fd, sni, servername ? servername : host,
+                 ahead, aheadlen, err, errlen);
+  if (t == NULL) return err;
+  dx_stream_starttls(&c->st, t);
+  return NULL;
+}
+
+void lx_tls_connect(lua_State *L, lx_client *c, int idx, const char *host) {
+  lx_tlsctx *x = lua_touserdata(L, idx);
+  char err[256];
+  if (start(c, x->ctx, 0, x->servername[0] ? x->servername : NULL, host, NULL, 0, err, sizeof err))
+    luaL_error(L, "connect: %s", err);
+}
+
+int lx_tls_accept(lx_client *c, dx_tls_ctx *ctx) {
+  char err[256];
+  return start(c, ctx, 1, NULL, NULL, NULL, 0, err, sizeof err) ? -ENOMEM : 0;
 }
 
 /* --- handshake, starttls, tlsinfo ----------------------------------------------- */
@@ -167,11 +188,11 @@ const char *lx_tls_start(lx_client *c, dx_tls_ctx *ctx, int server, const char *
 
 static int try_handshake(lua_State *L, lx_call *k) {
   lx_client *c = (lx_client *)k->sock;
-  int r = dx_tls_handshake(c->tls);
+  int r = dx_stream_handshake(&c->st);
   (void)L;
   if (r == DX_WANT_READ) return LX_WAIT_READ;
   if (r == DX_WANT_WRITE) return LX_WAIT_WRITE;
-  if (r == 0 && k->S->loop_ok) dx_loop_poke(&k->S->loop, &c->s.w);
+  if (r == 0) lx_client_moved(k->S, c);
   return r;
 }
 
@@ -187,7 +208,7 @@ static const lx_op op_handshake = {"tls handshake", 0, 1, 0, try_handshake, push
 static int c_handshake(lua_State *L) {
   lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
   double timeout = lua_isnoneornil(L, 2) ? c->s.timeout : lx_opt_timeout(L, 2);
-  if (c->s.w.fd >= 0 && c->tls == NULL) return luaL_error(L, "handshake: not a TLS client");
+  if (c->s.w.fd >= 0 && dx_stream_tls(&c->st) == NULL) return luaL_error(L, "handshake: not a TLS client");
   lua_settop(L, 1);
   return lx_drive(L, &op_handshake, lx_deadline(timeout));
 }
@@ -201,9 +222,9 @@ static int c_starttls(lua_State *L) {
   int server = c->accepted;   /* the side that accepted is TLS's server */
   char err[256], host[112];
   const char *why;
-  if (c->tls) return luaL_error(L, "starttls: already a TLS client");
+  if (dx_stream_tls(&c->st)) return luaL_error(L, "starttls: already a TLS client");
   lua_settop(L, 2);
-  x = lx_tls_option(L, 2, 1);
+  x = tls_option(L, 2, 1);
   if (c->s.w.fd < 0) return lx_closed(L, &c->s, "starttls");
   if (server && !dx_tls_ctx_can_serve(x->ctx))
     return luaL_argerror(L, 1, "a server's starttls needs a context with a certificate");
@@ -219,9 +240,9 @@ static int c_starttls(lua_State *L) {
       dx_addr_text(&a, host, sizeof host, &port, &family);
     }
   }
-  why = lx_tls_start(c, x->ctx, server, x->servername[0] ? x->servername : NULL,
-                     host[0] ? host : NULL, dx_buf_peek(&c->rb), dx_buf_len(&c->rb),
-                     err, sizeof err);
+  why = start(c, x->ctx, server, x->servername[0] ? x->servername : NULL,
+              host[0] ? host : NULL, dx_buf_peek(&c->rb), dx_buf_len(&c->rb),
+              err, sizeof err);
   if (why) return luaL_error(L, "starttls: %s", why);
   dx_buf_free(&c->rb);                       /* those bytes were TLS's */
   lua_settop(L, 1);
@@ -238,29 +259,30 @@ static void setstr(lua_State *L, const char *k, const char *v) {
  * subject=, issuer=, notafter=, san = {...} } }, or nil for plaintext */
 static int c_tlsinfo(lua_State *L) {
   lx_client *c = check_client(L);
+  dx_tls *t = dx_stream_tls(&c->st);
   char buf[512];
   int i;
   if (c->s.w.fd < 0) return lx_closed(L, &c->s, "tlsinfo");
-  if (c->tls == NULL) {
+  if (t == NULL) {
     luaL_pushfail(L);
     return 1;
   }
   lua_createtable(L, 0, 6);
-  if (dx_tls_done(c->tls)) {
-    setstr(L, "version", dx_tls_version(c->tls));
-    setstr(L, "cipher", dx_tls_cipher(c->tls));
-    setstr(L, "alpn", dx_tls_alpn(c->tls, buf, sizeof buf));
-    lua_pushboolean(L, dx_tls_resumed(c->tls));
+  if (dx_tls_done(t)) {
+    setstr(L, "version", dx_tls_version(t));
+    setstr(L, "cipher", dx_tls_cipher(t));
+    setstr(L, "alpn", dx_tls_alpn(t, buf, sizeof buf));
+    lua_pushboolean(L, dx_tls_resumed(t));
     lua_setfield(L, -2, "resumed");
   }
-  setstr(L, "servername", dx_tls_servername(c->tls));
-  if (dx_tls_peer(c->tls, 's', buf, sizeof buf)) {
+  setstr(L, "servername", dx_tls_servername(t));
+  if (dx_tls_peer(t, 's', buf, sizeof buf)) {
     lua_createtable(L, 0, 4);
     setstr(L, "subject", buf);
-    if (dx_tls_peer(c->tls, 'i', buf, sizeof buf)) setstr(L, "issuer", buf);
-    if (dx_tls_peer(c->tls, 'n', buf, sizeof buf)) setstr(L, "notafter", buf);
+    if (dx_tls_peer(t, 'i', buf, sizeof buf)) setstr(L, "issuer", buf);
+    if (dx_tls_peer(t, 'n', buf, sizeof buf)) setstr(L, "notafter", buf);
     lua_newtable(L);
-    for (i = 0; dx_tls_peer_san(c->tls, i, buf, sizeof buf); i++) {
+    for (i = 0; dx_tls_peer_san(t, i, buf, sizeof buf); i++) {
       lua_pushstring(L, buf);
       lua_rawseti(L, -2, i + 1);
     }
@@ -324,6 +346,30 @@ void lx_open_tls(lua_State *L) {
 }
 
 #else
+
+#include <errno.h>
+
+void lx_tls_option(lua_State *L, int idx, int arg, int server) {
+  (void)idx, (void)server;
+  luaL_argerror(L, arg, "option 'tls': duplex was built without TLS");
+}
+
+struct dx_tls_ctx *lx_tls_ref(lua_State *L, int idx) {
+  (void)L, (void)idx;
+  return NULL;
+}
+
+void lx_tls_unref(struct dx_tls_ctx *ctx) { (void)ctx; }
+
+void lx_tls_connect(lua_State *L, lx_client *c, int idx, const char *host) {
+  (void)c, (void)idx, (void)host;
+  luaL_error(L, "connect: duplex was built without TLS");
+}
+
+int lx_tls_accept(lx_client *c, struct dx_tls_ctx *ctx) {
+  (void)c, (void)ctx;
+  return -EPROTO;
+}
 
 void lx_open_tls(lua_State *L) { (void)L; }
 

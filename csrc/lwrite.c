@@ -38,11 +38,8 @@ static int try_write(lua_State *L, lx_call *k) {
   }
   for (;;) {
     struct iovec iov[LX_IOV];
-    int n = 0, j, most = LX_IOV;
+    int n = 0, j, most = dx_stream_layered(&c->st) ? 1 : LX_IOV;   /* a layer: one piece */
     long r;
-#ifdef DX_TLS
-    if (c->tls) most = 1;                 /* no gather write in TLS */
-#endif
     for (j = i; j <= k->base && j < i + LX_IOV && n < most; j++) {
       size_t len, skip = j == i ? off : 0;
       const char *s = lua_tolstring(L, j, &len);
@@ -55,19 +52,14 @@ static int try_write(lua_State *L, lx_call *k) {
       c->cut = 0;                         /* the message is whole */
       return LX_DONE;
     }
-#ifdef DX_TLS
-    if (c->tls) {
-      r = dx_tls_write(c->tls, iov[0].iov_base, iov[0].iov_len);
-      if (r >= 0 && k->S->loop_ok) dx_loop_poke(&k->S->loop, &c->s.w);
-    } else
-#endif
-    r = c->notsock ? dx_writev(c->s.w.fd, iov, n) : dx_sendv(c->s.w.fd, iov, n);
+    r = dx_stream_sendv(&c->st, c->s.w.fd, iov, n);
     if (r < 0) {
       k->k[0] = i;
       k->k[1] = (lua_Integer)off;
       if (r == DX_WANT_READ) return LX_WAIT_READ;      /* TLS must read first */
-      return r == -EAGAIN || r == DX_WANT_WRITE ? LX_WAIT_WRITE : (int)r;
+      return r == -EAGAIN ? LX_WAIT_WRITE : (int)r;
     }
+    lx_client_moved(k->S, c);
     k->moved = 1;
     c->unanswered = 0;
     while (i <= k->base) {                /* move the cursor past r bytes */
@@ -96,12 +88,8 @@ int lx_cut_by_other(lua_State *L, const lx_state *S, const lx_client *c) {
 }
 
 void lx_cut_mark(lua_State *L, const lx_state *S, lx_client *c, size_t sent) {
-  int held = 0;
-#ifdef DX_TLS
-  held = c->tls != NULL && dx_tls_write_held(c->tls);
-#endif
   /* a record held for another caller's cut message stays that caller's */
-  if ((sent > 0 || held) && !lx_cut_by_other(L, S, c)) c->cut = lx_who(L, S);
+  if ((sent > 0 || dx_stream_held(&c->st)) && !lx_cut_by_other(L, S, c)) c->cut = lx_who(L, S);
 }
 
 int lx_cut_fail(lua_State *L, lx_client *c, const char *op) {
@@ -135,21 +123,20 @@ static int fail_write(lua_State *L, lx_call *k, int code) {
 
 static const lx_op op_write = {"write", 1, 1, 0, try_write, push_write, fail_write, stall_write, 0, 0};
 
-#ifdef DX_TLS
-#define LX_RECORD 16384
-/* TLS: runs of small pieces become one piece of at most a record each, so
- * that they go out as one record instead of one each. */
+/* A layered stream (TLS): runs of small pieces become one piece of at
+ * most a record each, so that they go out as one record instead of one
+ * each. */
 static void coalesce(lua_State *L) {
   int top = lua_gettop(L), i, out = 2;
   for (i = 2; i <= top;) {
     size_t len;
     lua_tolstring(L, i, &len);
-    if (len >= LX_RECORD || i == top) {
+    if (len >= DX_STREAM_RECORD || i == top) {
       lua_pushvalue(L, i++);
     } else {
       luaL_Buffer b;
       luaL_buffinit(L, &b);
-      while (i <= top && b.n + lua_rawlen(L, i) <= LX_RECORD) {
+      while (i <= top && b.n + lua_rawlen(L, i) <= DX_STREAM_RECORD) {
         size_t n;
         const char *p = lua_tolstring(L, i++, &n);
         luaL_addlstring(&b, p, n);
@@ -160,16 +147,13 @@ static void coalesce(lua_State *L) {
   }
   lua_settop(L, out - 1);
 }
-#endif
 
 static int c_write(lua_State *L) {
   lx_state *S = lx_state_of(L);
   lx_client *c = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
   int top = lua_gettop(L), i;
   for (i = 2; i <= top; i++) luaL_checklstring(L, i, NULL);
-#ifdef DX_TLS
-  if (c->tls && top > 2) coalesce(L);
-#endif
+  if (dx_stream_layered(&c->st) && top > 2) coalesce(L);
   return lx_drive_on(L, S, &c->s, &op_write, lx_deadline(c->s.timeout));
 }
 

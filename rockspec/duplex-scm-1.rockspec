@@ -34,7 +34,7 @@ build = {
     ["duplex.serve"] = "lua/duplex/serve.lua",
     ["duplex.core"] = {
       sources = {
-        "csrc/dx_buf.c", "csrc/dx_scan.c", "csrc/dx_net.c", "csrc/dx_loop.c", "csrc/dx_time.c", "csrc/dx_fd.c", "csrc/dx_sig.c", "csrc/dx_udp.c", "csrc/dx_resolver.c", "csrc/dx_tls.c", "csrc/dx_splice.c",
+        "csrc/dx_buf.c", "csrc/dx_scan.c", "csrc/dx_net.c", "csrc/dx_loop.c", "csrc/dx_time.c", "csrc/dx_fd.c", "csrc/dx_sig.c", "csrc/dx_udp.c", "csrc/dx_resolver.c", "csrc/dx_tls.c", "csrc/dx_stream.c", "csrc/dx_splice.c",
         "csrc/lduplex.c", "csrc/lxaux.c", "csrc/ldrive.c", "csrc/lsock.c",
         "csrc/lserver.c", "csrc/lclient.c", "csrc/lread.c", "csrc/lwrite.c", "csrc/ludp.c", "csrc/lresolve.c", "csrc/ltls.c", "csrc/lsched.c", "csrc/lforward.c",
       },

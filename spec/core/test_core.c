@@ -1,6 +1,6 @@
 /*
  * test_core.c - unit test of duplex's pure-C core (dx_buf, dx_scan, dx_loop,
- * dx_time), built and run without Lua. Build it twice: once as is (epoll on
+ * dx_time, dx_stream's plain kinds), built and run without Lua. Build it twice: once as is (epoll on
  * Linux) and once with -DDX_USE_POLL; see spec/core/run.sh.
  *
  * No framework: CHECK counts checks and failures and prints file:line and
@@ -13,6 +13,7 @@
 #include "dx_scan.h"
 #include "dx_loop.h"
 #include "dx_net.h"
+#include "dx_stream.h"
 #include "dx_time.h"
 
 #include <errno.h>
@@ -1928,6 +1929,53 @@ static void on_alarm(int sig) {
   _exit(1);
 }
 
+/* --- dx_stream (built here without TLS: the plain kinds) ------------------ */
+
+/* A socket stream moves bytes with recv/send, gathers pieces, and ends
+ * writing with the FIN; a file stream (a pipe) with read/write, and has no
+ * half-close. Neither is layered, holds bytes or has reasons of its own,
+ * and closing either leaves the descriptor to its owner. */
+static void t_stream_plain(void) {
+  dx_stream st;
+  struct iovec iov[2];
+  int sv[2], pp[2];
+  char buf[16];
+  if (pair(sv) != 0) return;
+  dx_stream_init(&st, DX_STREAM_SOCKET);
+  CHECK(!dx_stream_layered(&st));
+  CHECK_EQ(dx_stream_handshake(&st), 0);
+  CHECK_EQ(dx_stream_held(&st), 0);
+  CHECK(dx_stream_reason(&st, -EPIPE) == NULL);
+  CHECK_EQ(dx_stream_recv(&st, sv[0], buf, sizeof buf), -EAGAIN);
+  iov[0].iov_base = (void *)"ab";
+  iov[0].iov_len = 2;
+  iov[1].iov_base = (void *)"cd";
+  iov[1].iov_len = 2;
+  CHECK_EQ(dx_stream_sendv(&st, sv[1], iov, 2), 4);         /* both pieces */
+  CHECK_EQ(dx_stream_send(&st, sv[1], "e", 1), 1);
+  CHECK_EQ(dx_stream_recv(&st, sv[0], buf, sizeof buf), 5);
+  CHECK(memcmp(buf, "abcde", 5) == 0);
+  CHECK_EQ(dx_stream_shutdown(&st, sv[1], SHUT_WR), 0);
+  CHECK_EQ(dx_stream_recv(&st, sv[0], buf, sizeof buf), 0); /* the FIN */
+  dx_stream_close(&st, sv[1]);
+  CHECK(fcntl(sv[1], F_GETFD) >= 0);                          /* still open */
+  close(sv[0]);
+  close(sv[1]);
+
+  CHECK_EQ(pipe2(pp, O_NONBLOCK | O_CLOEXEC), 0);
+  dx_stream_init(&st, DX_STREAM_FILE);
+  CHECK(!dx_stream_layered(&st));
+  CHECK_EQ(dx_stream_recv(&st, pp[0], buf, sizeof buf), -EAGAIN);
+  CHECK_EQ(dx_stream_sendv(&st, pp[1], iov, 2), 4);
+  CHECK_EQ(dx_stream_recv(&st, pp[0], buf, sizeof buf), 4);
+  CHECK(memcmp(buf, "abcd", 4) == 0);
+  CHECK_EQ(dx_stream_shutdown(&st, pp[1], SHUT_WR), -ENOTSOCK);
+  dx_stream_close(&st, pp[1]);
+  close(pp[1]);
+  CHECK_EQ(dx_stream_recv(&st, pp[0], buf, sizeof buf), 0);   /* the writer's close */
+  close(pp[0]);
+}
+
 int main(void) {
   dx_loop probe;
   const char *name = "?";
@@ -1965,6 +2013,7 @@ int main(void) {
   t_loop_ring_stress();
   t_loop_grow_wrapped();
   t_loop_refork();
+  t_stream_plain();
 
   printf("core: %d checks, %d failed (loop backend: %s, %.2f s)\n", nchecks, nfailed,
          name, dx_now() - t0);
