@@ -379,6 +379,14 @@ int dx_getopt(int fd, int level, int name, int *value) {
   return getsockopt(fd, level, name, value, &len) < 0 ? neg_errno() : 0;
 }
 
+int dx_sock_family(int fd, int *dual) {
+  int family, v6only = 1, rc = dx_getopt(fd, SOL_SOCKET, SO_DOMAIN, &family);
+  *dual = 0;
+  if (rc < 0) return rc;
+  if (family == AF_INET6 && dx_getopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only) == 0) *dual = !v6only;
+  return family;
+}
+
 int dx_setlinger(int fd, int on, int seconds) {
   struct linger l;
   l.l_onoff = on;

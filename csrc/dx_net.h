@@ -94,6 +94,9 @@ void dx_unlink_unix(const dx_addr *a);
 
 int dx_setopt(int fd, int level, int name, int value);
 int dx_getopt(int fd, int level, int name, int *value);
+/* The family of socket fd (AF_*), or -errno; *dual: an AF_INET6 socket
+ * that reaches IPv4 too (IPV6_V6ONLY off). */
+int dx_sock_family(int fd, int *dual);
 int dx_setlinger(int fd, int on, int seconds);
 int dx_getlinger(int fd, int *on, int *seconds);
 

@@ -31,13 +31,20 @@
  * never waits pushes nothing.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "ldrive.h"
+#include "lxaux.h"
 #include "dx_time.h"
 
 #include <errno.h>
 #include <math.h>
 
 #define NSLOTS 5
+
+int lx_push_self(lua_State *L, lx_call *c) {
+  (void)c;
+  lua_pushvalue(L, 1);
+  return 1;
+}
 
 double lx_deadline(double timeout) {
   if (timeout < 0 || timeout == HUGE_VAL) return -1;

@@ -1,10 +1,21 @@
 /*
  * lduplex.c - the module's entry (luaopen_duplex_core): its state and
- * table, and the module functions that belong to no object: type, now. Every load makes an instance of its own, metatables included,
- * so loading the module again never changes objects of an earlier load.
+ * table, and the module functions that belong to no object: type, now.
+ * Every load makes an instance of its own, metatables included, so
+ * loading the module again never changes objects of an earlier load.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "lconnect.h"
+#include "ldgram.h"
+#include "lforward.h"
+#include "lread.h"
+#include "lresolve.h"
+#include "lsched.h"
+#include "lserve.h"
+#include "lserver.h"
+#include "ltls.h"
+#include "ludp.h"
+#include "lwrite.h"
 #include "dx_resolver.h"
 #include "dx_time.h"
 
@@ -13,20 +24,14 @@
 
 static int m_type(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  static const char *const names[LX_NCLS][2] = {
-    {"server", "closed server"}, {"client", "closed client"}, {"udp", "closed udp"}
-  };
-  int cls;
+  lx_sock *s;
   luaL_checkany(L, 1);
+  if ((s = lx_tosock(L, S, 1, NULL)) != NULL) {
+    lua_pushfstring(L, s->w.fd < 0 ? "closed %s" : "%s", s->cls->type);
+    return 1;
+  }
   if (lua_touserdata(L, 1) && lua_getmetatable(L, 1)) {
-    const void *mt = lua_topointer(L, -1);
-    for (cls = 0; cls < LX_NCLS; cls++) {
-      if (mt == S->mt[cls]) {
-        lua_pushstring(L, names[cls][((lx_sock *)lua_touserdata(L, 1))->w.fd < 0]);
-        return 1;
-      }
-    }
-    if (mt == S->tlsctx_mt) {
+    if (lua_topointer(L, -1) == S->tlsctx_mt) {
       lua_pushliteral(L, "tlscontext");
       return 1;
     }
@@ -69,20 +74,17 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L);
 
 LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   /* The state lives in a userdata created first, so that at lua_close it is
-   * finalised after every socket that still needs its loop. Uservalues:
-   * 1 tasks by slot, 2 and 3 the done and report hooks, 4 and 5 the client
-   * and server metatables, 6 the signal hook, 7 the udp metatable, 8 the
-   * lookup answers' metatable, 9 the tlscontext metatable, 10 the default
-   * client TLS context, 11 serve_go's hooks (lsched.c). */
-  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), 11);
+   * finalised after every socket that still needs its loop. Its
+   * uservalues: LX_UV_* (lduplex.h). */
+  lx_state *S = lua_newuserdatauv(L, sizeof(lx_state), LX_NUV);
   memset(S, 0, sizeof *S);
   dx_sigs_init(&S->sigs);
   S->scratch.mem = S->scratch_mem;
   S->scratch.cap = LX_SCRATCH;
   lua_newtable(L);
-  lua_setiuservalue(L, -2, 1);
-  lua_newtable(L);                         /* serve_go's hooks, by task slot */
-  lua_setiuservalue(L, -2, 11);
+  lua_setiuservalue(L, -2, LX_UV_TASKS);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, LX_UV_GUARDS);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc");
@@ -94,15 +96,18 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lua_pushliteral(L, "duplex " LX_VERSION);
   lua_setfield(L, -2, "_VERSION");
   lua_insert(L, -2);                       /* module, state */
-  lx_open_server(L);
-  lx_open_client(L);
+  lx_open_client(L);                       /* first: the others add methods */
   lx_open_read(L);
   lx_open_write(L);
   lx_open_forward(L);
-  lx_open_udp(L);
-  lx_open_resolve(L);
   lx_open_tls(L);
+  lx_open_connect(L);
+  lx_open_server(L);
+  lx_open_udp(L);
+  lx_open_dgram(L);
+  lx_open_resolve(L);
   lx_open_sched(L);
+  lx_open_serve(L);
   lua_pop(L, 1);
   return 1;
 }

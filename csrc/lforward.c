@@ -17,7 +17,10 @@
  * a cancelled task's pipe is dropped with it.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "lforward.h"
+#include "lread.h"
+#include "lwrite.h"
+#include "lxaux.h"
 #include "dx_splice.h"
 #include "dx_time.h"
 
@@ -214,16 +217,18 @@ static int fail_forward(lua_State *L, lx_call *k, int code) {
 }
 
 static const lx_op op_forward = {
-  "forward", 0, 1, 0, try_forward, push_forward, fail_forward, stall_forward, 2, 1
+  .name = "forward", .dir = LX_READERS, .sockarg = 1, .try = try_forward,
+  .push = push_forward, .fail = fail_forward, .stall = stall_forward, .sockarg2 = 2,
+  .dir2 = LX_WRITERS,
 };
 
 static int c_forward(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  lx_client *src = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
-  lx_client *dst = (lx_client *)lx_tosock(L, S, 2, LX_CLS_CLIENT);
+  lx_client *src = (lx_client *)lx_checksock(L, S, &lx_client_class);
+  lx_client *dst = (lx_client *)lx_tosock(L, S, 2, &lx_client_class);
   lua_Integer max = LUA_MAXINTEGER;
   lx_fwd *f;
-  if (dst == NULL) luaL_typeerror(L, 2, LX_CLIENT);
+  if (dst == NULL) luaL_typeerror(L, 2, lx_client_class.name);
   if (!lua_isnoneornil(L, 3)) {
     max = luaL_checkinteger(L, 3);
     luaL_argcheck(L, max >= 0, 3, "maximum must be non-negative");

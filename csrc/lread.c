@@ -11,7 +11,8 @@
  * and a finalizer run by the collector may close or read this client.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "lread.h"
+#include "lxaux.h"
 #include "dx_scan.h"
 
 #include <errno.h>
@@ -184,7 +185,10 @@ static int push_read(lua_State *L, lx_call *k) {
   return lua_gettop(L) - top + 1;
 }
 
-static const lx_op op_read = {"read", 0, 1, 0, try_read, push_read, fail_read, stall_read, 0, 0};
+static const lx_op op_read = {
+  .name = "read", .dir = LX_READERS, .sockarg = 1, .try = try_read, .push = push_read,
+  .fail = fail_read, .stall = stall_read,
+};
 
 /* read(0) alone never waits for data: "" unless the stream has ended,
  * which only a receive can tell when nothing is buffered. */
@@ -203,7 +207,10 @@ static int try_read0(lua_State *L, lx_call *k) {
   return LX_DONE;
 }
 
-static const lx_op op_read0 = {"read", 0, 1, 0, try_read0, push_one, fail_read, stall_read, 0, 0};
+static const lx_op op_read0 = {
+  .name = "read", .dir = LX_READERS, .sockarg = 1, .try = try_read0, .push = push_one,
+  .fail = fail_read, .stall = stall_read,
+};
 
 /* Formats become integers: a count n as n, "l" (or "*l") as -'l', and so
  * on, so that a try reads each with one lua_tointeger. */
@@ -229,7 +236,7 @@ static void check_format(lua_State *L, int i) {
 
 static int c_read(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  lx_client *c = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
+  lx_client *c = (lx_client *)lx_checksock(L, S, &lx_client_class);
   int top = lua_gettop(L), i;
   if (top == 1) {
     lua_pushliteral(L, "l");
@@ -271,11 +278,14 @@ static int try_until(lua_State *L, lx_call *k) {
   return receive_until(L, k, scan_until);
 }
 
-static const lx_op op_until = {"readuntil", 0, 1, 0, try_until, push_one, fail_read, stall_read, 0, 0};
+static const lx_op op_until = {
+  .name = "readuntil", .dir = LX_READERS, .sockarg = 1, .try = try_until,
+  .push = push_one, .fail = fail_read, .stall = stall_read,
+};
 
 static int c_readuntil(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  lx_client *c = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
+  lx_client *c = (lx_client *)lx_checksock(L, S, &lx_client_class);
   size_t dlen;
   lua_Integer max;
   luaL_checklstring(L, 2, &dlen);
@@ -306,11 +316,14 @@ static int try_some(lua_State *L, lx_call *k) {
   return receive_until(L, k, scan_some);
 }
 
-static const lx_op op_some = {"readsome", 0, 1, 0, try_some, push_one, fail_read, stall_read, 0, 0};
+static const lx_op op_some = {
+  .name = "readsome", .dir = LX_READERS, .sockarg = 1, .try = try_some, .push = push_one,
+  .fail = fail_read, .stall = stall_read,
+};
 
 static int c_readsome(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  lx_client *c = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
+  lx_client *c = (lx_client *)lx_checksock(L, S, &lx_client_class);
   lua_Integer max = luaL_optinteger(L, 2, LX_READSOME);
   luaL_argcheck(L, max > 0, 2, "maximum must be positive");
   lua_settop(L, 1);

@@ -7,7 +7,8 @@
  * always has. Numeric hosts never reach the pool.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "lresolve.h"
+#include "lxaux.h"
 #include "dx_resolver.h"
 #include "dx_udp.h"
 
@@ -46,7 +47,7 @@ static lx_answer *new_answer(lua_State *L, lx_state *S, int idx) {
   a->n = 0;
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, 1);
-  lua_getiuservalue(L, lua_upvalueindex(1), 8);      /* the answers' metatable */
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_ANSWER_MT);      /* the answers' metatable */
   lua_setmetatable(L, -2);
   lua_toclose(L, -1);         /* a cancelled task gives its lookup up at once */
   return a;
@@ -122,7 +123,10 @@ static int fail_resolve(lua_State *L, lx_call *k, int code) {
   return lx_fail(L, "resolve", lua_tostring(L, 1), code);
 }
 
-static const lx_op op_resolve = {"resolve", -1, 0, 0, try_resolve, push_resolve, fail_resolve, NULL, 0, 0};
+static const lx_op op_resolve = {
+  .name = "resolve", .dir = LX_NOQUEUE, .try = try_resolve, .push = push_resolve,
+  .fail = fail_resolve,
+};
 
 static const char *const resolve_opts[] = {"family", "timeout", NULL};
 
@@ -187,6 +191,32 @@ int lx_answer_addrs(lua_State *L, int idx, int port, dx_addr *out, int max) {
   return n;
 }
 
+/* --- addresses ---------------------------------------------------------------------- */
+
+void lx_check_host(lua_State *L, int hostarg, int portarg) {
+  const char *host = lx_checkcstring(L, hostarg, "host");
+  if (strncmp(host, "unix:", 5) == 0) luaL_argcheck(L, host[5] != '\0', hostarg, "empty unix socket path");
+  else lx_check_port(L, portarg);
+}
+
+int lx_resolve(lua_State *L, int hostarg, int portarg, int passive,
+               dx_addr *out, int max) {
+  const char *host;
+  if (lua_type(L, hostarg) == LUA_TUSERDATA) {
+    int n;
+    lx_check_port(L, portarg);
+    if ((n = lx_answer_addrs(L, hostarg, (int)lua_tointeger(L, portarg), out, max)) >= 0) return n;
+  }
+  host = lx_checkcstring(L, hostarg, "host");
+  if (strncmp(host, "unix:", 5) == 0) {
+    int rc = dx_addr_unix(host + 5, out);
+    if (rc == -EINVAL) luaL_argerror(L, hostarg, "empty unix socket path");
+    return rc < 0 ? rc : 1;
+  }
+  lx_check_port(L, portarg);
+  return dx_resolve(host, (int)lua_tointeger(L, portarg), passive, out, max);
+}
+
 /* --- the lookup phase of an operation's call --------------------------------- */
 
 /* Stack of the phase: the call's arguments; an answer for each of h's
@@ -228,7 +258,10 @@ static int fail_hosts(lua_State *L, lx_call *c, int code) {
                  lua_tostring(L, h->arg[i].host), code);
 }
 
-static const lx_op op_hosts = {"resolve", -1, 0, 0, try_hosts, push_hosts, fail_hosts, NULL, 0, 0};
+static const lx_op op_hosts = {
+  .name = "resolve", .dir = LX_NOQUEUE, .try = try_hosts, .push = push_hosts,
+  .fail = fail_hosts,
+};
 
 /* Does host i of h need the resolver? (A string with a zero byte does
  * not: the operation's own check raises for it.) */
@@ -289,7 +322,7 @@ void lx_open_resolve(lua_State *L) {
   lua_pushcfunction(L, answer_gc);
   lua_setfield(L, -2, "__close");
   S->answer_mt = lua_topointer(L, -1);
-  lua_setiuservalue(L, -2, 8);
+  lua_setiuservalue(L, -2, LX_UV_ANSWER_MT);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, m_resolve, 1);
   lua_setfield(L, -3, "resolve");

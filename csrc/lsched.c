@@ -12,7 +12,10 @@
  * its hooks and, to code that kept coroutine.running(), its identity.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "lsched.h"
+#include "lresolve.h"
+#include "lsock.h"
+#include "lxaux.h"
 #include "dx_resolver.h"
 #include "dx_time.h"
 
@@ -64,7 +67,7 @@ static void own_process(lua_State *L, lx_state *S) {
 /* Call the report function (uservalue 3) with the error on the top of L
  * and a traceback. */
 static void report(lua_State *L, const char *traceback) {
-  lua_getiuservalue(L, lua_upvalueindex(1), 3);
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_REPORT);
   lua_insert(L, -2);
   lua_pushstring(L, traceback);
   lua_call(L, 2, 0);
@@ -89,7 +92,6 @@ static void close_thread(lua_State *L, lua_State *co, int err) {
  * not on the task's own stack, which an error leaves unreachable), and
  * the client also lies to be closed below the function the task runs */
 #define LX_HOOKED 2
-#define LX_HOOKS 11
 
 static int spawn_task(lua_State *L, int detached) {
   lx_state *S = lx_state_of(L);
@@ -98,7 +100,7 @@ static int spawn_task(lua_State *L, int detached) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (detached == LX_HOOKED) luaL_checktype(L, 3, LUA_TFUNCTION);
   need_loop(L, S);
-  lua_getiuservalue(L, lua_upvalueindex(1), 1);   /* tasks */
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_TASKS);
   co = lua_newthread(L);           /* never reused: a task inherits nothing */
   if (!lua_checkstack(co, n + LUA_MINSTACK))
     return luaL_error(L, "duplex: too many arguments for a task");
@@ -118,7 +120,7 @@ static int spawn_task(lua_State *L, int detached) {
   lua_rawseti(L, -2, slot);                        /* tasks[slot] = co */
   lua_pop(L, 1);
   if (detached == LX_HOOKED) {
-    lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
+    lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_GUARDS);
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 2 * (lua_Integer)slot - 1);
     lua_pushvalue(L, 2);
@@ -160,7 +162,7 @@ static int k_serve_clients(lua_State *L) {
   lua_newtable(L);                                 /* 2 clients */
   lua_newtable(L);                                 /* 3 ids */
   if (!S->loop_ok) return 2;
-  lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_GUARDS);
   for (slot = 1; slot < dx_loop_nslots(&S->loop) && slot < S->ndetached; slot++) {
     if (!dx_loop_alive(&S->loop, slot) || S->detached[slot] != LX_HOOKED) continue;
     lua_rawgeti(L, 4, 2 * (lua_Integer)slot - 1);
@@ -181,7 +183,7 @@ static int k_serve_clients(lua_State *L) {
 static void take_hooks(lua_State *L, int slot, int push) {
   lua_Integer i = 2 * (lua_Integer)slot - 1;
   int h;
-  lua_getiuservalue(L, lua_upvalueindex(1), LX_HOOKS);
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_GUARDS);
   h = lua_gettop(L);
   if (push) {
     lua_rawgeti(L, h, i);
@@ -199,12 +201,12 @@ static void take_hooks(lua_State *L, int slot, int push) {
 static void finish_hooked(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
                           int status) {
   int nargs = 2;
-  lx_client *c;
+  lx_sock *c;
   take_hooks(L, slot, 1);
-  /* A task that ended well left one closer pending, its client's: run at
+  /* A task that ended well left one closer pending, its socket's: run at
    * once, without resetting the dead coroutine (which reallocates its stack). */
-  c = status == LUA_OK ? (lx_client *)lx_tosock(L, S, -1, LX_CLS_CLIENT) : NULL;
-  if (c) lx_client_release(S, c);
+  c = status == LUA_OK ? lx_tosock(L, S, -1, NULL) : NULL;
+  if (c) c->cls->release(S, c);
   lua_pushboolean(L, status == LUA_OK);
   if (status != LUA_OK) {
     lua_pushvalue(co, -1);        /* the error stays on co for its closers */
@@ -234,7 +236,7 @@ static void finish(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
     lua_rawseti(L, T, slot);
     return;
   }
-  lua_getiuservalue(L, lua_upvalueindex(1), 2);    /* the done function */
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_DONE);
   lua_pushinteger(L, id);
   if (status == LUA_OK) {
     luaL_checkstack(L, nres + 2, "too many results");
@@ -294,12 +296,12 @@ static int k_step(lua_State *L) {
   if (rc & 1) {                          /* signals: hook(name) for each */
     int signo;
     while ((signo = dx_sig_next(&S->sigs)) > 0) {
-      lua_getiuservalue(L, lua_upvalueindex(1), 6);
+      lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_SIGNAL);
       lua_pushstring(L, dx_signame(signo));
       lua_call(L, 1, 0);
     }
   }
-  lua_getiuservalue(L, lua_upvalueindex(1), 1);
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_TASKS);
   T = lua_gettop(L);
   for (n = dx_loop_batch(&S->loop); n > 0; n--) {
     int slot = dx_loop_pop(&S->loop);
@@ -317,9 +319,9 @@ static int k_sethooks(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_settop(L, 3);
-  lua_setiuservalue(L, lua_upvalueindex(1), 6);
-  lua_setiuservalue(L, lua_upvalueindex(1), 3);
-  lua_setiuservalue(L, lua_upvalueindex(1), 2);
+  lua_setiuservalue(L, lua_upvalueindex(1), LX_UV_SIGNAL);
+  lua_setiuservalue(L, lua_upvalueindex(1), LX_UV_REPORT);
+  lua_setiuservalue(L, lua_upvalueindex(1), LX_UV_DONE);
   return 0;
 }
 
@@ -391,7 +393,10 @@ static int push_false(lua_State *L, lx_call *k, int code) {
   return 1;
 }
 
-static const lx_op op_suspend = {"suspend", -1, 0, 0, try_suspend, push_true, push_false, NULL, 0, 0};
+static const lx_op op_suspend = {
+  .name = "suspend", .dir = LX_NOQUEUE, .try = try_suspend, .push = push_true,
+  .fail = push_false,
+};
 
 static void must_be_task(lua_State *L, lx_state *S, const char *what) {
   if (S->running != L || !lua_isyieldable(L))
@@ -427,7 +432,7 @@ static int k_cancel(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  lua_getiuservalue(L, lua_upvalueindex(1), 1);
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_TASKS);
   lua_rawgeti(L, -1, slot);
   co = lua_tothread(L, -1);
   if (co == S->running) {
@@ -454,7 +459,9 @@ static int slept(lua_State *L, lx_call *k, int code) {
   return push_true(L, k);
 }
 
-static const lx_op op_sleep = {"sleep", -1, 0, 0, try_sleep, push_true, slept, NULL, 0, 0};
+static const lx_op op_sleep = {
+  .name = "sleep", .dir = LX_NOQUEUE, .try = try_sleep, .push = push_true, .fail = slept,
+};
 
 /* sleep(s): yields inside a task, blocks the process outside duplex.run. */
 static int k_sleep(lua_State *L) {

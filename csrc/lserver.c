@@ -5,7 +5,11 @@
  * A server bound to a unix path removes that path when it is closed.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "lserver.h"
+#include "lclient.h"
+#include "lresolve.h"
+#include "ltls.h"
+#include "lxaux.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -20,11 +24,27 @@ typedef struct lx_server {
   double hs_timeout;          /* serve's handshake timeout (seconds) */
 } lx_server;
 
-#define check_server(L) ((lx_server *)lx_checksock(L, lx_state_of(L), LX_CLS_SERVER))
-
-void lx_server_label(lx_sock *s, char *out, size_t n) {
+static void server_label(lx_sock *s, char *out, size_t n) {
   dx_addr_label(&((lx_server *)s)->addr, out, n);
 }
+
+/* What close, __close and __gc do: idempotent. */
+static void server_release(lx_state *S, lx_sock *sock) {
+  lx_server *s = (lx_server *)sock;
+  if (s->s.w.fd >= 0) {
+    lx_sock_close(S, &s->s);
+    dx_unlink_unix(&s->addr);     /* we made it: leave no stale path */
+  }
+  lx_tls_unref(s->tls);
+  s->tls = NULL;
+}
+
+static const lx_class server_class = {
+  .name = "duplex.server", .type = "server", .index = 0,
+  .label = server_label, .release = server_release,
+};
+
+#define check_server(L) ((lx_server *)lx_checksock(L, lx_state_of(L), &server_class))
 
 /* Stack: 1 self, 2 timeout, 3 the client to fill. */
 static int try_accept(lua_State *L, lx_call *k) {
@@ -54,7 +74,10 @@ static int push_accept(lua_State *L, lx_call *k) {
   return 1;
 }
 
-static const lx_op op_accept = {"accept", 0, 1, 0, try_accept, push_accept, NULL, NULL, 0, 0};
+static const lx_op op_accept = {
+  .name = "accept", .dir = LX_READERS, .sockarg = 1, .try = try_accept,
+  .push = push_accept,
+};
 
 static int s_accept(lua_State *L) {
   lx_server *s = check_server(L);
@@ -96,15 +119,8 @@ static int s_getoption(lua_State *L) {
   return 1;
 }
 
-/* close, __close and __gc: idempotent */
 static int s_close(lua_State *L) {
-  lx_server *s = check_server(L);
-  if (s->s.w.fd >= 0) {
-    lx_sock_close(lx_state_of(L), &s->s);
-    dx_unlink_unix(&s->addr);     /* we made it: leave no stale path */
-  }
-  lx_tls_unref(s->tls);
-  s->tls = NULL;
+  server_release(lx_state_of(L), &check_server(L)->s);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -113,11 +129,11 @@ static int s_tostring(lua_State *L) {
   lx_server *s = check_server(L);
   char where[128];
   if (s->s.w.fd < 0) {
-    lua_pushliteral(L, LX_SERVER " (closed)");
+    lua_pushliteral(L, "duplex.server (closed)");
     return 1;
   }
   dx_addr_label(&s->addr, where, sizeof where);
-  lua_pushfstring(L, LX_SERVER " (%s)", where);
+  lua_pushfstring(L, "duplex.server (%s)", where);
   return 1;
 }
 
@@ -161,8 +177,11 @@ static int fail_listen(lua_State *L, lx_call *k, int code) {
   return lx_fail(L, "listen", lx_host_label(L, 1), code);
 }
 
-static const lx_op op_listen = {"listen", -1, 0, 0, try_listen, push_listen, fail_listen, NULL, 0, 0};
-static const lx_hosts listen_hosts = {&op_listen, 1, {{1, NULL, 0}}};
+static const lx_op op_listen = {
+  .name = "listen", .dir = LX_NOQUEUE, .try = try_listen, .push = push_listen,
+  .fail = fail_listen,
+};
+static const lx_hosts listen_hosts = {.op = &op_listen, .n = 1, .arg = {{.host = 1}}};
 
 /* listen(host, port [, opts]): the server is made, closed, before any
  * lookup; its descriptor comes last. */
@@ -205,19 +224,10 @@ static int m_listen(lua_State *L) {
   lua_settop(L, 4);
   lx_check_host(L, 1, 2);
   *(dx_listen_opts *)lua_newuserdatauv(L, sizeof o, 0) = o;      /* 5 */
-  s = lua_newuserdatauv(L, sizeof(lx_server), 0);                /* 6 */
-  dx_watch_init(&s->s.w, -1);
-  s->s.timeout = -1;
-  s->s.idle = -1;
-  s->s.deadline = -1;
-  s->s.cls = LX_CLS_SERVER;
-  memset(&s->addr, 0, sizeof s->addr);
+  s = lx_newsock(L, &server_class, sizeof(lx_server));            /* 6 */
   s->nodelay = o.nodelay;
-  s->tls = NULL;
   s->hs_timeout = hs_timeout;
   if (tls) s->tls = lx_tls_ref(L, 4);
-  lua_getiuservalue(L, lua_upvalueindex(1), 5);   /* the server metatable */
-  lua_setmetatable(L, -2);
   return lx_drive_hosts(L, &listen_hosts, -1);
 }
 
@@ -238,10 +248,8 @@ static const luaL_Reg metamethods[] = {
 
 /* Stack on entry: module, state. Adds listen and server_methods. */
 void lx_open_server(lua_State *L) {
-  lx_state *S = (lx_state *)lua_touserdata(L, -1);
-  S->mt[LX_CLS_SERVER] = lx_newclass(L, LX_SERVER, methods, metamethods,
-                                     "server_methods", LX_CLS_SERVER);
-  lua_setiuservalue(L, -2, 5);              /* for listen */
+  lx_newclass(L, &server_class, methods, metamethods, "server_methods");
+  lua_pop(L, 1);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, m_listen, 1);
   lua_setfield(L, -3, "listen");

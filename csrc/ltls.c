@@ -8,7 +8,9 @@
  * OpenSSL (no DX_TLS), duplex.tls is nil and they refuse a `tls` option.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "ltls.h"
+#include "ldrive.h"
+#include "lxaux.h"
 
 #ifdef DX_TLS
 
@@ -100,7 +102,7 @@ static lx_tlsctx *new_context(lua_State *L, int t, int arg) {
   x = lua_newuserdatauv(L, sizeof *x, 0);
   x->ctx = NULL;
   x->servername[0] = '\0';
-  lua_getiuservalue(L, lua_upvalueindex(1), 9);   /* the context metatable */
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_TLSCTX_MT);
   lua_setmetatable(L, -2);
   x->ctx = dx_tls_ctx_new(&o, err, sizeof err);
   if (x->ctx == NULL) luaL_error(L, "duplex.tls.context: %s", err);
@@ -121,14 +123,14 @@ static lx_tlsctx *tls_option(lua_State *L, int idx, int arg) {
     if (ok) return (lx_tlsctx *)lua_touserdata(L, idx);
   }
   if (lua_toboolean(L, idx) && lua_isboolean(L, idx)) {
-    lua_getiuservalue(L, lua_upvalueindex(1), 10);  /* the default, made once */
+    lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_TLS_DEFAULT);  /* made once */
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
       lua_newtable(L);
       x = new_context(L, lua_gettop(L), arg);
       lua_remove(L, -2);
       lua_pushvalue(L, -1);
-      lua_setiuservalue(L, lua_upvalueindex(1), 10);
+      lua_setiuservalue(L, lua_upvalueindex(1), LX_UV_TLS_DEFAULT);
     }
   } else if (lua_istable(L, idx)) {
     x = new_context(L, idx, arg);
@@ -184,7 +186,7 @@ int lx_tls_accept(lx_client *c, dx_tls_ctx *ctx) {
 
 /* --- handshake, starttls, tlsinfo ----------------------------------------------- */
 
-#define check_client(L) ((lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT))
+#define check_client(L) ((lx_client *)lx_checksock(L, lx_state_of(L), &lx_client_class))
 
 static int try_handshake(lua_State *L, lx_call *k) {
   lx_client *c = (lx_client *)k->sock;
@@ -196,17 +198,14 @@ static int try_handshake(lua_State *L, lx_call *k) {
   return r;
 }
 
-static int push_handshake(lua_State *L, lx_call *k) {
-  (void)k;
-  lua_pushvalue(L, 1);
-  return 1;
-}
-
-static const lx_op op_handshake = {"tls handshake", 0, 1, 0, try_handshake, push_handshake, NULL, NULL, 0, 0};
+static const lx_op op_handshake = {
+  .name = "tls handshake", .dir = LX_READERS, .sockarg = 1, .try = try_handshake,
+  .push = lx_push_self,
+};
 
 /* handshake([timeout]) -> self, or nil, msg, code */
 static int c_handshake(lua_State *L) {
-  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), LX_CLS_CLIENT);
+  lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), &lx_client_class);
   double timeout = lua_isnoneornil(L, 2) ? c->s.timeout : lx_opt_timeout(L, 2);
   if (c->s.w.fd >= 0 && dx_stream_tls(&c->st) == NULL) return luaL_error(L, "handshake: not a TLS client");
   lua_settop(L, 1);
@@ -337,7 +336,7 @@ void lx_open_tls(lua_State *L) {
   lua_pushliteral(L, LX_TLSCONTEXT);
   lua_setfield(L, -2, "__name");
   S->tlsctx_mt = lua_topointer(L, -1);
-  lua_setiuservalue(L, -2, 9);
+  lua_setiuservalue(L, -2, LX_UV_TLSCTX_MT);
   lua_createtable(L, 0, 1);                 /* duplex.tls */
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, t_context, 1);

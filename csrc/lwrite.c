@@ -11,7 +11,9 @@
  * message; the cut of a task that is gone stays for good.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "lwrite.h"
+#include "ldrive.h"
+#include "lxaux.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -105,12 +107,6 @@ static void stall_write(lua_State *L, lx_call *k) {
   lx_cut_mark(L, k->S, (lx_client *)k->sock, written(L, k));
 }
 
-static int push_write(lua_State *L, lx_call *k) {
-  (void)k;
-  lua_pushvalue(L, 1);
-  return 1;
-}
-
 static int fail_write(lua_State *L, lx_call *k, int code) {
   if (k->ended) {
     lx_cut_fail(L, (lx_client *)k->sock, "write");
@@ -121,7 +117,10 @@ static int fail_write(lua_State *L, lx_call *k, int code) {
   return 4;
 }
 
-static const lx_op op_write = {"write", 1, 1, 0, try_write, push_write, fail_write, stall_write, 0, 0};
+static const lx_op op_write = {
+  .name = "write", .dir = LX_WRITERS, .sockarg = 1, .try = try_write, .push = lx_push_self,
+  .fail = fail_write, .stall = stall_write,
+};
 
 /* A layered stream (TLS): runs of small pieces become one piece of at
  * most a record each, so that they go out as one record instead of one
@@ -150,7 +149,7 @@ static void coalesce(lua_State *L) {
 
 static int c_write(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  lx_client *c = (lx_client *)lx_checksock(L, S, LX_CLS_CLIENT);
+  lx_client *c = (lx_client *)lx_checksock(L, S, &lx_client_class);
   int top = lua_gettop(L), i;
   for (i = 2; i <= top; i++) luaL_checklstring(L, i, NULL);
   if (dx_stream_layered(&c->st) && top > 2) coalesce(L);

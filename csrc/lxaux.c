@@ -4,7 +4,7 @@
  * it knows none of the files that use it.
  */
 #include "dx_prefix.h"
-#include "lduplex.h"
+#include "lxaux.h"
 
 #include <errno.h>
 #include <float.h>
@@ -107,31 +107,7 @@ int lx_opt_bool(lua_State *L, int arg, const char *key, int dflt) {
   return v;
 }
 
-static void check_port(lua_State *L, int portarg) {
+void lx_check_port(lua_State *L, int portarg) {
   lua_Integer port = luaL_checkinteger(L, portarg);
   luaL_argcheck(L, port >= 0 && port <= 65535, portarg, "port out of range");
-}
-
-void lx_check_host(lua_State *L, int hostarg, int portarg) {
-  const char *host = lx_checkcstring(L, hostarg, "host");
-  if (strncmp(host, "unix:", 5) == 0) luaL_argcheck(L, host[5] != '\0', hostarg, "empty unix socket path");
-  else check_port(L, portarg);
-}
-
-int lx_resolve(lua_State *L, int hostarg, int portarg, int passive,
-               dx_addr *out, int max) {
-  const char *host;
-  if (lua_type(L, hostarg) == LUA_TUSERDATA) {
-    int n;
-    check_port(L, portarg);
-    if ((n = lx_answer_addrs(L, hostarg, (int)lua_tointeger(L, portarg), out, max)) >= 0) return n;
-  }
-  host = lx_checkcstring(L, hostarg, "host");
-  if (strncmp(host, "unix:", 5) == 0) {
-    int rc = dx_addr_unix(host + 5, out);
-    if (rc == -EINVAL) luaL_argerror(L, hostarg, "empty unix socket path");
-    return rc < 0 ? rc : 1;
-  }
-  check_port(L, portarg);
-  return dx_resolve(host, (int)lua_tointeger(L, portarg), passive, out, max);
 }

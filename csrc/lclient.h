@@ -1,0 +1,58 @@
+/*
+ * lclient.h - duplex.client (lclient.c): a connected stream with a receive
+ * buffer in C, made closed (no error can leak a descriptor), its options
+ * and its end. Reading, writing, forwarding, TLS and connecting are the
+ * files above it.
+ */
+#ifndef LCLIENT_H
+#define LCLIENT_H
+
+#include "dx_stream.h"
+#include "lsock.h"
+
+#include <netinet/in.h>
+
+typedef struct lx_client {
+  lx_sock s;
+  dx_buf rb;
+  size_t maxline;
+  lua_Integer cut;            /* who cut a write short (lx_who), 0: nobody */
+  unsigned char eof;          /* the peer ended its stream */
+  unsigned char isunix;       /* a Unix domain socket */
+  unsigned char adopted;      /* duplex.stream: restore oldflags on close */
+  unsigned char keepfd;       /* ...and leave the descriptor open */
+  unsigned char accepted;     /* came from accept: the server side */
+  unsigned char unanswered;   /* read bytes since it last wrote: in the
+                                 middle of a request, not between two */
+  int oldflags;               /* duplex.stream: the flags close restores */
+  int streamfd;               /* duplex.stream of a descriptor that is no
+                                 socket: its number, for messages (also once
+                                 closed); -1 otherwise */
+  dx_stream st;               /* how its bytes move: recv/send, read/write, TLS */
+  struct sockaddr_in6 peer;   /* an inet/inet6 peer for messages (kept after
+                                 close); family 0 for Unix sockets */
+} lx_client;
+
+extern const lx_class lx_client_class;
+
+/* A new closed client on the stack. */
+lx_client *lx_client_new(lua_State *L);
+/* Close c (TLS: close_notify, never waiting) and free what it holds: what
+ * close, __close and __gc do. Idempotent. */
+void lx_client_release(lx_state *S, lx_client *c);
+/* c's descriptor, and its peer (NULL: unknown): a socket it owns now. */
+void lx_client_set(lx_client *c, int fd, const dx_addr *peer);
+/* The peer its messages name (an inet one; a Unix peer is found by name). */
+void lx_client_peer(lx_client *c, const dx_addr *a);
+/* Where the client talks to, for messages. */
+void lx_client_label(lx_client *c, char *out, size_t n);
+
+/* c's stream moved bytes (or finished its handshake): if it is layered,
+ * that may be what a task waiting on its other direction needed (a TLS
+ * record taken in), which readiness will not tell: those waiters retry. */
+#define lx_client_moved(S, c) \
+  do { if (dx_stream_layered(&(c)->st) && (S)->loop_ok) dx_loop_poke(&(S)->loop, &(c)->s.w); } while (0)
+
+void lx_open_client(lua_State *L);
+
+#endif
