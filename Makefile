@@ -64,12 +64,12 @@ test: deps
 	$(BUSTED) -o utfTerminal spec
 
 # The rockspec builds what the Makefile builds: every csrc/*.c but the
-# backends dx_loop.c includes.
+# backends dx_loop.c includes, and installs every lua/duplex/*.lua.
 check-rockspec:
-	@listed=$$(grep -o 'csrc/[a-z_]*\.c' rockspec/duplex-scm-1.rockspec | sort); \
-	built=$$(ls csrc/*.c | grep -v -e dx_loop_epoll -e dx_loop_poll | sort); \
-	if [ "$$listed" = "$$built" ]; then echo "rockspec: every source listed"; \
-	else echo "the rockspec's sources differ from csrc/*.c:"; mkdir -p build; echo "$$listed" > build/.rs; \
+	@listed=$$(grep -o -e 'csrc/[a-z_]*\.c' -e 'lua/duplex/[a-z_]*\.lua' rockspec/duplex-scm-1.rockspec | sort); \
+	built=$$(ls csrc/*.c lua/duplex/*.lua | grep -v -e dx_loop_epoll -e dx_loop_poll | sort); \
+	if [ "$$listed" = "$$built" ]; then echo "rockspec: every source and Lua module listed"; \
+	else echo "the rockspec's files differ from csrc/*.c and lua/duplex/*.lua:"; mkdir -p build; echo "$$listed" > build/.rs; \
 	  echo "$$built" | diff build/.rs - ; exit 1; fi
 
 # The version is written once, as LX_VERSION in csrc/lduplex.h (the module's

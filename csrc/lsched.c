@@ -2,7 +2,7 @@
  * lsched.c - the dispatcher under duplex.run: task slots hold coroutines,
  * step() waits for readiness and resumes every ready task once; sleep and
  * suspend are timer operations of the driver. Policy (task objects, join,
- * error reports, cancelling on failure) is Lua's, in lua/duplex/init.lua;
+ * error reports, cancelling on failure) is Lua's, in lua/duplex/sched.lua;
  * this file only resumes and reports to the functions installed with
  * sethooks(done, report): done(id, true, results...) or done(id, false,
  * err, traceback) when a task ends, report(err, traceback) for an error of
