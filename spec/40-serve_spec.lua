@@ -487,7 +487,8 @@ describe("server:serve options", function()
         end)
       end
       local serving = duplex.spawn(srv.serve, srv, handler, { maxclients = 2 })
-      duplex.sleep(0.1)
+      helpers.wait_until(function() return started == 2 end)
+      helpers.until_waiting(serving, "timer")   -- at maxclients: for a connection to end
       local n = 0
       for _ in pairs(answers) do n = n + 1 end
       at_100ms = { started = started, active = active, answered = n }
@@ -495,7 +496,7 @@ describe("server:serve options", function()
       srv:close()
       assert.same({ true, true }, { serving:join(5) })
     end)
-    -- after 0.1 s: every client connected, two were taken, none answered
+    -- serve at maxclients: every client connected, two were taken, none answered
     assert.same({ started = 2, active = 2, answered = 0 }, at_100ms)
     assert.equal(5, started)
     assert.equal(2, peak)
@@ -1065,7 +1066,7 @@ describe("server:close(grace) #timing", function()
     defer(function() srv2:close() end)
     duplex.run(function()
       local serving = duplex.spawn(srv2.serve, srv2, function() end)
-      duplex.sleep(0.01)
+      helpers.until_waiting(serving, "read", srv2)
       assert.same({ true }, { srv2:close(0.5) })
       assert.same({ true }, { srv2:close(0.5) })
       assert.same({ true, true }, { serving:join(5) })

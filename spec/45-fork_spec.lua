@@ -122,7 +122,7 @@ describe("fork", function()
           c:close()
           return "accepted"
         end)
-        duplex.sleep(0)       -- the acceptor runs first, and waits
+        until_waiting(acceptor)   -- the acceptor runs first, and waits
         local c = assert(duplex.connect("127.0.0.1", port, { timeout = 3 }))
         -- (a deadline on accept itself would not tell: its last try succeeds)
         local got = { acceptor:join(3) }

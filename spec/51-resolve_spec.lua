@@ -228,7 +228,7 @@ describe("duplex.resolve", function()
         fds0 = fdcount()
         local out = duplex.run(function()
           local t = duplex.spawn(function() return duplex.resolve("d.slow.test", 1) end)
-          duplex.sleep(0.1)
+          until_waiting(t)
           local canceled = t:cancel()
           local j = { t:join(5) }
           local el, res = timed(duplex.resolve, "e.v4.test", 2, { timeout = 5 })

@@ -16,6 +16,8 @@
 --   nthreads()                   threads of this process (/proc/self/task)
 --   fdcount()                    descriptors open in this process
 --   timed(fn, ...)               seconds, fn's results
+--   until_waiting(task)          inside run: turns for the others until
+--                                task waits (spec/helpers.lua's, bounded)
 -- and the child ends with os.exit(0), without closing the Lua state: see
 -- ch.run. A child that raises, or does not emit, fails the spec with its
 -- stdout and stderr.
@@ -129,6 +131,13 @@ local function timed(fn, ...)
   local t0 = duplex.now()
   local r = table.pack(fn(...))
   return duplex.now() - t0, table.unpack(r, 1, r.n)
+end
+local function until_waiting(task)
+  local waiting, deadline = require("duplex.core").waiting, duplex.now() + 5
+  while not waiting(task.id) do
+    assert(duplex.now() < deadline, "until_waiting: the task does not wait")
+    duplex.sleep(0)
+  end
 end
 local function body()
 ]==]
