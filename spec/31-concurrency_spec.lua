@@ -475,7 +475,7 @@ describe("tasks sharing a client", function()
     end
     assert.is_true(r.res.writer[4] < 16 * MiB)
     assert.equal(0, r.res.writer2[4])
-    assert.is_true(r.delay < 0.1, "the waiters woke " .. r.delay .. " s after the close")
+    assert.is_true(r.delay < 1, "the waiters woke " .. r.delay .. " s after the close")   -- not at 10 s
   end)
 end)
 

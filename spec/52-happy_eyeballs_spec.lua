@@ -132,7 +132,7 @@ describe("Happy Eyeballs", function()
       measured("v6 refused then v4 (%s): connected in %.1f ms", where, x.elapsed * 1000)
       assert.same({ ok = true, peer = { "127.0.0.1", x.port, "inet" }, fds = 0 },
         { ok = x.ok, peer = x.peer, fds = x.fds, err = x.err })
-      assert.is_true(x.elapsed < 0.1, where .. ": took " .. x.elapsed)
+      assert.is_true(x.elapsed < 0.2, where .. ": took " .. x.elapsed)   -- not after 250 ms
     end
   end)
 
