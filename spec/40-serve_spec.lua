@@ -275,8 +275,8 @@ describe("client idletimeout", function()
     assert.equal(BIG, #got)
     assert.is_true(got == body, "the file curl wrote differs from the reply")
     assert.same({}, reports)
-    print(string.format("\n[curl] 32 MiB at --limit-rate 4M: %.1f s (reply written in %.1f s)",
-      elapsed, welapsed))
+    io.stderr:write(string.format("\n[curl] 32 MiB at --limit-rate 4M: %.1f s (reply written in %.1f s)",
+      elapsed, welapsed), "\n")
   end)
 
   it("round-trips getoption/setoption('idletimeout'); bad values raise", function()
@@ -720,12 +720,12 @@ describe("a slowloris flood #timing", function()
     assert.same({ true, "exit", 0 }, { flood:wait(10) })
     local st = server_stats(server)
     table.sort(lat)
-    print(string.format("\n[slowloris] %d connections (1 byte/s, reconnecting), server idletimeout %.1f, "
+    io.stderr:write(string.format("\n[slowloris] %d connections (1 byte/s, reconnecting), server idletimeout %.1f, "
       .. "maxclients 600: fast client %d requests, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
       .. "%d slowloris connections closed by the server (%d EOF, %d reset), longest silence before the close %.2f s; "
       .. "server: %d cut by idletimeout, peak %d connections",
       N, IDLE, #lat, percentile(lat, 0.5) * 1e3, percentile(lat, 0.99) * 1e3, lat[#lat] * 1e3,
-      res.eof + res.rst, res.eof, res.rst, res.quiet_max, st.cut, st.peak))
+      res.eof + res.rst, res.eof, res.rst, res.quiet_max, st.cut, st.peak), "\n")
     -- every request answered, none slower than a second
     assert.same({}, wrong)
     assert.is_true(#lat >= 20, "only " .. #lat .. " requests")
@@ -774,9 +774,9 @@ describe("a slowloris flood #timing", function()
     assert.same({ true, "exit", 0 }, { flood:wait(15) })
     local st = server_stats(server)
     table.sort(lat)
-    print(string.format("\n[slowloris] %d connections, maxclients %d, idletimeout %.1f: the new client "
+    io.stderr:write(string.format("\n[slowloris] %d connections, maxclients %d, idletimeout %.1f: the new client "
       .. "waited %.2f s for its first answer, then p50 %.1f ms, max %.1f ms; %d slowloris closed by the server",
-      N, MAX, IDLE, waited, percentile(lat, 0.5) * 1e3, lat[#lat] * 1e3, res.eof + res.rst))
+      N, MAX, IDLE, waited, percentile(lat, 0.5) * 1e3, lat[#lat] * 1e3, res.eof + res.rst), "\n")
     -- it had to wait for at least one round of idle connections to be cut
     assert.is_true(waited >= IDLE - 0.05, "answered after " .. waited .. " s")
     assert.is_true(lat[#lat] < 1.0)

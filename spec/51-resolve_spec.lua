@@ -24,9 +24,9 @@ local function need_fakegai()
   if not FAKEGAI then pending(WHY) end
 end
 
+-- On stderr: stdout is busted's (-o json).
 local function measured(fmt, ...)
-  io.stdout:write("\n[measured] ", fmt:format(...), "\n")
-  io.stdout:flush()
+  io.stderr:write("\n[measured] ", fmt:format(...), "\n")
 end
 
 local function answer(host, port, family)

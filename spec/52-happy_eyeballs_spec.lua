@@ -23,9 +23,9 @@ local function need()
   if not HAS_V6 then pending("no IPv6 loopback (::1) on this machine") end
 end
 
+-- On stderr: stdout is busted's (-o json).
 local function measured(fmt, ...)
-  io.stdout:write("\n[measured] ", fmt:format(...), "\n")
-  io.stdout:flush()
+  io.stderr:write("\n[measured] ", fmt:format(...), "\n")
 end
 
 -- Child code: setups, and `both(fn)` which runs fn(label) outside run and

@@ -7,7 +7,7 @@ local core = require "duplex.core"
 
 local timeout_error = core.timeout_error
 
-local auxlib = {}
+local auxlib = { core = core }
 
 --- The name Lua's own errors use for a value: its __name, else its type.
 function auxlib.typename(x)

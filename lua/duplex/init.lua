@@ -4,14 +4,29 @@
 -- the dispatcher), duplex.sched (tasks, join, cancel, run, onerror,
 -- onsignal), duplex.sync (cond and queue) and duplex.serve (server:serve,
 -- server:close(grace) and client:lines, put into the core's method tables
--- here); duplex.auxlib holds what they share. Every operation that may wait
--- is C; whether it blocks the process or yields to the scheduler is decided
--- in one place, the operation driver (csrc/ldrive.c).
+-- here); duplex.auxlib holds what they share. Each part's table has a
+-- field `core`: the duplex.core it was loaded with. Every operation that
+-- may wait is C; whether it blocks the process or yields to the scheduler
+-- is decided in one place, the operation driver (csrc/ldrive.c).
 
 local core = require "duplex.core"
-local sched = require "duplex.sched"
-local sync = require "duplex.sync"
-local serve = require "duplex.serve"
+
+-- A part of duplex bound to this duplex.core (its `core` field). A state
+-- that loads duplex.core again (package.loaded["duplex.core"] = nil, then
+-- require "duplex") gets parts of its own, as it gets metatables of its
+-- own, and the first instance keeps working (spec/regress/015).
+local function part(name)
+  local m = require(name)
+  if m.core ~= core then
+    package.loaded[name] = nil
+    m = require(name)
+  end
+  return m
+end
+part "duplex.auxlib"              -- first: the others require it
+local sched = part "duplex.sched"
+local sync = part "duplex.sync"
+local serve = part "duplex.serve"
 
 local duplex = {
   _VERSION = core._VERSION,

@@ -13,7 +13,7 @@ local checktype, checkself, checktimeout, argerror =
   auxlib.checktype, auxlib.checkself, auxlib.checktimeout, auxlib.argerror
 local pack, unpack = table.pack, table.unpack
 
-local sched = {}
+local sched = { core = core }
 
 -- Errors in tasks --------------------------------------------------------
 

@@ -19,7 +19,7 @@ local typename, argerror, checktype, checktimeout =
   auxlib.typename, auxlib.argerror, auxlib.checktype, auxlib.checktimeout
 local run, report, cond = sched.run, sched.report, sync.cond
 
-local M = {}
+local M = { core = core }
 
 -- Raise like luaL_checkudata would for a method's self (open or closed:
 -- a closed socket is an I/O failure, found by the I/O itself).

@@ -12,7 +12,7 @@ local current, suspend, wake, alive, now =
 local checkself, checktimeout, argcheck =
   auxlib.checkself, auxlib.checktimeout, auxlib.argcheck
 
-local sync = {}
+local sync = { core = core }
 
 -- Conditions --------------------------------------------------------------
 
