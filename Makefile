@@ -30,7 +30,7 @@ OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA) $(BUSTED_FLAGS)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test check-rockspec check-version fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
+.PHONY: all shims test test-debug check-rockspec check-version fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -60,8 +60,17 @@ deps-tools:
 	@$(MAKE) -s deps DEPS_PKGS="$(DEPS_TOOLS)"
 
 test: deps
-	$(MAKE) all check-tiers check-rockspec check-version test-core
+	$(MAKE) all shims check-tiers check-rockspec check-version test-core
 	$(BUSTED) -o utfTerminal spec
+
+# The test shims (spec/shim/*.c): libraries the specs preload into child
+# processes (lfork: a Lua module a child loads). Built here, never by a
+# spec: spec/child_helpers.lua's ch.shim fails clearly when one is missing.
+SHIMS = $(patsubst spec/shim/%.c,build/shim/%.so,$(wildcard spec/shim/*.c))
+build/shim/%.so: spec/shim/%.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -O2 -g -fPIC $(WARN) -I$(LUA_INCDIR) $(CFLAGS_EXTRA) -shared -o $@ $< -ldl
+shims: $(SHIMS)
 
 # The rockspec builds what the Makefile builds: every csrc/*.c but the
 # backends dx_loop.c includes, and installs every lua/duplex/*.lua.
@@ -133,7 +142,7 @@ demo: deps
 
 # AddressSanitizer + UBSan: a stock interpreter needs the runtimes preloaded.
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-asan: deps
+asan: deps shims
 	$(MAKE) test-core-asan
 	@mkdir -p build/asan/duplex
 	$(CC) $(CFLAGS) -O1 $(ASAN_FLAGS) $(LDFLAGS_SO) -o build/asan/duplex/core.so $(SRCS) $(TLS_LIBS)
@@ -143,7 +152,7 @@ asan: deps
 	$(BUSTED) --cpath=./build/asan/?.so -o utfTerminal spec
 
 # The poll(2) backend (used where epoll is missing), tried on Linux.
-test-poll: deps
+test-poll: deps shims
 	@mkdir -p build/poll/duplex
 	$(CC) $(CFLAGS) -DDX_USE_POLL $(LDFLAGS_SO) -o build/poll/duplex/core.so $(SRCS) $(TLS_LIBS)
 	DUPLEX_CPATH=./build/poll/?.so $(BUSTED) --cpath=./build/poll/?.so -o utfTerminal spec
@@ -160,13 +169,13 @@ test-signalfd: all build/signalfd/duplex/core.so
 
 # Every socket read and write cut to 1-7 bytes, EINTR one call in eight:
 # a transfer and a line exchange must come out byte for byte, and not hang.
-test-shortio: all
+test-shortio: all build/shim/shortio.so
 	bash spec/shim/run.sh
 
 # The whole spec suite under valgrind, descriptors tracked: no memory
 # error, no definite leak, no descriptor left open at exit but the three
 # standard ones (spec/memcheck.sh reads valgrind's report).
-memcheck: deps-tools all test-core-memcheck
+memcheck: deps-tools all shims test-core-memcheck
 	bash spec/memcheck.sh
 
 # libFuzzer on the receive buffer and every read format against a

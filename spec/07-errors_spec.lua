@@ -522,7 +522,7 @@ print("done")
     -- once max_user_watches is reached) while a flag file exists
     it("a wait epoll will not register: nil, msg, 'ENOSPC'; nothing is lost and the next call works", function()
       local ch = require "spec.child_helpers"
-      local so = assert(ch.preload("epollfail"))
+      local so = assert(ch.shim("epollfail"))
       local flag = os.tmpname()
       local _ <close> = defer(function() os.remove(flag) end)
       local r = ch.run([[

@@ -1339,7 +1339,7 @@ describe("serve out of descriptors #nomemcheck", function()
   -- refuses registrations while a flag file exists.
   it("reports one episode while epoll refuses to register the listener (ENOSPC), then serves", function()
     local ch = require "spec.child_helpers"
-    local so = assert(ch.preload("epollfail"))
+    local so = assert(ch.shim("epollfail"))
     local flag = os.tmpname()                   -- exists: registrations fail
     defer(function() os.remove(flag) end)
     local r = ch.run([[

@@ -78,7 +78,7 @@ describe("client:forward", function()
     }) do
       local mode, why, want = case[1], case[2], case[3]
       it("falls back to the buffer, nothing lost, when " .. why .. " #nomemcheck", function()
-        local so = assert(ch.preload("nosplice"))
+        local so = assert(ch.shim("nosplice"))
         local log = os.tmpname()
         defer(function() os.remove(log) end)
         local env = { DUPLEX_SPLICE = "always", NOSPLICE = mode, NOSPLICE_LOG = log }
