@@ -114,15 +114,24 @@ build/test_core: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 build/test_core_poll: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 	@mkdir -p build
 	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc -DDX_USE_POLL $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS) -pthread
+# The same with the loop's invariants asserted (-DDX_DEBUG: dx_loop_check).
+build/test_core_debug: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
+	@mkdir -p build
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc -DDX_DEBUG $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS) -pthread
+build/test_core_debug_poll: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
+	@mkdir -p build
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc -DDX_DEBUG -DDX_USE_POLL $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS) -pthread
 build/test_resolver: spec/core/test_resolver.c spec/shim/fakegai.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 	@mkdir -p build
 	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(CFLAGS_EXTRA) -o $@ spec/core/test_resolver.c spec/shim/fakegai.c $(CORE_SRCS) -pthread -ldl
 build/et_short_read: spec/core/et_short_read.c
 	@mkdir -p build
 	$(CC) -std=c99 -O2 $(WARN) $(CFLAGS_EXTRA) -o $@ $< -pthread
-test-core: build/test_core build/test_core_poll build/test_resolver build/et_short_read
+test-core: build/test_core build/test_core_poll build/test_core_debug build/test_core_debug_poll build/test_resolver build/et_short_read
 	build/test_core
 	build/test_core_poll
+	build/test_core_debug
+	build/test_core_debug_poll
 	build/test_resolver
 	build/et_short_read 32
 test-core-asan:
@@ -156,6 +165,16 @@ test-poll: deps shims
 	@mkdir -p build/poll/duplex
 	$(CC) $(CFLAGS) -DDX_USE_POLL $(LDFLAGS_SO) -o build/poll/duplex/core.so $(SRCS) $(TLS_LIBS)
 	DUPLEX_CPATH=./build/poll/?.so $(BUSTED) --cpath=./build/poll/?.so -o utfTerminal spec
+
+# The specs (but #timing) against a debug build: the loop's invariants
+# asserted where its state changes, and all of them (dx_loop_check: slots,
+# free list, FIFOs, timer heap, ready ring, counts) after every poll.
+build/debug/duplex/core.so: $(SRCS) $(HDRS) $(BACKENDS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O1 -DDX_DEBUG $(LDFLAGS_SO) -o $@ $(SRCS) $(TLS_LIBS)
+test-debug: deps shims build/debug/duplex/core.so
+	DUPLEX_CPATH=./build/debug/?.so $(BUSTED) --cpath=./build/debug/?.so \
+	  --exclude-tags=timing -o utfTerminal spec
 
 # The signal spec against the signalfd build (-DDX_USE_SIGNALFD), which
 # blocks watched signals instead of handling them: what processes the
