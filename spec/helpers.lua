@@ -226,17 +226,18 @@ function helpers.wait_until(pred, limit, what)
   end
 end
 
--- Inside duplex.run: wait_until `task` (a duplex.spawn task, or a task
--- id) is suspended, waiting for `what` when given: "read" or "write" (a
--- socket's readiness), "turn" (its place in a socket's FIFO) or "timer"
--- (sleep, join, cond, queue, a lookup); and on socket `on` when given.
--- Returns what it waits for; raises if the task ends first.
--- duplex.core.waiting asks the scheduler.
+-- duplex.core.waiting asks the scheduler what a task waits for (a test
+-- accessor, not duplex's API).
 local core = require "duplex.core"
 
 -- The id of the running task (for until_waiting from another task), or nil.
 helpers.current = core.current
 
+-- Inside duplex.run: wait_until `task` (a duplex.spawn task, or a task
+-- id) is suspended, waiting for `what` when given: "read" or "write" (a
+-- socket's readiness), "turn" (its place in a socket's FIFO) or "timer"
+-- (sleep, join, cond, queue, a lookup); and on socket `on` when given.
+-- Returns what it waits for; raises if the task ends first.
 function helpers.until_waiting(task, what, on)
   local id = type(task) == "table" and task.id or task
   local fd = on and on:fileno()
