@@ -30,7 +30,7 @@ OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA) $(BUSTED_FLAGS)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all test check-rockspec check-version fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
+.PHONY: all shims test test-debug check-rockspec check-version fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -60,16 +60,25 @@ deps-tools:
 	@$(MAKE) -s deps DEPS_PKGS="$(DEPS_TOOLS)"
 
 test: deps
-	$(MAKE) all check-tiers check-rockspec check-version test-core
+	$(MAKE) all shims check-tiers check-rockspec check-version test-core
 	$(BUSTED) -o utfTerminal spec
 
+# The test shims (spec/shim/*.c): libraries the specs preload into child
+# processes (lfork: a Lua module a child loads). Built here, never by a
+# spec: spec/child_helpers.lua's ch.shim fails clearly when one is missing.
+SHIMS = $(patsubst spec/shim/%.c,build/shim/%.so,$(wildcard spec/shim/*.c))
+build/shim/%.so: spec/shim/%.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -O2 -g -fPIC $(WARN) -I$(LUA_INCDIR) $(CFLAGS_EXTRA) -shared -o $@ $< -ldl
+shims: $(SHIMS)
+
 # The rockspec builds what the Makefile builds: every csrc/*.c but the
-# backends dx_loop.c includes.
+# backends dx_loop.c includes, and installs every lua/duplex/*.lua.
 check-rockspec:
-	@listed=$$(grep -o 'csrc/[a-z_]*\.c' rockspec/duplex-scm-1.rockspec | sort); \
-	built=$$(ls csrc/*.c | grep -v -e dx_loop_epoll -e dx_loop_poll | sort); \
-	if [ "$$listed" = "$$built" ]; then echo "rockspec: every source listed"; \
-	else echo "the rockspec's sources differ from csrc/*.c:"; mkdir -p build; echo "$$listed" > build/.rs; \
+	@listed=$$(grep -o -e 'csrc/[a-z_]*\.c' -e 'lua/duplex/[a-z_]*\.lua' rockspec/duplex-scm-1.rockspec | sort); \
+	built=$$(ls csrc/*.c lua/duplex/*.lua | grep -v -e dx_loop_epoll -e dx_loop_poll | sort); \
+	if [ "$$listed" = "$$built" ]; then echo "rockspec: every source and Lua module listed"; \
+	else echo "the rockspec's files differ from csrc/*.c and lua/duplex/*.lua:"; mkdir -p build; echo "$$listed" > build/.rs; \
 	  echo "$$built" | diff build/.rs - ; exit 1; fi
 
 # The version is written once, as LX_VERSION in csrc/lduplex.h (the module's
@@ -105,15 +114,24 @@ build/test_core: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 build/test_core_poll: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 	@mkdir -p build
 	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc -DDX_USE_POLL $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS) -pthread
+# The same with the loop's invariants asserted (-DDX_DEBUG: dx_loop_check).
+build/test_core_debug: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
+	@mkdir -p build
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc -DDX_DEBUG $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS) -pthread
+build/test_core_debug_poll: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
+	@mkdir -p build
+	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc -DDX_DEBUG -DDX_USE_POLL $(CFLAGS_EXTRA) -o $@ spec/core/test_core.c $(CORE_SRCS) -pthread
 build/test_resolver: spec/core/test_resolver.c spec/shim/fakegai.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile
 	@mkdir -p build
 	$(CC) -std=c99 -O1 -g $(WARN) -Icsrc $(CFLAGS_EXTRA) -o $@ spec/core/test_resolver.c spec/shim/fakegai.c $(CORE_SRCS) -pthread -ldl
 build/et_short_read: spec/core/et_short_read.c
 	@mkdir -p build
 	$(CC) -std=c99 -O2 $(WARN) $(CFLAGS_EXTRA) -o $@ $< -pthread
-test-core: build/test_core build/test_core_poll build/test_resolver build/et_short_read
+test-core: build/test_core build/test_core_poll build/test_core_debug build/test_core_debug_poll build/test_resolver build/et_short_read
 	build/test_core
 	build/test_core_poll
+	build/test_core_debug
+	build/test_core_debug_poll
 	build/test_resolver
 	build/et_short_read 32
 test-core-asan:
@@ -133,7 +151,7 @@ demo: deps
 
 # AddressSanitizer + UBSan: a stock interpreter needs the runtimes preloaded.
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-asan: deps
+asan: deps shims
 	$(MAKE) test-core-asan
 	@mkdir -p build/asan/duplex
 	$(CC) $(CFLAGS) -O1 $(ASAN_FLAGS) $(LDFLAGS_SO) -o build/asan/duplex/core.so $(SRCS) $(TLS_LIBS)
@@ -143,10 +161,20 @@ asan: deps
 	$(BUSTED) --cpath=./build/asan/?.so -o utfTerminal spec
 
 # The poll(2) backend (used where epoll is missing), tried on Linux.
-test-poll: deps
+test-poll: deps shims
 	@mkdir -p build/poll/duplex
 	$(CC) $(CFLAGS) -DDX_USE_POLL $(LDFLAGS_SO) -o build/poll/duplex/core.so $(SRCS) $(TLS_LIBS)
 	DUPLEX_CPATH=./build/poll/?.so $(BUSTED) --cpath=./build/poll/?.so -o utfTerminal spec
+
+# The specs (but #timing) against a debug build: the loop's invariants
+# asserted where its state changes, and all of them (dx_loop_check: slots,
+# free list, FIFOs, timer heap, ready ring, counts) after every poll.
+build/debug/duplex/core.so: $(SRCS) $(HDRS) $(BACKENDS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O1 -DDX_DEBUG $(LDFLAGS_SO) -o $@ $(SRCS) $(TLS_LIBS)
+test-debug: deps shims build/debug/duplex/core.so
+	DUPLEX_CPATH=./build/debug/?.so $(BUSTED) --cpath=./build/debug/?.so \
+	  --exclude-tags=timing -o utfTerminal spec
 
 # The signal spec against the signalfd build (-DDX_USE_SIGNALFD), which
 # blocks watched signals instead of handling them: what processes the
@@ -160,13 +188,13 @@ test-signalfd: all build/signalfd/duplex/core.so
 
 # Every socket read and write cut to 1-7 bytes, EINTR one call in eight:
 # a transfer and a line exchange must come out byte for byte, and not hang.
-test-shortio: all
+test-shortio: all build/shim/shortio.so
 	bash spec/shim/run.sh
 
 # The whole spec suite under valgrind, descriptors tracked: no memory
 # error, no definite leak, no descriptor left open at exit but the three
 # standard ones (spec/memcheck.sh reads valgrind's report).
-memcheck: deps-tools all test-core-memcheck
+memcheck: deps-tools all shims test-core-memcheck
 	bash spec/memcheck.sh
 
 # libFuzzer on the receive buffer and every read format against a

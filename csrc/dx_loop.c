@@ -18,6 +18,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* A debug build (-DDX_DEBUG, make test-debug) checks the loop's
+ * invariants: cheap ones where state changes, and all of them
+ * (dx_loop_check) after every dx_loop_poll. Other builds pay nothing. */
+#ifdef DX_DEBUG
+#include <assert.h>
+#define DX_ASSERT(c) assert(c)
+#else
+#define DX_ASSERT(c) ((void)0)
+#endif
+
 void dx_watch_init(dx_watch *w, int fd) {
   w->fd = fd;
   w->reg = 0;
@@ -96,6 +106,7 @@ static void heap_down(dx_loop *l, int i) {
 }
 
 static void heap_add(dx_loop *l, int slot, double when) {
+  DX_ASSERT(l->nheap < l->hcap && l->tasks[slot].heap < 0);
   l->heap[l->nheap].when = when;
   l->heap[l->nheap].slot = slot;
   heap_up(l, l->nheap++);
@@ -119,8 +130,10 @@ static void heap_remove(dx_loop *l, int slot) {
  * entry left by a task that was killed serves the slot's next task. */
 static void queue(dx_loop *l, int slot) {
   dx_task *t = &l->tasks[slot];
+  DX_ASSERT(t->live && !t->waiting);
   t->queued = 1;
   if (!t->inring) {
+    DX_ASSERT(l->rcount < l->rcap);
     t->inring = 1;
     l->ring[(l->rhead + l->rcount++) & (l->rcap - 1)] = slot;
   }
@@ -242,6 +255,7 @@ void dx_loop_kill(dx_loop *l, int slot) {
   dx_task *t = &l->tasks[slot];
   if (!t->live) return;
   dx_loop_leave(l, slot);
+  DX_ASSERT(t->heap < 0 && t->watch == NULL && t->watch2 == NULL && l->live > 0);
   t->live = t->queued = 0;
   t->gen++;
   t->next = l->freelist;
@@ -274,13 +288,17 @@ void dx_loop_join(dx_loop *l, int slot, dx_watch *w, int dir) {
     t->dir2 = (unsigned char)dir;
     t->next2 = 0;
   } else {
-    return;                   /* never: an operation has two sockets at most */
+    DX_ASSERT(0);             /* never: an operation has two sockets at most */
+    return;
   }
   fifo_append(l, slot, w, dir);
 }
 
 int dx_loop_suspend_on(dx_loop *l, int slot, dx_watch *on, int want, double deadline) {
   dx_task *t = &l->tasks[slot];
+  /* (suspending a waiting task again replaces its timer; one waiting on a
+   * socket is counted in nio already) */
+  DX_ASSERT(t->live && (!t->waiting || t->on == NULL) && (want == 0 || want == 1));
   if (on != NULL && !on->reg) {
     int rc = dx_backend_add(l, on);
     if (rc < 0) return rc;
@@ -314,8 +332,10 @@ void dx_loop_drained(dx_loop *l, dx_watch *w) {
 
 void dx_loop_ready(dx_loop *l, int slot) {
   dx_task *t = &l->tasks[slot];
+  DX_ASSERT(t->live);
   if (t->waiting) {
     t->waiting = 0;
+    DX_ASSERT(!t->on || l->nio > 0);
     if (t->on) l->nio--;
     t->on = NULL;
   }
@@ -327,6 +347,7 @@ void dx_loop_leave(dx_loop *l, int slot) {
   dx_task *t = &l->tasks[slot];
   if (t->waiting) {
     t->waiting = 0;
+    DX_ASSERT(!t->on || l->nio > 0);
     if (t->on) l->nio--;
     t->on = NULL;
   }
@@ -420,8 +441,84 @@ int dx_loop_poll(dx_loop *l) {
       dx_loop_ready(l, s);
     }
   }
+#ifdef DX_DEBUG
+  dx_loop_check(l);
+#endif
   return 0;
 }
+
+#ifdef DX_DEBUG
+/* Walk FIFO d of w from its head: each task on it is live and stands in
+ * it, the last is the tail. The number of tasks. */
+static int fifo_walk(const dx_loop *l, const dx_watch *w, int d) {
+  int s = w->head[d], n = 0, last = 0;
+  while (s != 0) {
+    const dx_task *t;
+    DX_ASSERT(s >= 1 && s < l->ntasks && ++n < l->ntasks);
+    t = &l->tasks[s];
+    DX_ASSERT(t->live && ((t->watch == w && t->dir == d) || (t->watch2 == w && t->dir2 == d)));
+    last = s;
+    s = t->watch2 == w && t->dir2 == d ? t->next2 : t->next;
+  }
+  DX_ASSERT(last == w->tail[d]);
+  return n;
+}
+
+/* Is slot the head of FIFO d of w? */
+#define HEADS(w, d, slot) ((w)->head[d] == (slot))
+
+void dx_loop_check(const dx_loop *l) {
+  int slot, i, live = 0, nio = 0, inring = 0, members = 0, walked = 0, nfree = 0;
+  DX_ASSERT(l->ntasks == 0 || (l->ntasks & (l->ntasks - 1)) == 0);
+  DX_ASSERT(l->rcap == l->ntasks && l->rcount >= 0 && l->rcount <= l->rcap);
+  DX_ASSERT(l->nheap >= 0 && l->nheap <= l->hcap && l->hcap <= l->ntasks);
+  for (slot = 1; slot < l->ntasks; slot++) {
+    const dx_task *t = &l->tasks[slot];
+    inring += t->inring;
+    if (!t->live) {             /* free: in nothing but maybe a stale ring entry */
+      DX_ASSERT(!t->queued && !t->waiting && t->heap < 0);
+      DX_ASSERT(t->watch == NULL && t->watch2 == NULL && t->on == NULL);
+      continue;
+    }
+    live++;
+    DX_ASSERT(!t->queued || t->inring);                 /* queued: it has an entry */
+    DX_ASSERT(!(t->queued && t->waiting));              /* ready or suspended, not both */
+    DX_ASSERT(t->heap < 0 || t->waiting);               /* a deadline only while waiting */
+    DX_ASSERT(t->heap < l->nheap && (t->heap < 0 || l->heap[t->heap].slot == slot));
+    DX_ASSERT(t->waiting || t->on == NULL);
+    if (t->waiting && t->on) nio++;
+    if (t->watch) {
+      DX_ASSERT(t->dir <= 1 && t->watch->head[t->dir] != 0 && t->watch->tail[t->dir] != 0);
+      members++;
+      if (HEADS(t->watch, t->dir, slot)) walked += fifo_walk(l, t->watch, t->dir);
+    }
+    if (t->watch2) {       /* (it may stay when a close took the first away) */
+      DX_ASSERT(t->dir2 <= 1 && !(t->watch2 == t->watch && t->dir2 == t->dir));
+      members++;
+      if (HEADS(t->watch2, t->dir2, slot)) walked += fifo_walk(l, t->watch2, t->dir2);
+    }
+  }
+  /* every FIFO walked from its head holds exactly the tasks that claim
+   * to stand in it */
+  DX_ASSERT(walked == members);
+  DX_ASSERT(live == l->live && nio == l->nio);
+  DX_ASSERT(inring == l->rcount);       /* one entry per slot at most */
+  for (i = 0; i < l->rcount; i++) {
+    int s = l->ring[(l->rhead + i) & (l->rcap - 1)];
+    DX_ASSERT(s >= 1 && s < l->ntasks && l->tasks[s].inring);
+  }
+  for (i = 0; i < l->nheap; i++) {
+    int s = l->heap[i].slot;
+    DX_ASSERT(s >= 1 && s < l->ntasks && l->tasks[s].heap == i);
+    DX_ASSERT(i == 0 || l->heap[(i - 1) / 2].when <= l->heap[i].when);
+  }
+  for (slot = l->freelist; slot != 0 && nfree < l->ntasks; slot = l->tasks[slot].next) {
+    DX_ASSERT(slot >= 1 && slot < l->ntasks && !l->tasks[slot].live);
+    nfree++;
+  }
+  DX_ASSERT(l->ntasks == 0 || nfree + live == l->ntasks - 1);
+}
+#endif
 
 /* The backend, chosen at build time (as Redis's ae.c does). */
 #if defined(__linux__) && !defined(DX_USE_POLL)

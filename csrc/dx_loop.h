@@ -159,6 +159,12 @@ int dx_loop_pop(dx_loop *l);
 
 void dx_watch_init(dx_watch *w, int fd);
 
+#ifdef DX_DEBUG
+/* Assert every invariant of the loop (slots, free list, FIFOs, timer
+ * heap, ready ring, counts); dx_loop_poll calls it in a debug build. */
+void dx_loop_check(const dx_loop *l);
+#endif
+
 /* backend: implemented by dx_loop_epoll.c or dx_loop_poll.c */
 int dx_backend_init(dx_loop *l);
 void dx_backend_free(dx_loop *l);

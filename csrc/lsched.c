@@ -2,7 +2,7 @@
  * lsched.c - the dispatcher under duplex.run: task slots hold coroutines,
  * step() waits for readiness and resumes every ready task once; sleep and
  * suspend are timer operations of the driver. Policy (task objects, join,
- * error reports, cancelling on failure) is Lua's, in lua/duplex/init.lua;
+ * error reports, cancelling on failure) is Lua's, in lua/duplex/sched.lua;
  * this file only resumes and reports to the functions installed with
  * sethooks(done, report): done(id, true, results...) or done(id, false,
  * err, traceback) when a task ends, report(err, traceback) for an error of
@@ -370,6 +370,37 @@ static int k_alive(lua_State *L) {
   return 1;
 }
 
+/* What a suspended task waits for: its turn in a socket's FIFO, a
+ * socket's readiness, or a timer (a deadline, or a wake: sleep, join,
+ * cond, a lookup); NULL when it runs, is ready to, or has ended. */
+static const char *waits_for(const dx_loop *l, int slot) {
+  const dx_task *t = &l->tasks[slot];
+  if (!t->waiting) return NULL;
+  if ((t->watch && t->watch->head[t->dir] != slot) ||
+      (t->watch2 && t->watch2->head[t->dir2] != slot)) return "turn";
+  if (t->on == NULL) return "timer";
+  return t->want ? "write" : "read";
+}
+
+/* waiting(id) -> "turn", "read", "write" or "timer" while the task is
+ * suspended, and the descriptor whose readiness wakes it (-1: none);
+ * else false. For specs, which wait for a state instead of a guessed time
+ * (spec/helpers.lua's until_waiting); not duplex's API. */
+static int k_waiting(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  int slot = slot_of(S, luaL_checkinteger(L, 1));
+  const char *what = slot ? waits_for(&S->loop, slot) : NULL;
+  const dx_watch *on;
+  if (what == NULL) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  on = S->loop.tasks[slot].on;
+  lua_pushstring(L, what);
+  lua_pushinteger(L, on ? on->fd : -1);
+  return 2;
+}
+
 /* suspend: stack 1 timeout. Done when woken (true); false when the
  * deadline passed first (or at once for timeout 0). */
 static int try_suspend(lua_State *L, lx_call *k) {
@@ -509,6 +540,7 @@ static const luaL_Reg funcs[] = {
   {"inrun", k_inrun},
   {"current", k_current},
   {"alive", k_alive},
+  {"waiting", k_waiting},
   {"timeout_error", k_timeout_error},
   {"suspend", k_suspend},
   {"wake", k_wake},

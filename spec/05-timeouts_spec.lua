@@ -303,7 +303,7 @@ describe("a socket's deadline", function()
     p:settimeout(nil)
     local r = duplex.run(function()
       local reader = duplex.spawn(function() return table.pack(p:read("l")) end)
-      duplex.sleep(0)                                  -- it waits now
+      helpers.until_waiting(reader, "read")             -- it waits now
       assert.equal(p, p:setoption("deadline", duplex.now() - 1))
       assert(c:write("late but wanted\n"))
       local _, got = reader:join(5)

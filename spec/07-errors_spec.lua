@@ -164,7 +164,7 @@ describe("errors", function()
       assert.is_nil(c0)
       assert.equal("string", type(msg0))
       assert.equal("EAGAIN", code0)
-      assert.is_true(e0 < 0.2, "waited " .. e0)
+      assert.is_true(e0 < 1, "waited " .. e0)      -- a wait would last until the SYN's retry (1 s)
     end)
 
     it("read: ETIMEDOUT after the deadline, and the partial line stays buffered", function()
@@ -191,7 +191,7 @@ describe("errors", function()
       c:settimeout(0)
       local t0 = duplex.now()
       local r, msg, code = c:read("l")
-      assert.is_true(duplex.now() - t0 < 0.1)
+      assert.is_true(duplex.now() - t0 < 1)      -- a wait would last for ever: nothing comes
       assert.is_nil(r)
       assert.equal("string", type(msg))
       assert.equal("EAGAIN", code)
@@ -522,7 +522,7 @@ print("done")
     -- once max_user_watches is reached) while a flag file exists
     it("a wait epoll will not register: nil, msg, 'ENOSPC'; nothing is lost and the next call works", function()
       local ch = require "spec.child_helpers"
-      local so = assert(ch.preload("epollfail"))
+      local so = assert(ch.shim("epollfail"))
       local flag = os.tmpname()
       local _ <close> = defer(function() os.remove(flag) end)
       local r = ch.run([[

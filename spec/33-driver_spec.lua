@@ -91,7 +91,8 @@ describe("the operation driver", function()
       local plain = duplex.spawn(function() return table.pack(a:readuntil("\n")) end)
       c:setoption("idletimeout", 0.1)
       local idle = duplex.spawn(function() return table.pack(c:readsome()) end)
-      duplex.sleep(0.02)
+      helpers.until_waiting(plain, "read")
+      helpers.until_waiting(idle, "read")
       a:setoption("idletimeout", 0.1)             -- after the read began: not this call's
       c:setoption("idletimeout", false)           -- nor does this lift the running one
       assert(b:write("part"))                     -- wakes the read, which waits again
@@ -144,7 +145,7 @@ describe("the operation driver", function()
     local c, p = helpers.deferred_pair()
     duplex.run(function()
       local reader = duplex.spawn(function() return c:read("l") end)
-      duplex.sleep(0.02)
+      helpers.until_waiting(reader, "read")
       c:close()
       local ok, r, msg, code = reader:join(5)
       assert.same({ true, nil, "ECANCELED" }, { ok, r, code })

@@ -275,8 +275,8 @@ describe("client idletimeout", function()
     assert.equal(BIG, #got)
     assert.is_true(got == body, "the file curl wrote differs from the reply")
     assert.same({}, reports)
-    print(string.format("\n[curl] 32 MiB at --limit-rate 4M: %.1f s (reply written in %.1f s)",
-      elapsed, welapsed))
+    io.stderr:write(string.format("\n[curl] 32 MiB at --limit-rate 4M: %.1f s (reply written in %.1f s)",
+      elapsed, welapsed), "\n")
   end)
 
   it("round-trips getoption/setoption('idletimeout'); bad values raise", function()
@@ -487,7 +487,8 @@ describe("server:serve options", function()
         end)
       end
       local serving = duplex.spawn(srv.serve, srv, handler, { maxclients = 2 })
-      duplex.sleep(0.1)
+      helpers.wait_until(function() return started == 2 end)
+      helpers.until_waiting(serving, "timer")   -- at maxclients: for a connection to end
       local n = 0
       for _ in pairs(answers) do n = n + 1 end
       at_100ms = { started = started, active = active, answered = n }
@@ -495,7 +496,7 @@ describe("server:serve options", function()
       srv:close()
       assert.same({ true, true }, { serving:join(5) })
     end)
-    -- after 0.1 s: every client connected, two were taken, none answered
+    -- serve at maxclients: every client connected, two were taken, none answered
     assert.same({ started = 2, active = 2, answered = 0 }, at_100ms)
     assert.equal(5, started)
     assert.equal(2, peak)
@@ -719,12 +720,12 @@ describe("a slowloris flood #timing", function()
     assert.same({ true, "exit", 0 }, { flood:wait(10) })
     local st = server_stats(server)
     table.sort(lat)
-    print(string.format("\n[slowloris] %d connections (1 byte/s, reconnecting), server idletimeout %.1f, "
+    io.stderr:write(string.format("\n[slowloris] %d connections (1 byte/s, reconnecting), server idletimeout %.1f, "
       .. "maxclients 600: fast client %d requests, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
       .. "%d slowloris connections closed by the server (%d EOF, %d reset), longest silence before the close %.2f s; "
       .. "server: %d cut by idletimeout, peak %d connections",
       N, IDLE, #lat, percentile(lat, 0.5) * 1e3, percentile(lat, 0.99) * 1e3, lat[#lat] * 1e3,
-      res.eof + res.rst, res.eof, res.rst, res.quiet_max, st.cut, st.peak))
+      res.eof + res.rst, res.eof, res.rst, res.quiet_max, st.cut, st.peak), "\n")
     -- every request answered, none slower than a second
     assert.same({}, wrong)
     assert.is_true(#lat >= 20, "only " .. #lat .. " requests")
@@ -773,9 +774,9 @@ describe("a slowloris flood #timing", function()
     assert.same({ true, "exit", 0 }, { flood:wait(15) })
     local st = server_stats(server)
     table.sort(lat)
-    print(string.format("\n[slowloris] %d connections, maxclients %d, idletimeout %.1f: the new client "
+    io.stderr:write(string.format("\n[slowloris] %d connections, maxclients %d, idletimeout %.1f: the new client "
       .. "waited %.2f s for its first answer, then p50 %.1f ms, max %.1f ms; %d slowloris closed by the server",
-      N, MAX, IDLE, waited, percentile(lat, 0.5) * 1e3, lat[#lat] * 1e3, res.eof + res.rst))
+      N, MAX, IDLE, waited, percentile(lat, 0.5) * 1e3, lat[#lat] * 1e3, res.eof + res.rst), "\n")
     -- it had to wait for at least one round of idle connections to be cut
     assert.is_true(waited >= IDLE - 0.05, "answered after " .. waited .. " s")
     assert.is_true(lat[#lat] < 1.0)
@@ -1065,7 +1066,7 @@ describe("server:close(grace) #timing", function()
     defer(function() srv2:close() end)
     duplex.run(function()
       local serving = duplex.spawn(srv2.serve, srv2, function() end)
-      duplex.sleep(0.01)
+      helpers.until_waiting(serving, "read", srv2)
       assert.same({ true }, { srv2:close(0.5) })
       assert.same({ true }, { srv2:close(0.5) })
       assert.same({ true, true }, { serving:join(5) })
@@ -1338,7 +1339,7 @@ describe("serve out of descriptors #nomemcheck", function()
   -- refuses registrations while a flag file exists.
   it("reports one episode while epoll refuses to register the listener (ENOSPC), then serves", function()
     local ch = require "spec.child_helpers"
-    local so = assert(ch.preload("epollfail"))
+    local so = assert(ch.shim("epollfail"))
     local flag = os.tmpname()                   -- exists: registrations fail
     defer(function() os.remove(flag) end)
     local r = ch.run([[

@@ -9,6 +9,7 @@
 -- Waiting outside a task raises. Every loop is bounded in count and time.
 
 local duplex = require "duplex"
+local helpers = require "spec.helpers"
 
 -- Yield (sleep(0): the others get a turn) until pred() holds; raises after
 -- `limit` seconds so that a broken test fails instead of hanging.
@@ -247,7 +248,7 @@ describe("duplex.queue", function()
         return ok
       end)
       until_(function() return log[1] == "put 3" end)
-      duplex.sleep(0.05)                      -- it stays stuck meanwhile
+      helpers.until_waiting(producer, "timer")   -- it is stuck, waiting in put
       assert.same({ "put 3" }, log)
       assert.equal(2, #q)
       assert.equal(1, q:get())
@@ -270,7 +271,7 @@ describe("duplex.queue", function()
         return v
       end)
       until_(function() return log[1] == "get" end)
-      duplex.sleep(0.05)
+      helpers.until_waiting(consumer, "timer")
       assert.same({ "get" }, log)
       assert.is_true(q:put("hello"))
       assert.same({ true, "hello" }, { consumer:join(5) })

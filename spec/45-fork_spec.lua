@@ -8,25 +8,24 @@
 -- (README; spec/51 keeps a pending spec for it).
 --
 -- Every process involved is a CHILD Lua process (spec/child_helpers.lua)
--- that forks with build/lfork.so (spec/shim/lfork.c), never busted itself;
--- workers are stopped by PID and reaped, and end on their own after 30 s
--- at most. Needs cc (the shims are built here): pending without it. The
+-- that forks with build/shim/lfork.so (spec/shim/lfork.c), never busted
+-- itself; workers are stopped by PID and reaped, and end on their own after
+-- 30 s at most. Needs the shims (`make shims`): fails without them. The
 -- children load the build helpers.lua names, so DUPLEX_CPATH runs this file
 -- against the poll or the signalfd build too. Loopback and port 0 only.
 
 local ch = require "spec.child_helpers"
 
 local function need_lfork()
-  local so, why = ch.build("lfork.so", "lfork.c",
-    "-shared -fPIC -I" .. (os.getenv("LUA_INCDIR") or "/usr/include/lua5.4"))
-  if not so or not ch.fakegai() then pending(why or "no fakegai shim") end
+  assert(ch.shim("lfork"))
+  assert(ch.fakegai())
 end
 
 -- Prepended to every child's body: fork(), and a first run that leaves the
 -- listener `srv` registered with the loop (its accept waited, then timed
 -- out), as a server's warm-up or an earlier phase of a program would.
 local PRELUDE = [==[
-local lfork = assert(package.loadlib("./build/lfork.so", "luaopen_lfork"))()
+local lfork = assert(package.loadlib("./build/shim/lfork.so", "luaopen_lfork"))()
 local srv = assert(duplex.listen("127.0.0.1", 0))
 local _, port = srv:getsockname()
 local warmup = { duplex.run(function() return srv:accept(0.05) end) }
@@ -122,7 +121,7 @@ describe("fork", function()
           c:close()
           return "accepted"
         end)
-        duplex.sleep(0)       -- the acceptor runs first, and waits
+        until_waiting(acceptor)   -- the acceptor runs first, and waits
         local c = assert(duplex.connect("127.0.0.1", port, { timeout = 3 }))
         -- (a deadline on accept itself would not tell: its last try succeeds)
         local got = { acceptor:join(3) }

@@ -5,13 +5,13 @@
 -- task a lookup blocks; a fork child makes a pool of its own.
 --
 -- Everything that looks a name up runs in a CHILD process with
--- build/fakegai.so preloaded (spec/shim/fakegai.c: NAME.slow.test answers
+-- build/shim/fakegai.so preloaded (spec/shim/fakegai.c: NAME.slow.test answers
 -- 127.0.0.1 after FAKEGAI_SLOW seconds, NAME.v4.test 127.0.0.1 at once,
 -- NAME.v6first.test ::1 then 127.0.0.1, NAME.fail.test EAI_NONAME, a name
 -- with a "group" label 239.255.0.1 and one with a "lo2" label 127.0.0.2
 -- instead of 127.0.0.1), never in
--- busted's own process. Needs cc (the shims are built here); the tests are
--- pending without it. Measured figures are printed with a "[measured]"
+-- busted's own process. Needs the shims (`make shims`): the tests fail
+-- without them. Measured figures are written to stderr with a "[measured]"
 -- prefix.
 
 local duplex = require "duplex"
@@ -21,12 +21,12 @@ local ch = require "spec.child_helpers"
 local FAKEGAI, WHY = ch.fakegai()
 
 local function need_fakegai()
-  if not FAKEGAI then pending(WHY) end
+  if not FAKEGAI then error(WHY, 2) end
 end
 
+-- On stderr: stdout is busted's (-o json).
 local function measured(fmt, ...)
-  io.stdout:write("\n[measured] ", fmt:format(...), "\n")
-  io.stdout:flush()
+  io.stderr:write("\n[measured] ", fmt:format(...), "\n")
 end
 
 local function answer(host, port, family)
@@ -187,8 +187,8 @@ describe("duplex.resolve", function()
       assert.is_true(r.elapsed >= 1.9 and r.elapsed < 5, "lookup took " .. r.elapsed)
       -- about 200 pings of 10 ms in 2 s; a blocked loop would answer none
       assert.is_true(r.during >= 100, "only " .. r.during .. " pings during the lookup")
-      assert.is_true(r.max_rtt < 0.1, "a ping waited " .. r.max_rtt .. " s")
-      assert.is_true(r.max_gap < 0.2, "pings stopped for " .. r.max_gap .. " s")
+      assert.is_true(r.max_rtt < 1, "a ping waited " .. r.max_rtt .. " s")      -- blocked: 2 s
+      assert.is_true(r.max_gap < 1, "pings stopped for " .. r.max_gap .. " s")
     end)
 
     it("{timeout = 0.5}: nil, msg, ETIMEDOUT after about 0.5 s; the others run; the next lookup answers at once", function()
@@ -228,7 +228,7 @@ describe("duplex.resolve", function()
         fds0 = fdcount()
         local out = duplex.run(function()
           local t = duplex.spawn(function() return duplex.resolve("d.slow.test", 1) end)
-          duplex.sleep(0.1)
+          until_waiting(t)
           local canceled = t:cancel()
           local j = { t:join(5) }
           local el, res = timed(duplex.resolve, "e.v4.test", 2, { timeout = 5 })
@@ -307,7 +307,7 @@ describe("duplex.resolve", function()
         { peer = r.peer, accepted = r.accepted, msg = r.msg, code = r.code })
       assert.is_true(r.elapsed >= 1.9 and r.elapsed < 5, "connect took " .. r.elapsed)
       assert.is_true(r.during >= 100, "only " .. r.during .. " pings during the connect")
-      assert.is_true(r.max_rtt < 0.1, "a ping waited " .. r.max_rtt .. " s")
+      assert.is_true(r.max_rtt < 1, "a ping waited " .. r.max_rtt .. " s")      -- blocked: 2 s
     end)
 
     it("connect with {timeout = 1} to a slow name: ETIMEDOUT after about 1 s (the lookup is inside the timeout)", function()
@@ -440,7 +440,7 @@ describe("duplex.resolve", function()
       assert.is_false(r.badhostport[1])
       assert.matches("^bad argument #2 to '[%w.]*connect' %(port out of range%)$", r.badhostport[2])
       assert.is_true(r.bind.elapsed >= 0.25 and r.bind.elapsed < 0.9, "took " .. r.bind.elapsed)
-      assert.is_true(r.bind.ticks > 10 and r.bind.max_gap < 0.2,
+      assert.is_true(r.bind.ticks > 10 and r.bind.max_gap < 0.5,   -- blocked: 1 s
         ("the ticker ran %d times, stopped for %.3f s"):format(r.bind.ticks, r.bind.max_gap))
     end)
 
@@ -739,8 +739,7 @@ describe("duplex.resolve", function()
 
     it("the process exits cleanly while a lookup thread is still busy (lua_close unloads duplex/core.so)", function()
       need_fakegai()
-      local linger, why = ch.build("linger.so", "linger.c", "-shared -fPIC")
-      if not linger then pending(why) end
+      local linger = assert(ch.shim("linger"))
       -- The child returns normally, so lua5.4 closes the state (unloading
       -- core.so) while the thread of the timed-out lookup sleeps in
       -- getaddrinfo; linger.so keeps the process alive 1 s after that, as a
@@ -772,14 +771,11 @@ describe("duplex.resolve", function()
 
   describe("fork", function()
     local function lfork_so()
-      local so, why = ch.build("lfork.so", "lfork.c",
-        "-shared -fPIC -I" .. (os.getenv("LUA_INCDIR") or "/usr/include/lua5.4"))
-      if not so then pending(why) end
-      return so
+      return assert(ch.shim("lfork"))
     end
 
     local LFORK = [==[
-      local lfork = assert(package.loadlib("./build/lfork.so", "luaopen_lfork"))()
+      local lfork = assert(package.loadlib("./build/shim/lfork.so", "luaopen_lfork"))()
     ]==]
 
     it("a child forked outside run, while a thread of the parent's pool is busy, makes a pool of its own", function()

@@ -4,13 +4,13 @@
 -- the first to connect wins and the rest are closed, one deadline for all,
 -- the last real error when all fail.
 --
--- Runs in CHILD processes with build/fakegai.so preloaded: x.v6first.test
+-- Runs in CHILD processes with build/shim/fakegai.so preloaded: x.v6first.test
 -- answers ::1 then 127.0.0.1. A black hole on [::1]:P (listen with backlog
 -- 0, v6only, and one connection to fill its queue: later SYNs are dropped)
 -- is paired with a listener on 127.0.0.1:P (the same port). Each scenario
 -- runs inside a task and outside duplex.run, and must leave no descriptor
--- open. Measured figures are printed with a "[measured]" prefix. IPv6
--- parts are pending without ::1.
+-- open. Measured figures are written to stderr with a "[measured]"
+-- prefix. IPv6 parts are pending without ::1.
 
 local helpers = require "spec.helpers"
 local ch = require "spec.child_helpers"
@@ -19,13 +19,13 @@ local FAKEGAI, WHY = ch.fakegai()
 local HAS_V6 = helpers.has_ipv6()
 
 local function need()
-  if not FAKEGAI then pending(WHY) end
+  if not FAKEGAI then error(WHY, 2) end
   if not HAS_V6 then pending("no IPv6 loopback (::1) on this machine") end
 end
 
+-- On stderr: stdout is busted's (-o json).
 local function measured(fmt, ...)
-  io.stdout:write("\n[measured] ", fmt:format(...), "\n")
-  io.stdout:flush()
+  io.stderr:write("\n[measured] ", fmt:format(...), "\n")
 end
 
 -- Child code: setups, and `both(fn)` which runs fn(label) outside run and
@@ -132,7 +132,7 @@ describe("Happy Eyeballs", function()
       measured("v6 refused then v4 (%s): connected in %.1f ms", where, x.elapsed * 1000)
       assert.same({ ok = true, peer = { "127.0.0.1", x.port, "inet" }, fds = 0 },
         { ok = x.ok, peer = x.peer, fds = x.fds, err = x.err })
-      assert.is_true(x.elapsed < 0.1, where .. ": took " .. x.elapsed)
+      assert.is_true(x.elapsed < 0.2, where .. ": took " .. x.elapsed)   -- not after 250 ms
     end
   end)
 
@@ -225,7 +225,7 @@ describe("Happy Eyeballs", function()
   end)
 
   it("a connect that fails before any attempt leaves its attempt list safe to collect", function()
-    if not FAKEGAI then pending(WHY) end
+    if not FAKEGAI then error(WHY) end
     -- connect's list of attempts (lx_targets) gets a __gc before the
     -- addresses are known; a failure there (a name that does not resolve,
     -- a Unix path too long, a bind host that does not resolve) must leave a

@@ -487,7 +487,7 @@ for _, t in ipairs(TRANSPORTS) do
               got[#got + 1] = { i, l }
             end)
           end
-          duplex.sleep(0.05)                              -- all five are waiting
+          for i = 1, 5 do helpers.until_waiting(tasks[i]) end   -- all five are waiting
           for i = 1, 5 do
             c:write(("line %d part one, "):format(i))
             duplex.sleep(0.005)
@@ -576,7 +576,7 @@ for _, t in ipairs(TRANSPORTS) do
           local c, p = pair(t)
           local res = {}
           local a = duplex.spawn(function() return c:write(DATA) end)
-          duplex.sleep(0.1)                             -- A has sent part and waits
+          helpers.until_waiting(a, "write")             -- A has sent part and waits
           a:cancel()
           local b = duplex.spawn(function() return all(c:write("B")) end)
           res.b = select(2, b:join(5))

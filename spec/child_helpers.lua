@@ -1,12 +1,12 @@
 -- spec/child_helpers.lua: child Lua processes for the resolver and Happy
--- Eyeballs specs (spec/51, spec/52). They run with build/fakegai.so preloaded
+-- Eyeballs specs (spec/51, spec/52). They run with build/shim/fakegai.so preloaded
 -- (spec/shim/fakegai.c: names under .test answer from a table, slowly for
 -- NAME.slow.test, a multicast group for NAME.group.test, 127.0.0.2 for
 -- NAME.lo2.test), which must never
 -- be preloaded into busted itself.
 --
 --   local ch = require "spec.child_helpers"
---   local so, why = ch.fakegai()           -- builds it; nil, why without cc
+--   local so, why = ch.fakegai()           -- nil, why before `make shims`
 --   local res, out = ch.run(body, { FAKEGAI_SLOW = "2" }, 20)
 --
 -- `body` is the text of a Lua chunk; it runs after a prelude that defines
@@ -16,6 +16,8 @@
 --   nthreads()                   threads of this process (/proc/self/task)
 --   fdcount()                    descriptors open in this process
 --   timed(fn, ...)               seconds, fn's results
+--   until_waiting(task)          inside run: turns for the others until
+--                                task waits (spec/helpers.lua's, bounded)
 -- and the child ends with os.exit(0), without closing the Lua state: see
 -- ch.run. A child that raises, or does not emit, fails the spec with its
 -- stdout and stderr.
@@ -37,38 +39,24 @@ local function cwd()
   return d
 end
 
--- Whether a C compiler is here.
-function ch.have_cc()
-  return sh_ok("command -v cc >/dev/null 2>&1")
-end
-
--- Build build/NAME from spec/shim/SRC with extra flags, unless it is newer
--- than its source: the absolute path, or nil, why.
-function ch.build(name, src, flags)
-  local out = cwd() .. "/build/" .. name
-  if not ch.have_cc() then return nil, "no C compiler (cc) to build " .. name end
-  local fresh = sh_ok(("test -f %s -a %s -nt %s"):format(helpers.shquote(out),
-    helpers.shquote(out), helpers.shquote("spec/shim/" .. src)))
-  if not fresh then
-    os.execute("mkdir -p build")
-    local cmd = ("cc %s -o %s %s 2>&1"):format(flags, helpers.shquote(out),
-      helpers.shquote("spec/shim/" .. src))
-    local p = io.popen(cmd)
-    local log = p:read("a")
-    local ok = p:close()
-    if not ok then return nil, "building " .. name .. " failed: " .. log end
+-- The absolute path of build/shim/NAME.so, the test shim spec/shim/NAME.c
+-- as `make shims` builds it (make test, asan, test-poll and memcheck do;
+-- a spec never runs a compiler); or nil, why when it is missing or older
+-- than its source.
+function ch.shim(name)
+  local rel, src = "build/shim/" .. name .. ".so", "spec/shim/" .. name .. ".c"
+  if not sh_ok("test -f " .. helpers.shquote(rel)) then
+    return nil, rel .. " is missing: `make shims` builds the test shims"
   end
-  return out
+  if sh_ok(("test %s -nt %s"):format(helpers.shquote(src), helpers.shquote(rel))) then
+    return nil, rel .. " is older than " .. src .. ": `make shims` builds it again"
+  end
+  return cwd() .. "/" .. rel
 end
 
--- build/NAME.so, the LD_PRELOAD library of spec/shim/NAME.c.
-function ch.preload(name)
-  return ch.build(name .. ".so", name .. ".c", "-shared -fPIC -ldl")
-end
-
--- build/fakegai.so (the LD_PRELOAD getaddrinfo of spec/shim/fakegai.c).
+-- build/shim/fakegai.so (the LD_PRELOAD getaddrinfo of spec/shim/fakegai.c).
 function ch.fakegai()
-  return ch.preload("fakegai")
+  return ch.shim("fakegai")
 end
 
 local PRELUDE = [==[
@@ -129,6 +117,13 @@ local function timed(fn, ...)
   local t0 = duplex.now()
   local r = table.pack(fn(...))
   return duplex.now() - t0, table.unpack(r, 1, r.n)
+end
+local function until_waiting(task)
+  local waiting, deadline = require("duplex.core").waiting, duplex.now() + 5
+  while not waiting(task.id) do
+    assert(duplex.now() < deadline, "until_waiting: the task does not wait")
+    duplex.sleep(0)
+  end
 end
 local function body()
 ]==]

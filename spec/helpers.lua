@@ -210,6 +210,44 @@ function helpers.timed(fn)
   return duplex.now() - t0, table.unpack(r, 1, r.n)
 end
 
+-- Inside duplex.run: give the other tasks turns (sleep(0)) until pred()
+-- returns a true value, and return it; raises after `limit` seconds
+-- (default 5: a hang guard, not a timing). Specs wait for a state this
+-- way, never for a guessed time.
+function helpers.wait_until(pred, limit, what)
+  local deadline = duplex.now() + (limit or 5)
+  while true do
+    local v = pred()
+    if v then return v end
+    if duplex.now() > deadline then
+      error(("wait_until: %s after %g s"):format(what or "not true", limit or 5), 2)
+    end
+    duplex.sleep(0)
+  end
+end
+
+-- duplex.core.waiting asks the scheduler what a task waits for (a test
+-- accessor, not duplex's API).
+local core = require "duplex.core"
+
+-- The id of the running task (for until_waiting from another task), or nil.
+helpers.current = core.current
+
+-- Inside duplex.run: wait_until `task` (a duplex.spawn task, or a task
+-- id) is suspended, waiting for `what` when given: "read" or "write" (a
+-- socket's readiness), "turn" (its place in a socket's FIFO) or "timer"
+-- (sleep, join, cond, queue, a lookup); and on socket `on` when given.
+-- Returns what it waits for; raises if the task ends first.
+function helpers.until_waiting(task, what, on)
+  local id = type(task) == "table" and task.id or task
+  local fd = on and on:fileno()
+  return helpers.wait_until(function()
+    local w, wfd = core.waiting(id)
+    if w and (what == nil or w == what) and (fd == nil or wfd == fd) then return w end
+    if not core.alive(id) then error("until_waiting: the task ended first", 4) end
+  end, nil, ("the task does not wait for %s"):format(what or "anything"))
+end
+
 -- Let the module create any lazily made, process-wide descriptor (the
 -- scheduler's poller, made by the first duplex.run and kept) now, so the
 -- first test that uses it does not count it as a leak.

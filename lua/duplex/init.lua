@@ -1,13 +1,32 @@
 -- duplex: BSD client-server sockets for Lua 5.4.
 --
--- This file is the policy layer over duplex.core (C): tasks and their
--- objects (join, cancel, error reports) and duplex.run; duplex/sync.lua
--- adds cond and queue, duplex/serve.lua server:serve, server:close(grace)
--- and client:lines. Every operation that may wait is C; whether it blocks the
--- process or yields to the scheduler is decided in one place, the
--- operation driver (csrc/ldrive.c).
+-- The module table. Its parts: duplex.core (C: sockets, datagrams, lookups,
+-- the dispatcher), duplex.sched (tasks, join, cancel, run, onerror,
+-- onsignal), duplex.sync (cond and queue) and duplex.serve (server:serve,
+-- server:close(grace) and client:lines, put into the core's method tables
+-- here); duplex.auxlib holds what they share. Each part's table has a
+-- field `core`: the duplex.core it was loaded with. Every operation that
+-- may wait is C; whether it blocks the process or yields to the scheduler
+-- is decided in one place, the operation driver (csrc/ldrive.c).
 
 local core = require "duplex.core"
+
+-- A part of duplex bound to this duplex.core (its `core` field). A state
+-- that loads duplex.core again (package.loaded["duplex.core"] = nil, then
+-- require "duplex") gets parts of its own, as it gets metatables of its
+-- own, and the first instance keeps working (spec/regress/015).
+local function part(name)
+  local m = require(name)
+  if m.core ~= core then
+    package.loaded[name] = nil
+    m = require(name)
+  end
+  return m
+end
+part "duplex.auxlib"              -- first: the others require it
+local sched = part "duplex.sched"
+local sync = part "duplex.sync"
+local serve = part "duplex.serve"
 
 local duplex = {
   _VERSION = core._VERSION,
@@ -20,223 +39,15 @@ local duplex = {
   type = core.type,
   now = core.now,
   sleep = core.sleep,
+  run = sched.run,
+  spawn = sched.spawn,
+  onerror = sched.onerror,
+  onsignal = sched.onsignal,
+  cond = sync.cond,
+  queue = sync.queue,
 }
 
-local spawn_raw, current, suspend, wake, alive =
-  core.spawn, core.current, core.suspend, core.wake, core.alive
-local pack, unpack = table.pack, table.unpack
-
--- The name Lua's own errors use for a value: its __name, else its type.
-local function typename(x)
-  local mt = getmetatable(x)
-  return type(mt) == "table" and type(mt.__name) == "string" and mt.__name or type(x)
-end
-
--- Errors in tasks --------------------------------------------------------
-
--- traceback is nil for reports that are not a task's error (serve's).
-local function default_onerror(err, traceback)
-  if traceback then
-    io.stderr:write("duplex: error in task: ", tostring(err), "\n", traceback, "\n")
-  else
-    io.stderr:write("duplex: ", tostring(err), "\n")
-  end
-end
-
-local onerror = default_onerror
-
---- Install fn(err, traceback) for errors in tasks other than run's main
---- task; returns the previous handler. nil restores the default (stderr).
-function duplex.onerror(fn)
-  if fn ~= nil and type(fn) ~= "function" then
-    error("bad argument #1 to 'onerror' (function expected, got " .. typename(fn) .. ")", 2)
-  end
-  local old = onerror
-  onerror = fn or default_onerror
-  return old
-end
-
-local function report(err, traceback)
-  local ok, why = pcall(onerror, err, traceback)
-  if not ok then io.stderr:write("duplex: error in onerror handler: ", tostring(why), "\n") end
-end
-
--- Tasks ------------------------------------------------------------------
-
--- Unwinds a task that cancels itself; its join then says "canceled".
-local CANCELED = setmetatable({}, { __tostring = function() return "canceled" end })
-
-local Task = { __name = "duplex.task" }
-Task.__index = Task
-
-local objects = {}        -- id -> Task, for tasks that have an object
-local run_state = nil     -- { main = id, result = packed } while run runs
-
-local done
-
--- End every task still alive (run's main failed, or run itself did).
-local function cancel_all()
-  for _, id in ipairs(core.ids()) do
-    if core.cancel(id) == true then done(id, false, CANCELED) end
-  end
-end
-
--- Whether a task that is still alive waits in join for t.
-local function joined(t)
-  for _, j in ipairs(t.joiners) do
-    if alive(j) then return true end
-  end
-  return false
-end
-
--- Called by core.step (and by cancel) when a task ends.
-function done(id, ok, ...)
-  local t = objects[id]
-  objects[id] = nil
-  local result
-  if ok then
-    result = pack(true, ...)
-  else
-    local err, traceback = ...
-    result = { n = 2, false, err == CANCELED and "canceled" or err }
-    if err ~= CANCELED and not (t and joined(t)) and not (run_state and run_state.main == id) then
-      report(err, traceback)
-    end
-  end
-  if t then
-    t.result = result
-    for _, j in ipairs(t.joiners) do wake(j) end
-    t.joiners = nil
-  end
-  if run_state and run_state.main == id then
-    run_state.result = result
-    if not ok then cancel_all() end   -- the main function failed: nothing goes on
-  end
-end
--- Signals -----------------------------------------------------------------
-
-local on_signal = {}      -- name -> fn
-
-local function signal_arrived(name)
-  local fn = on_signal[name]
-  if fn then core.go(fn, name) end
-end
-
-core.sethooks(done, report, signal_arrived)
-
---- Run fn(name) as a task whenever signal `name` ("TERM", "INT", "HUP",
---- ...) arrives; nil stops, and puts back what was there before. Nothing
---- about signals changes until a program calls this. Returns the previous
---- function; raises for an unknown name.
-function duplex.onsignal(name, fn)
-  if type(name) ~= "string" then
-    error("bad argument #1 to 'onsignal' (string expected, got " .. typename(name) .. ")", 2)
-  end
-  if fn ~= nil and type(fn) ~= "function" then
-    error("bad argument #2 to 'onsignal' (function expected, got " .. typename(fn) .. ")", 2)
-  end
-  name = name:gsub("^SIG", "")
-  local ok, msg, code = core.sigwatch(name, fn ~= nil)
-  if code == "EINVAL" then
-    error(string.format("bad argument #1 to 'onsignal' (unknown signal %q)", name), 2)
-  end
-  if not ok then return nil, msg, code end
-  local old = on_signal[name]
-  on_signal[name] = fn
-  return old or true
-end
-
-local function cancel_id(id)
-  local r = core.cancel(id)
-  if r == "self" then error(CANCELED, 0) end
-  if r then done(id, false, CANCELED) end
-end
-
---- Start fn(...) as a task of the running duplex.run; returns the task.
-function duplex.spawn(fn, ...)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'spawn' (function expected, got " .. typename(fn) .. ")", 2)
-  end
-  if not run_state then error("duplex.spawn: not inside duplex.run", 2) end
-  local id = spawn_raw(fn, ...)
-  local t = setmetatable({ id = id, joiners = {} }, Task)
-  objects[id] = t
-  return t
-end
-
---- Wait for the task to end: true, results... or false, err (like pcall);
---- nil, msg, "ETIMEDOUT" when timeout seconds pass first.
-function Task:join(timeout)
-  if getmetatable(self) ~= Task then
-    error("bad argument #1 to 'join' (duplex.task expected, got " .. typename(self) .. ")", 2)
-  end
-  local why = core.timeout_error(timeout)
-  if why then error("bad argument #1 to 'join' (" .. why .. ")", 2) end
-  if not self.result then
-    local me = current()
-    if not me then error("join: not inside a duplex task", 2) end
-    if me == self.id then error("join: a task cannot join itself", 2) end
-    local deadline = timeout and duplex.now() + timeout
-    local joiners = self.joiners
-    joiners[#joiners + 1] = me
-    while not self.result do
-      local left = deadline and math.max(0, deadline - duplex.now())
-      if not suspend(left) and not self.result then
-        for i = #joiners, 1, -1 do
-          if joiners[i] == me then table.remove(joiners, i) end
-        end
-        return nil, "join: timed out", "ETIMEDOUT"
-      end
-    end
-  end
-  return unpack(self.result, 1, self.result.n)
-end
-
---- End the task: its wait is abandoned, its <close> variables closed, and
---- join returns false, "canceled". Returns true.
-function Task:cancel()
-  if getmetatable(self) ~= Task then
-    error("bad argument #1 to 'cancel' (duplex.task expected, got " .. typename(self) .. ")", 2)
-  end
-  if not self.result then cancel_id(self.id) end
-  return true
-end
-
-function Task:__tostring()
-  return string.format("duplex.task (%s)", self.result and "done" or "running")
-end
-
---- Run fn(...) as the first task; return its results once every task has
---- ended. If fn raises, the other tasks are cancelled and the error raised.
-function duplex.run(fn, ...)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'run' (function expected, got " .. typename(fn) .. ")", 2)
-  end
-  if run_state then error("duplex.run: already running", 2) end
-  core.inrun(true)        -- (in a fork child, makes the loop its own first: may raise)
-  local started, main = pcall(spawn_raw, fn, ...)
-  if not started then
-    core.inrun(false)
-    error(main, 0)
-  end
-  local state = { main = main }
-  run_state = state
-  local ok, err = pcall(function()
-    while core.step() > 0 do end
-  end)
-  if not ok then cancel_all() end        -- a deadlock, or a failing handler
-  core.inrun(false)
-  run_state = nil
-  if not ok then error(err, 0) end
-  local r = state.result
-  if not r[1] then error(r[2], 0) end
-  return unpack(r, 2, r.n)
-end
-
--- Coordination between tasks, and serving ----------------------------------
-
-local aux = { typename = typename, report = report }
-require "duplex.sync" (duplex, core, aux)
-require "duplex.serve" (duplex, core, aux)
+local server, client = core.server_methods, core.client_methods
+server.serve, server.close, client.lines = serve.serve, serve.close, serve.lines
 
 return duplex

@@ -31,7 +31,7 @@ describe("regression 003: read(0) while another task waits to read the same clie
         done.a = true
         return r
       end)
-      duplex.sleep(0.05)                 -- A waits in the reader FIFO
+      helpers.until_waiting(a, "read")   -- A waits in the reader FIFO
       assert.is_false(done.a)
       local z, after_a = zero(c, p, done)
       local ra = table.pack(a:join(2))   -- A never woke: "join: timed out"

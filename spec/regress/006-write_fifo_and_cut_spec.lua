@@ -100,7 +100,7 @@ describe("regression 006: writes from other writers while a message is partly se
     local got = {}
     local r = duplex.run(function()
       local a = duplex.spawn(function() return c:write(DATA) end)
-      duplex.sleep(0.05)                      -- A has sent part of it and waits
+      helpers.until_waiting(a, "write")       -- A has sent part of it and waits
       local early = {}
       drain_now(p, early)                     -- room again: A is woken, but not run yet
       assert.is_true(#table.concat(early) > 0)
@@ -173,7 +173,7 @@ describe("regression 006: writes from other writers while a message is partly se
     local r = duplex.run(function()
       local res = {}
       local a = duplex.spawn(function() return c:write(DATA) end)
-      duplex.sleep(0.05)                      -- A has sent part of it and waits
+      helpers.until_waiting(a, "write")       -- A has sent part of it and waits
       assert.same({ true }, { a:cancel() })
       drain_now(p, got)                       -- room again for a small write
       local b = duplex.spawn(function() return table.pack(c:write("B")) end)

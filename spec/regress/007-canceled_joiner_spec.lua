@@ -7,6 +7,7 @@
 -- Fix: a cancelled joiner leaves the list (the task's error goes to
 -- onerror exactly once, as for a task nobody joins).
 local duplex = require "duplex"
+local helpers = require "spec.helpers"
 
 describe("regression 007: a joiner cancelled before the joined task fails", function()
   local old_onerror
@@ -30,11 +31,12 @@ describe("regression 007: a joiner cancelled before the joined task fails", func
         joined = true
         return t:join()
       end)
-      duplex.sleep(0.02)                 -- j is waiting in t:join()
+      helpers.until_waiting(j, "timer")  -- j is waiting in t:join()
       assert.is_true(joined)
       assert.same({ true }, { j:cancel() })
       assert.same({ false, "canceled" }, { j:join(1) })
-      duplex.sleep(0.3)                  -- t fails meanwhile, nobody joining it
+      -- t fails meanwhile, nobody joining it
+      helpers.wait_until(function() return tostring(t) == "duplex.task (done)" end)
       local tj = table.pack(t:join(5))   -- (t has ended: this join does not wait)
       return tj[1], type(tj[2]) == "string" and tj[2]:match("boom%-7c21") or tj[2]
     end))

@@ -7,6 +7,7 @@
 -- Fix: a close error is reported through duplex.onerror(fn) as
 -- fn(err, traceback), like any other error in a task.
 local duplex = require "duplex"
+local helpers = require "spec.helpers"
 
 -- A to-be-closed value whose __close raises `msg`.
 local function closer(msg)
@@ -46,7 +47,7 @@ describe("regression 010: errors of <close> handlers in tasks", function()
         local x <close> = closer("close boom")
         duplex.sleep(10)
       end)
-      duplex.sleep(0.01)                  -- t is now waiting in sleep
+      helpers.until_waiting(t, "timer")   -- t is now waiting in sleep
       assert.is_true(t:cancel())
     end)
     assert.is_true(has(reports, "close boom"), list(reports))

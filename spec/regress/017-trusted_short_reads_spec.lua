@@ -29,11 +29,12 @@ describe("regression 017: reads trusted to have drained the socket", function()
   it("the end of stream that came with the last bytes is read at once", function()
     local r = duplex.run(function()
       local srv, port = helpers.server()
+      local main = helpers.current()
       local peer = duplex.spawn(function()
         local conn <close> = assert(srv:accept(5))
-        duplex.sleep(0.05)
+        helpers.until_waiting(main, "read")
         assert(conn:write("hi\n"))            -- the client waits for this one
-        duplex.sleep(0.05)
+        helpers.until_waiting(main, "timer")  -- in peer:join, "hi" read
         assert(conn:write("bye\n"))           -- then bytes and FIN together
       end)
       local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 2 }))

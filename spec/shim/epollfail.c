@@ -4,7 +4,7 @@
  * is reached. While the file named by EPOLLFAIL_FLAG exists, every
  * EPOLL_CTL_ADD fails with ENOSPC; the test creates and removes that file
  * to start and end the shortage. Everything else passes through.
- * Build: cc -shared -fPIC -o build/epollfail.so spec/shim/epollfail.c -ldl
+ * Build: make shims (build/shim/epollfail.so)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

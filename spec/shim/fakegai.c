@@ -9,7 +9,7 @@
  *   239.255.0.1, a multicast group, where the others answer 127.0.0.1;
  *   one with a "lo2" label (b.lo2.slow.test) answers 127.0.0.2, a local
  *   address that is not the default source (for connect's bind)
- * Build: cc -shared -fPIC -o build/fakegai.so spec/shim/fakegai.c -ldl
+ * Build: make shims (build/shim/fakegai.so)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

@@ -5,7 +5,7 @@
  *                          (or nil, errno text)
  *   lfork.wait(pid)     -> "exit", code | "signal", signo (waitpid, blocking)
  *   lfork._exit(code)   ends the process at once (no atexit, no lua_close)
- * Build: cc -shared -fPIC -I/usr/include/lua5.4 -o build/lfork.so spec/shim/lfork.c
+ * Build: make shims (build/shim/lfork.so)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>

@@ -5,7 +5,7 @@
  * still running inside an unloaded module then crashes the process instead
  * of being killed by exit first: spec/51 uses it to show that duplex's
  * lookup threads outlive duplex/core.so.
- * Build: cc -shared -fPIC -o build/linger.so spec/shim/linger.c
+ * Build: make shims (build/shim/linger.so)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>

@@ -8,7 +8,7 @@
  * At exit it writes "in=N out=N pipe=N" (the failures it made) to the file
  * NOSPLICE_LOG names, so that a spec knows the fallback was taken. Only the
  * first process acts: the peers it starts inherit LD_PRELOAD, not the fault.
- * Build: cc -shared -fPIC -o build/nosplice.so spec/shim/nosplice.c -ldl
+ * Build: make shims (build/shim/nosplice.so)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -3,8 +3,8 @@
 #
 #   spec/shim/run.sh [BYTES]      (from anywhere; BYTES as 16M, 512K, 1000)
 #
-# Builds build/duplex/core.so (make) and build/shortio.so, then runs
-# spec/shim/shortio_check.lua with LD_PRELOAD=build/shortio.so and the module
+# Builds build/duplex/core.so and build/shim/shortio.so (make), then runs
+# spec/shim/shortio_check.lua with LD_PRELOAD=build/shim/shortio.so and the module
 # taken from this checkout (./lua, ./build, or DUPLEX_CPATH as in
 # spec/helpers.lua), bounded by `timeout`. Exits non-zero when a part fails
 # or the bound is hit (124: timed out).
@@ -18,12 +18,9 @@ set -eu
 cd "$(dirname "$0")/../.."
 
 LUA=${LUA:-lua5.4}
-CC=${CC:-cc}
 BOUND=${SHORTIO_TIMEOUT:-120}
 
-make -s all
-mkdir -p build
-$CC -shared -fPIC -O2 -Wall -Wextra -o build/shortio.so spec/shim/shortio.c -ldl
+make -s all build/shim/shortio.so
 
 cpath=${DUPLEX_CPATH:-./build/?.so}
 export LUA_PATH="./lua/?.lua;./lua/?/init.lua;;"
@@ -35,7 +32,7 @@ partlimit=$((BOUND - 10))
 export SHORTIO_PARTLIMIT="${SHORTIO_PARTLIMIT:-$partlimit}"
 
 status=0
-timeout -k 5 "$BOUND" env LD_PRELOAD="$PWD/build/shortio.so" \
+timeout -k 5 "$BOUND" env LD_PRELOAD="$PWD/build/shim/shortio.so" \
   "$LUA" spec/shim/shortio_check.lua "$@" || status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "shim check: killed after the ${BOUND}s bound (exit $status)" >&2

@@ -2,8 +2,8 @@
  * shortio.c - an LD_PRELOAD shim that makes socket I/O short and
  * interrupted, to test that a program copes with partial transfers and EINTR.
  *
- * Build:  cc -shared -fPIC -O2 -o build/shortio.so spec/shim/shortio.c -ldl
- * Use:    LD_PRELOAD=./build/shortio.so lua5.4 spec/shim/shortio_check.lua
+ * Build:  make shims (build/shim/shortio.so)
+ * Use:    LD_PRELOAD=./build/shim/shortio.so lua5.4 spec/shim/shortio_check.lua
  *
  * Wrapped: read, write, readv, writev, recv, recvfrom, recvmsg, send, sendto,
  * sendmsg (and epoll_ctl, epoll_wait, close: below). Only calls on a stream socket are touched: whether the descriptor

@@ -6,7 +6,7 @@
 -- below must still arrive intact. Run it with spec/shim/run.sh (builds the
 -- shim, sets LD_PRELOAD and the module paths, bounds the whole run), or by
 -- hand from the repository root:
---   LD_PRELOAD=./build/shortio.so LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' \
+--   LD_PRELOAD=./build/shim/shortio.so LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' \
 --     LUA_CPATH='./build/?.so;;' lua5.4 spec/shim/shortio_check.lua [BYTES]
 -- A standalone script rather than a busted spec, so that nothing but the
 -- code under test runs under the shim (files, pipes and terminals pass
