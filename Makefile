@@ -30,7 +30,7 @@ OUT       = build/duplex/core.so
 BUSTED    = busted --lua=$(LUA) $(BUSTED_FLAGS)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all shims test test-debug check-rockspec check-version fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
+.PHONY: all shims check-layers test test-debug check-rockspec check-version fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -60,7 +60,7 @@ deps-tools:
 	@$(MAKE) -s deps DEPS_PKGS="$(DEPS_TOOLS)"
 
 test: deps
-	$(MAKE) all shims check-tiers check-rockspec check-version test-core
+	$(MAKE) all shims check-tiers check-layers check-rockspec check-version test-core
 	$(BUSTED) -o utfTerminal spec
 
 # The test shims (spec/shim/*.c): libraries the specs preload into child
@@ -106,6 +106,14 @@ check-tiers:
 	@if grep -l 'lua\.h\|lauxlib\.h\|lualib\.h\|luaconf\.h' csrc/dx_*; then \
 	  echo "the files above are core (dx_*) files that include Lua headers"; exit 1; \
 	else echo "core tier: no Lua headers in csrc/dx_*"; fi
+
+# The binding in layers, lowest first: a file calls only into the files
+# before it (lduplex.c, the entry, last); a call planted from the lowest
+# into the highest must be refused (spec/core/check_layers.sh).
+LAYERS = lxaux lsock ldrive lresolve lclient lread lwrite lforward ltls lconnect \
+         lserver ludp ldgram lsched lwait lsignal lserve lduplex
+check-layers:
+	@bash spec/core/check_layers.sh "$(CC) $(CFLAGS)" $(LAYERS)
 
 # The core's own unit test, without Lua, against both backends.
 build/test_core: spec/core/test_core.c $(CORE_SRCS) $(HDRS) $(BACKENDS) Makefile

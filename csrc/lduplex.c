@@ -13,8 +13,10 @@
 #include "lsched.h"
 #include "lserve.h"
 #include "lserver.h"
+#include "lsignal.h"
 #include "ltls.h"
 #include "ludp.h"
+#include "lwait.h"
 #include "lwrite.h"
 #include "dx_resolver.h"
 #include "dx_time.h"
@@ -107,6 +109,8 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_dgram(L);
   lx_open_resolve(L);
   lx_open_sched(L);
+  lx_open_wait(L);
+  lx_open_signal(L);
   lx_open_serve(L);
   lua_pop(L, 1);
   return 1;

@@ -31,14 +31,13 @@
 
 #define SLOT_MASK ((1 << LX_SLOT_BITS) - 1)
 
-/* The slot of a live task id, or 0. */
-static int slot_of(lx_state *S, lua_Integer id) {
+int lx_task_slot(lx_state *S, lua_Integer id) {
   int slot = (int)(id & SLOT_MASK);
   if (!S->loop_ok || id < 0 || !dx_loop_alive(&S->loop, slot)) return 0;
   return (lua_Integer)dx_loop_gen(&S->loop, slot) == id >> LX_SLOT_BITS ? slot : 0;
 }
 
-static void need_loop(lua_State *L, lx_state *S) {
+void lx_need_loop(lua_State *L, lx_state *S) {
   if (!S->loop_ok) {
     int rc = dx_loop_init(&S->loop);
     if (rc < 0) luaL_error(L, "duplex: cannot create the event loop: %s", dx_strerror(rc));
@@ -46,10 +45,7 @@ static void need_loop(lua_State *L, lx_state *S) {
   }
 }
 
-/* A fork child, its first run (or onsignal) since the fork: the loop's
- * epoll instance, the signal pipe and the lookup pool were the parent's;
- * make them this process's own, before anything waits or registers. */
-static void own_process(lua_State *L, lx_state *S) {
+void lx_own_process(lua_State *L, lx_state *S) {
   int rc;
   if (!S->loop_ok || !dx_loop_forked(&S->loop)) return;
   rc = dx_sigs_refork(&S->sigs);
@@ -87,19 +83,17 @@ static void close_thread(lua_State *L, lua_State *co, int err) {
   report(L, "(raised by a <close> handler of a task that was ending)");
 }
 
-/* detached: 0 spawn, 1 go, LX_HOOKED serve_go: its end function and its
- * client wait in hooks[2 * slot - 1] and hooks[2 * slot] (uservalue 11;
- * not on the task's own stack, which an error leaves unreachable), and
- * the client also lies to be closed below the function the task runs */
-#define LX_HOOKED 2
-
-static int spawn_task(lua_State *L, int detached) {
+/* A guarded task's end function and guard wait in guards[2 * slot - 1]
+ * and guards[2 * slot] (LX_UV_GUARDS; not on the task's own stack, which
+ * an error leaves unreachable); the guard also lies to be closed below
+ * the function the task runs. */
+int lx_spawn(lua_State *L, int detached) {
   lx_state *S = lx_state_of(L);
   int n = lua_gettop(L), slot;
   lua_State *co;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (detached == LX_HOOKED) luaL_checktype(L, 3, LUA_TFUNCTION);
-  need_loop(L, S);
+  if (detached == LX_TASK_GUARDED) luaL_checktype(L, 3, LUA_TFUNCTION);
+  lx_need_loop(L, S);
   lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_TASKS);
   co = lua_newthread(L);           /* never reused: a task inherits nothing */
   if (!lua_checkstack(co, n + LUA_MINSTACK))
@@ -119,7 +113,7 @@ static int spawn_task(lua_State *L, int detached) {
   S->detached[slot] = (unsigned char)detached;
   lua_rawseti(L, -2, slot);                        /* tasks[slot] = co */
   lua_pop(L, 1);
-  if (detached == LX_HOOKED) {
+  if (detached == LX_TASK_GUARDED) {
     lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_GUARDS);
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 2 * (lua_Integer)slot - 1);
@@ -130,57 +124,21 @@ static int spawn_task(lua_State *L, int detached) {
     n--;
   }
   lua_xmove(L, co, n);                             /* fn and its arguments */
-  if (detached == LX_HOOKED) lua_toclose(co, 1);   /* closed however it ends */
+  if (detached == LX_TASK_GUARDED) lua_toclose(co, 1);   /* closed however it ends */
   lua_pushinteger(L, lx_task_id(S, slot));
   return 1;
 }
 
 /* spawn(fn, ...) -> id; its end is reported to the done function */
-static int k_spawn(lua_State *L) { return spawn_task(L, 0); }
+static int k_spawn(lua_State *L) { return lx_spawn(L, LX_TASK_JOINABLE); }
 
-/* go(fn, ...) -> id; only a failure is reported (serve's per-connection
- * tasks: no Lua call when one ends well) */
-static int k_go(lua_State *L) { return spawn_task(L, 1); }
+/* go(fn, ...) -> id; only a failure is reported (no Lua call when one
+ * ends well) */
+static int k_go(lua_State *L) { return lx_spawn(L, LX_TASK_DETACHED); }
 
-/* serve_go(ended, client, fn, ...) -> id: go(fn, ...) for a connection,
- * whose task ends by closing client and calling ended(client, ok [, err,
- * traceback]) (not when cancelled). No wrapper frame stays on the task's
- * stack: an idle connection holds one call frame less per level. */
-static int k_serve_go(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  return spawn_task(L, LX_HOOKED);
-}
-
-/* serve_clients(ended) -> the clients of the live serve_go tasks whose end
- * function is ended, and their task ids: a serve's connections, kept
- * nowhere else (memory of idle connections), for its graceful close. */
-static int k_serve_clients(lua_State *L) {
-  lx_state *S = lx_state_of(L);
-  int slot, n = 0;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_newtable(L);                                 /* 2 clients */
-  lua_newtable(L);                                 /* 3 ids */
-  if (!S->loop_ok) return 2;
-  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_GUARDS);
-  for (slot = 1; slot < dx_loop_nslots(&S->loop) && slot < S->ndetached; slot++) {
-    if (!dx_loop_alive(&S->loop, slot) || S->detached[slot] != LX_HOOKED) continue;
-    lua_rawgeti(L, 4, 2 * (lua_Integer)slot - 1);
-    if (lua_rawequal(L, -1, 1)) {
-      lua_rawgeti(L, 4, 2 * (lua_Integer)slot);
-      lua_rawseti(L, 2, ++n);
-      lua_pushinteger(L, lx_task_id(S, slot));
-      lua_rawseti(L, 3, n);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return 2;
-}
-
-/* Take a serve_go task's end function and client out of the hooks:
+/* Take a guarded task's end function and guard out of the guards:
  * pushed when push, forgotten either way. */
-static void take_hooks(lua_State *L, int slot, int push) {
+static void take_guard(lua_State *L, int slot, int push) {
   lua_Integer i = 2 * (lua_Integer)slot - 1;
   int h;
   lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_GUARDS);
@@ -196,13 +154,13 @@ static void take_hooks(lua_State *L, int slot, int push) {
   lua_remove(L, h);
 }
 
-/* A serve_go task ended: close what it left open, then
- * ended(client, ok [, err, traceback]). */
-static void finish_hooked(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
+/* A guarded task ended: close what it left open, then
+ * ended(guard, ok [, err, traceback]). */
+static void finish_guarded(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
                           int status) {
   int nargs = 2;
   lx_sock *c;
-  take_hooks(L, slot, 1);
+  take_guard(L, slot, 1);
   /* A task that ended well left one closer pending, its socket's: run at
    * once, without resetting the dead coroutine (which reallocates its stack). */
   c = status == LUA_OK ? lx_tosock(L, S, -1, NULL) : NULL;
@@ -226,8 +184,8 @@ static void finish(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
                    int status, int nres) {
   lua_Integer id = lx_task_id(S, slot);
   int nargs;
-  if (S->detached[slot] == LX_HOOKED) {
-    finish_hooked(L, S, T, slot, co, status);
+  if (S->detached[slot] == LX_TASK_GUARDED) {
+    finish_guarded(L, S, T, slot, co, status);
     return;
   }
   if (status == LUA_OK && S->detached[slot]) {
@@ -264,7 +222,7 @@ static void resume_one(lua_State *L, lx_state *S, int T, int slot) {
   co = lua_tothread(L, -1);
   lua_pop(L, 1);                 /* still anchored in tasks */
   nargs = lua_status(co) != LUA_OK ? 0
-        : lua_gettop(co) - 1 - (S->detached[slot] == LX_HOOKED);
+        : lua_gettop(co) - 1 - (S->detached[slot] == LX_TASK_GUARDED);
   S->running = co;
   S->slot = slot;
   S->budget = LX_BUDGET;
@@ -285,7 +243,7 @@ static void resume_one(lua_State *L, lx_state *S, int T, int slot) {
 static int k_step(lua_State *L) {
   lx_state *S = lx_state_of(L);
   int rc, n, T;
-  need_loop(L, S);
+  lx_need_loop(L, S);
   if (S->running) return luaL_error(L, "duplex.run: already running");
   rc = dx_loop_poll(&S->loop);
   if (rc == -EDEADLK)
@@ -325,33 +283,11 @@ static int k_sethooks(lua_State *L) {
   return 0;
 }
 
-/* sigwatch(name, on) -> true, or nil, msg, code: start or stop receiving
- * a signal through the signal hook; an unknown name is nil, nil, "EINVAL". */
-static int k_sigwatch(lua_State *L) {
-  lx_state *S = lx_state_of(L);
-  size_t len;
-  const char *name = luaL_checklstring(L, 1, &len);
-  int signo = strlen(name) == len ? dx_signo(name) : 0, rc;
-  if (signo == 0) {
-    lua_pushnil(L);
-    lua_pushnil(L);
-    lua_pushliteral(L, "EINVAL");
-    return 3;
-  }
-  need_loop(L, S);
-  own_process(L, S);
-  rc = lua_toboolean(L, 2) ? dx_sig_watch(&S->sigs, signo) : dx_sig_unwatch(&S->sigs, signo);
-  if (rc == 0) rc = dx_loop_watch_sys(&S->loop, 0, dx_sig_any(&S->sigs) ? S->sigs.fd : -1);
-  if (rc < 0) return lx_fail(L, "onsignal", name, rc);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* inrun(flag): duplex.run begins or ends; meanwhile only tasks may wait.
  * A run that begins in a fork child makes the loop its own first. */
 static int k_inrun(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  if (lua_toboolean(L, 1)) own_process(L, S);
+  if (lua_toboolean(L, 1)) lx_own_process(L, S);
   S->in_run = lua_toboolean(L, 1);
   return 0;
 }
@@ -366,90 +302,7 @@ static int k_current(lua_State *L) {
 
 /* alive(id) -> whether the task still runs */
 static int k_alive(lua_State *L) {
-  lua_pushboolean(L, slot_of(lx_state_of(L), luaL_checkinteger(L, 1)) != 0);
-  return 1;
-}
-
-/* What a suspended task waits for: its turn in a socket's FIFO, a
- * socket's readiness, or a timer (a deadline, or a wake: sleep, join,
- * cond, a lookup); NULL when it runs, is ready to, or has ended. */
-static const char *waits_for(const dx_loop *l, int slot) {
-  const dx_task *t = &l->tasks[slot];
-  if (!t->waiting) return NULL;
-  if ((t->watch && t->watch->head[t->dir] != slot) ||
-      (t->watch2 && t->watch2->head[t->dir2] != slot)) return "turn";
-  if (t->on == NULL) return "timer";
-  return t->want ? "write" : "read";
-}
-
-/* waiting(id) -> "turn", "read", "write" or "timer" while the task is
- * suspended, and the descriptor whose readiness wakes it (-1: none);
- * else false. For specs, which wait for a state instead of a guessed time
- * (spec/helpers.lua's until_waiting); not duplex's API. */
-static int k_waiting(lua_State *L) {
-  lx_state *S = lx_state_of(L);
-  int slot = slot_of(S, luaL_checkinteger(L, 1));
-  const char *what = slot ? waits_for(&S->loop, slot) : NULL;
-  const dx_watch *on;
-  if (what == NULL) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  on = S->loop.tasks[slot].on;
-  lua_pushstring(L, what);
-  lua_pushinteger(L, on ? on->fd : -1);
-  return 2;
-}
-
-/* suspend: stack 1 timeout. Done when woken (true); false when the
- * deadline passed first (or at once for timeout 0). */
-static int try_suspend(lua_State *L, lx_call *k) {
-  (void)L;
-  if (k->k[0] == 0) {
-    k->k[0] = 1;
-    return LX_WAIT_TIMER;
-  }
-  return k->fired ? -ETIMEDOUT : LX_DONE;
-}
-
-static int push_true(lua_State *L, lx_call *k) {
-  (void)k;
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int push_false(lua_State *L, lx_call *k, int code) {
-  (void)k, (void)code;
-  lua_pushboolean(L, 0);
-  return 1;
-}
-
-static const lx_op op_suspend = {
-  .name = "suspend", .dir = LX_NOQUEUE, .try = try_suspend, .push = push_true,
-  .fail = push_false,
-};
-
-static void must_be_task(lua_State *L, lx_state *S, const char *what) {
-  if (S->running != L || !lua_isyieldable(L))
-    luaL_error(L, "%s: not inside a duplex task", what);
-}
-
-/* suspend([timeout]) -> true when woken by wake(id), false on timeout */
-static int k_suspend(lua_State *L) {
-  lx_state *S = lx_state_of(L);
-  double timeout = lx_opt_timeout(L, 1);
-  must_be_task(L, S, "suspend");
-  lua_settop(L, 1);
-  return lx_drive(L, &op_suspend, lx_deadline(timeout));
-}
-
-/* wake(id) -> true if the task was suspended and is now ready */
-static int k_wake(lua_State *L) {
-  lx_state *S = lx_state_of(L);
-  int slot = slot_of(S, luaL_checkinteger(L, 1));
-  int ok = slot != 0 && dx_loop_sleeping(&S->loop, slot);
-  if (ok) dx_loop_ready(&S->loop, slot);
-  lua_pushboolean(L, ok);
+  lua_pushboolean(L, lx_task_slot(lx_state_of(L), luaL_checkinteger(L, 1)) != 0);
   return 1;
 }
 
@@ -457,7 +310,7 @@ static int k_wake(lua_State *L) {
  * string "self" when the task is the one running (the caller unwinds it). */
 static int k_cancel(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  int slot = slot_of(S, luaL_checkinteger(L, 1));
+  int slot = lx_task_slot(S, luaL_checkinteger(L, 1));
   lua_State *co;
   if (slot == 0) {
     lua_pushboolean(L, 0);
@@ -470,48 +323,12 @@ static int k_cancel(lua_State *L) {
     lua_pushliteral(L, "self");
     return 1;
   }
-  if (S->detached[slot] == LX_HOOKED) take_hooks(L, slot, 0);   /* cancelled: no end call */
+  if (S->detached[slot] == LX_TASK_GUARDED) take_guard(L, slot, 0);   /* cancelled: no end call */
   dx_loop_kill(&S->loop, slot);
   lua_pushnil(L);
   lua_rawseti(L, -3, slot);
   close_thread(L, co, 0);          /* co stays anchored on our stack */
   lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* sleep: stack 1 seconds; the deadline is the goal, not a limit. */
-static int try_sleep(lua_State *L, lx_call *k) {
-  (void)L, (void)k;
-  return LX_WAIT_TIMER;
-}
-
-static int slept(lua_State *L, lx_call *k, int code) {
-  if (code != -ETIMEDOUT) return luaL_error(L, "sleep: %s", dx_strerror(code));
-  return push_true(L, k);
-}
-
-static const lx_op op_sleep = {
-  .name = "sleep", .dir = LX_NOQUEUE, .try = try_sleep, .push = push_true, .fail = slept,
-};
-
-/* sleep(s): yields inside a task, blocks the process outside duplex.run. */
-static int k_sleep(lua_State *L) {
-  lx_state *S = lx_state_of(L);
-  double s;
-  luaL_checknumber(L, 1);
-  s = lx_opt_timeout(L, 1);
-  if (s == 0 && lx_pass(L, S)) return 1;          /* not reached: yields */
-  lua_settop(L, 1);
-  return lx_drive(L, &op_sleep, dx_now() + s);
-}
-
-/* timeout_error(v) -> nil if v is a good timeout, else why not (for the
- * timeouts checked in Lua: one rule everywhere) */
-static int k_timeout_error(lua_State *L) {
-  double t;
-  const char *why = lx_timeout_error(L, 1, &t);
-  if (why == NULL) return 0;
-  lua_pushstring(L, why);
   return 1;
 }
 
@@ -532,20 +349,12 @@ static const luaL_Reg funcs[] = {
   {"ids", k_ids},
   {"spawn", k_spawn},
   {"go", k_go},
-  {"serve_go", k_serve_go},
-  {"serve_clients", k_serve_clients},
   {"step", k_step},
   {"sethooks", k_sethooks},
-  {"sigwatch", k_sigwatch},
   {"inrun", k_inrun},
   {"current", k_current},
   {"alive", k_alive},
-  {"waiting", k_waiting},
-  {"timeout_error", k_timeout_error},
-  {"suspend", k_suspend},
-  {"wake", k_wake},
   {"cancel", k_cancel},
-  {"sleep", k_sleep},
   {NULL, NULL}
 };
 

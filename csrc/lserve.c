@@ -1,11 +1,13 @@
 /*
  * lserve.c - what serve (lua/duplex/serve.lua) needs of the binding
- * beyond the public API: whether a client is between two requests, for
- * its graceful close.
+ * beyond the public API: a task per connection that closes its client
+ * however it ends, the list of them, and whether a client is between two
+ * requests, for the graceful close.
  */
 #include "dx_prefix.h"
 #include "lserve.h"
 #include "lclient.h"
+#include "lsched.h"
 
 #define check_client(L, S) ((lx_client *)lx_checksock(L, S, &lx_client_class))
 
@@ -21,9 +23,54 @@ static int m_idle(lua_State *L) {
   return 1;
 }
 
+/* go_guarded(ended, client, fn, ...) -> id: go(fn, ...) for a
+ * connection, whose task ends by closing client and calling ended(client,
+ * ok [, err, traceback]) (not when cancelled). No wrapper frame stays on
+ * the task's stack: an idle connection holds one call frame less per
+ * level. */
+static int k_go_guarded(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  return lx_spawn(L, LX_TASK_GUARDED);
+}
+
+/* guarded(ended) -> the clients of the live guarded tasks whose end
+ * function is ended, and their task ids: a serve's connections, kept
+ * nowhere else (memory of idle connections), for its graceful close. */
+static int k_guarded(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  int slot, n = 0;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_newtable(L);                                 /* 2 clients */
+  lua_newtable(L);                                 /* 3 ids */
+  if (!S->loop_ok) return 2;
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_GUARDS);
+  for (slot = 1; slot < dx_loop_nslots(&S->loop) && slot < S->ndetached; slot++) {
+    if (!dx_loop_alive(&S->loop, slot) || S->detached[slot] != LX_TASK_GUARDED) continue;
+    lua_rawgeti(L, 4, 2 * (lua_Integer)slot - 1);
+    if (lua_rawequal(L, -1, 1)) {
+      lua_rawgeti(L, 4, 2 * (lua_Integer)slot);
+      lua_rawseti(L, 2, ++n);
+      lua_pushinteger(L, lx_task_id(S, slot));
+      lua_rawseti(L, 3, n);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 2;
+}
+
+static const luaL_Reg funcs[] = {
+  {"go_guarded", k_go_guarded},
+  {"guarded", k_guarded},
+  {"idle", m_idle},
+  {NULL, NULL}
+};
+
 /* Stack on entry: module, state. */
 void lx_open_serve(lua_State *L) {
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, m_idle, 1);
-  lua_setfield(L, -3, "idle");
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, funcs, 1);
+  lua_pop(L, 1);
 }

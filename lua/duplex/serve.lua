@@ -12,7 +12,7 @@ local sched = require "duplex.sched"
 local sync = require "duplex.sync"
 
 local client, server = core.client_methods, core.server_methods
-local serve_go, serve_clients = core.serve_go, core.serve_clients
+local go_guarded, guarded = core.go_guarded, core.guarded
 local current, now = core.current, core.now
 local idle_client = core.idle
 local typename, argerror, checktype, checktimeout =
@@ -188,8 +188,8 @@ function M.serve(self, handler, opts)
       if c then
         st.active = st.active + 1         -- counted now, for maxclients
         if idle then c:setoption("idletimeout", idle) end
-        if st.handshake_timeout then serve_go(st.ended, c, tls_one, st, handler, c)
-        else serve_go(st.ended, c, handler, c) end
+        if st.handshake_timeout then go_guarded(st.ended, c, tls_one, st, handler, c)
+        else go_guarded(st.ended, c, handler, c) end
       elseif episode and code == "ETIMEDOUT" then
         report(string.format("%s; accepting again after %d failures in %.1f s",
           episode.msg, episode.count, now() - episode.since))
@@ -210,13 +210,13 @@ function M.serve(self, handler, opts)
   if st.grace then                        -- drain, then end the stragglers
     local deadline = now() + st.grace
     repeat
-      for _, c in ipairs(serve_clients(st.ended)) do   -- between requests: end it now
+      for _, c in ipairs(guarded(st.ended)) do   -- between requests: end it now
         if idle_client(c) then c:close() end
       end
       if st.active == 0 then break end
       wait_change(st, math.min(STEP, math.max(0, deadline - now())))
     until now() >= deadline
-    local _, tasks = serve_clients(st.ended)    -- the grace is over: they end,
+    local _, tasks = guarded(st.ended)    -- the grace is over: they end,
     for _, id in ipairs(tasks) do core.cancel(id) end   -- closing their clients
   end
   serving[self] = nil
