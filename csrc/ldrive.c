@@ -206,8 +206,8 @@ static lx_sock *op_sock(lua_State *L, const lx_op *op) {
   return op->sockarg ? (lx_sock *)lua_touserdata(L, op->sockarg) : NULL;
 }
 
-static void init_call(lua_State *L, lx_call *c, lx_state *S, const lx_op *op, lx_sock *sock,
-                      int base, double deadline) {
+static inline void init_call(lua_State *L, lx_call *c, lx_state *S, const lx_op *op,
+                             lx_sock *sock, int base, double deadline) {
   c->S = S;
   c->op = op;
   c->sock = sock;
@@ -257,16 +257,11 @@ int lx_drive(lua_State *L, const lx_op *op, double deadline) {
   return lx_drive_on(L, lx_state_of(L), op_sock(L, op), op, deadline);
 }
 
-double lx_deadline_by(double d, double at) {
-  if (at < 0 || d == 0) return d;
-  return d < 0 || at < d ? at : d;
-}
-
 /* A call's deadline with its socket's (setoption "deadline"). Taken when
  * the call starts: a deadline set meanwhile is for the next call, as a
  * timeout is. */
-static double with_deadline_of(const lx_sock *s, double d) {
-  return s ? lx_deadline_by(d, s->deadline) : d;
+static inline double with_deadline_of(const lx_sock *s, double d) {
+  return s && s->deadline >= 0 ? lx_deadline_by(d, s->deadline) : d;
 }
 
 int lx_drive_on(lua_State *L, lx_state *S, lx_sock *sock, const lx_op *op, double deadline) {

@@ -79,7 +79,10 @@ int lx_pass(lua_State *L, lx_state *S);
 lua_Integer lx_who(lua_State *L, const lx_state *S);
 /* The earlier of a call's deadline d (lx_deadline's: -1 none, 0 never
  * wait, which stays) and an absolute deadline at (< 0: none). */
-double lx_deadline_by(double d, double at);
+static inline double lx_deadline_by(double d, double at) {
+  if (at < 0 || d == 0) return d;
+  return d < 0 || at < d ? at : d;
+}
 /* Raise: a wait is impossible here. */
 int lx_cannot_wait(lua_State *L);
 
