@@ -152,7 +152,7 @@ static void client_release(lx_state *S, lx_sock *s) {
 }
 
 const lx_class lx_client_class = {
-  .name = "duplex.client", .type = "client", .index = 1, .connection = 1,
+  .name = "duplex.client", .type = {"client", "closed client"}, .index = 1, .connection = 1,
   .label = client_label, .reason = client_reason, .release = client_release,
 };
 

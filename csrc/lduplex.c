@@ -29,7 +29,7 @@ static int m_type(lua_State *L) {
   lx_sock *s;
   luaL_checkany(L, 1);
   if ((s = lx_tosock(L, S, 1, NULL)) != NULL) {
-    lua_pushfstring(L, s->w.fd < 0 ? "closed %s" : "%s", s->cls->type);
+    lua_pushstring(L, s->cls->type[s->w.fd < 0]);
     return 1;
   }
   if (lua_touserdata(L, 1) && lua_getmetatable(L, 1)) {

@@ -40,7 +40,7 @@ static void server_release(lx_state *S, lx_sock *sock) {
 }
 
 static const lx_class server_class = {
-  .name = "duplex.server", .type = "server", .index = 0,
+  .name = "duplex.server", .type = {"server", "closed server"}, .index = 0,
   .label = server_label, .release = server_release,
 };
 

@@ -15,7 +15,7 @@ typedef struct lx_sock lx_sock;
  * a socket) needs to know of it, without calling into its file. */
 typedef struct lx_class {
   const char *name;           /* its metatable's __name: "duplex.client" */
-  const char *type;           /* what duplex.type says: "client" */
+  const char *type[2];        /* what duplex.type says: open, closed */
   int index;                  /* its metatable: lx_state's mt[index] */
   int connection;             /* a connection: close may leave its epoll
                                  registration for the kernel to drop (no

@@ -34,7 +34,7 @@ static void udp_release(lx_state *S, lx_sock *s) {
 }
 
 const lx_class lx_udp_class = {
-  .name = "duplex.udp", .type = "udp", .index = 2,
+  .name = "duplex.udp", .type = {"udp", "closed udp"}, .index = 2,
   .label = udp_label, .release = udp_release,
 };
 
