@@ -49,7 +49,7 @@ static lx_answer *new_answer(lua_State *L, lx_state *S, int idx) {
   lua_setiuservalue(L, -2, 1);
   lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_ANSWER_MT);      /* the answers' metatable */
   lua_setmetatable(L, -2);
-  lua_toclose(L, -1);         /* a cancelled task gives its lookup up at once */
+  lx_toclose(L, -1);         /* a cancelled task gives its lookup up at once */
   return a;
 }
 

@@ -31,6 +31,15 @@
 
 #define SLOT_MASK ((1 << LX_SLOT_BITS) - 1)
 
+/* What a waiting task is resumed with: nothing where the driver's yield
+ * has a continuation; where it has none (LX_NO_YIELDK), what it yielded,
+ * which becomes its C call's results (ldrive.c). */
+#ifdef LX_NO_YIELDK
+#define RESUMED_WITH(co) lua_gettop(co)
+#else
+#define RESUMED_WITH(co) 0
+#endif
+
 int lx_task_slot(lx_state *S, lua_Integer id) {
   int slot = (int)(id & SLOT_MASK);
   if (!S->loop_ok || id < 0 || !dx_loop_alive(&S->loop, slot)) return 0;
@@ -221,7 +230,7 @@ static void resume_one(lua_State *L, lx_state *S, int T, int slot) {
   lua_rawgeti(L, T, slot);
   co = lua_tothread(L, -1);
   lua_pop(L, 1);                 /* still anchored in tasks */
-  nargs = lua_status(co) != LUA_OK ? 0
+  nargs = lua_status(co) != LUA_OK ? RESUMED_WITH(co)
         : lua_gettop(co) - 1 - (S->detached[slot] == LX_TASK_GUARDED);
   S->running = co;
   S->slot = slot;
@@ -230,9 +239,12 @@ static void resume_one(lua_State *L, lx_state *S, int T, int slot) {
   status = lua_resume(co, L, nargs, &nres);
   S->running = NULL;
   if (status == LUA_YIELD) {
-    lua_pop(co, nres);
-    /* a bare coroutine.yield() in a task: run again next turn */
-    if (!S->waited) dx_loop_ready(&S->loop, slot);
+    /* a bare coroutine.yield() in a task: run again next turn; a wait of
+     * the driver's keeps what it yielded (nothing, or its call's stack) */
+    if (!S->waited) {
+      lua_pop(co, nres);
+      dx_loop_ready(&S->loop, slot);
+    }
     return;
   }
   finish(L, S, T, slot, co, status, nres);
