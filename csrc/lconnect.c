@@ -351,6 +351,8 @@ void lx_open_connect(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, targets_gc);
   lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, targets_gc);
+  lua_setfield(L, -2, "__cancel");     /* LX_CANCEL_BY_STACK */
   lua_pushcclosure(L, m_connect, 2);
   lua_setfield(L, -3, "connect");
 }

@@ -97,17 +97,18 @@ static int k_continue(lua_State *L) {
 /* Every function that may wait, wrapped: a result that starts with the
  * mark is a wait's stack, handed to continue until a real result comes.
  * Each wrapper calls its function by the function's own name, which is
- * then what an argument error names (a method's arguments count self). */
+ * then what an argument error names; but such an error is placed at
+ * "duplex:1:", and a method's arguments count self (c:read(x): #2). */
 static const char resume_chunk[] =
   "local core, mark, continue = ...\n"
   "local function finish(first, ...)\n"
   "  if rawequal(first, mark) then return finish(continue(...)) end\n"
   "  return first, ...\n"
   "end\n"
+  "local load = loadstring or load\n"
   "local function wrap(t, k)\n"
-  "  local make = (loadstring or load)(('local finish, %s = ...; return function(...) return finish(%s(...)) end')\n"
-  "    :format(k, k), '=duplex')\n"
-  "  t[k] = make(finish, t[k])\n"
+  "  local src = 'local finish, %s = ...; return function(...) return finish(%s(...)) end'\n"
+  "  t[k] = load(src:format(k, k), '=duplex')(finish, t[k])\n"
   "end\n"
   "local waits = {\n"
   "  [core] = { 'connect', 'listen', 'udp', 'resolve', 'sleep', 'suspend' },\n"

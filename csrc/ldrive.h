@@ -80,12 +80,16 @@ int lx_pass(lua_State *L, lx_state *S);
  * wrap every function of the module that may wait (see ldrive.c); with
  * module and state on the stack. Nothing elsewhere. */
 void lx_open_resume(lua_State *L);
-/* lua_toclose where a waiting C call stays on the stack until it returns
- * (5.4 with continuations); where it returns at its wait (LX_NO_YIELDK),
- * or before 5.4, the value's __gc closes it instead. */
+/* What a waiting call holds that must end with its task (a lookup, the
+ * attempts of a connect, a forward's pipe) is to-be-closed where a waiting
+ * C call stays on the stack until it returns (5.4 with continuations).
+ * Where it returns at its wait (LX_NO_YIELDK) or there is no lua_toclose
+ * (before 5.4), its metatable's __cancel, called by a cancel for every
+ * value on the task's stack (lsched.c), ends it instead. */
 #if LUA_VERSION_NUM >= 504 && !defined(LX_NO_YIELDK)
 #define lx_toclose(L, idx) lua_toclose(L, idx)
 #else
+#define LX_CANCEL_BY_STACK
 #define lx_toclose(L, idx) ((void)(L), (void)(idx))
 #endif
 /* Who is calling, for ownership: the running task's id (also from a

@@ -265,6 +265,8 @@ void lx_open_forward(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, fwd_gc);
   lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, fwd_gc);
+  lua_setfield(L, -2, "__cancel");     /* LX_CANCEL_BY_STACK */
   lua_pushcclosure(L, c_forward, 2);
   lua_setfield(L, -2, "forward");
   lua_pop(L, 1);

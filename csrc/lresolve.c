@@ -321,6 +321,8 @@ void lx_open_resolve(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, answer_gc);
   lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, answer_gc);
+  lua_setfield(L, -2, "__cancel");     /* LX_CANCEL_BY_STACK */
   S->answer_mt = lua_topointer(L, -1);
   lua_setiuservalue(L, -2, LX_UV_ANSWER_MT);
   lua_pushvalue(L, -1);

@@ -318,6 +318,21 @@ static int k_alive(lua_State *L) {
   return 1;
 }
 
+#ifdef LX_CANCEL_BY_STACK
+/* End what a cancelled task's waiting call holds (see ldrive.h): every
+ * value on its stack with a __cancel (a lookup, connect's attempts, a
+ * forward's pipe; never the caller's own sockets). */
+static void cancel_waiting(lua_State *L, lua_State *co) {
+  int i, n = lua_gettop(co);
+  for (i = 1; i <= n; i++) {
+    if (!luaL_getmetafield(co, i, "__cancel")) continue;
+    lua_pushvalue(co, i);
+    lua_xmove(co, L, 2);
+    lua_call(L, 1, 0);
+  }
+}
+#endif
+
 /* cancel(id) -> true if cancelled now, false if already finished, or the
  * string "self" when the task is the one running (the caller unwinds it). */
 static int k_cancel(lua_State *L) {
@@ -337,6 +352,9 @@ static int k_cancel(lua_State *L) {
   }
   if (S->detached[slot] == LX_TASK_GUARDED) take_guard(L, slot, 0);   /* cancelled: no end call */
   dx_loop_kill(&S->loop, slot);
+#ifdef LX_CANCEL_BY_STACK
+  cancel_waiting(L, co);
+#endif
   lua_pushnil(L);
   lua_rawseti(L, -3, slot);
   close_thread(L, co, 0);          /* co stays anchored on our stack */
