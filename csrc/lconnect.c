@@ -333,7 +333,7 @@ static int m_connect(lua_State *L) {
   if (lua_type(L, 1) == LUA_TSTRING) snprintf(t->name, sizeof t->name, "%s", lua_tostring(L, 1));
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_setmetatable(L, -2);
-  lua_toclose(L, 4);      /* a cancelled task's attempts close at once */
+  lx_toclose(L, 4);      /* a cancelled task's attempts close at once */
   if (lua_isnil(L, 3)) lua_pushnil(L);                     /* 5 */
   else lua_getfield(L, 3, "tls");
   if (!lua_isnil(L, 5)) lx_tls_option(L, 5, 3, 0);
@@ -351,6 +351,8 @@ void lx_open_connect(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, targets_gc);
   lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, targets_gc);
+  lua_setfield(L, -2, "__cancel");     /* LX_CANCEL_BY_STACK */
   lua_pushcclosure(L, m_connect, 2);
   lua_setfield(L, -3, "connect");
 }

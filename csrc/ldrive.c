@@ -66,17 +66,92 @@ int lx_cannot_wait(lua_State *L) {
 
 static int drive_k(lua_State *L, int status, lua_KContext ctx);
 
+#define PASS_CTX ((lua_KContext)-1)     /* a turn given up, not a wait */
+
+#ifdef LX_NO_YIELDK
+/* Without C continuations (LuaJIT and Lua 5.1, which cannot resume a C
+ * function; -DLX_NO_YIELDK builds it anywhere): a wait yields the call's
+ * whole stack, after a mark and before its ctx. The task's next resume
+ * gives those values back as this C call's results (lsched.c), and the
+ * Lua wrapper that lx_open_resume puts around every function that may
+ * wait passes them to continue, which goes on as drive_k would. */
+static char resume_mark;
+
+static int suspend_call(lua_State *L, lua_KContext ctx) {
+  lua_pushinteger(L, (lua_Integer)ctx);
+  lua_pushlightuserdata(L, &resume_mark);
+  lua_insert(L, 1);
+  return lua_yield(L, lua_gettop(L));
+}
+
+/* continue(args..., slots..., ctx): the call's stack as it yielded. */
+static int k_continue(lua_State *L) {
+  lua_KContext ctx = (lua_KContext)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (ctx != PASS_CTX) return drive_k(L, LUA_YIELD, ctx);
+  lua_settop(L, 0);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Every function that may wait, wrapped: a result that starts with the
+ * mark is a wait's stack, handed to continue until a real result comes.
+ * Each wrapper calls its function by the function's own name, which is
+ * then what an argument error names; but such an error is placed at
+ * "duplex:1:", and a method's arguments count self (c:read(x): #2). */
+static const char resume_chunk[] =
+  "local core, mark, continue = ...\n"
+  "local function finish(first, ...)\n"
+  "  if rawequal(first, mark) then return finish(continue(...)) end\n"
+  "  return first, ...\n"
+  "end\n"
+  "local load = loadstring or load\n"
+  "local function wrap(t, k)\n"
+  "  local src = 'local finish, %s = ...; return function(...) return finish(%s(...)) end'\n"
+  "  t[k] = load(src:format(k, k), '=duplex')(finish, t[k])\n"
+  "end\n"
+  "local waits = {\n"
+  "  [core] = { 'connect', 'listen', 'udp', 'resolve', 'sleep', 'suspend' },\n"
+  "  [core.client_methods] = { 'read', 'readuntil', 'readsome', 'write', 'forward',\n"
+  "                            'shutdown', 'handshake', 'starttls' },\n"
+  "  [core.server_methods] = { 'accept' },\n"
+  "  [core.udp_methods] = { 'sendto', 'send', 'recvfrom', 'recv', 'connect', 'setoption' },\n"
+  "}\n"
+  "for t, names in pairs(waits) do\n"
+  "  for _, k in ipairs(names) do if t[k] then wrap(t, k) end end\n"
+  "end\n";
+
+void lx_open_resume(lua_State *L) {
+  if (luaL_loadbuffer(L, resume_chunk, sizeof resume_chunk - 1, "=duplex.resume") != 0)
+    lua_error(L);
+  lua_pushvalue(L, -3);                     /* module */
+  lua_pushlightuserdata(L, &resume_mark);
+  lua_pushvalue(L, -4);                     /* state */
+  lua_pushcclosure(L, k_continue, 1);
+  lua_call(L, 3, 0);
+}
+#else
 static int pass_k(lua_State *L, int status, lua_KContext ctx) {
   (void)L, (void)status, (void)ctx;
   lua_pushboolean(L, 1);
   return 1;
 }
 
+void lx_open_resume(lua_State *L) { (void)L; }
+#endif
+
+int lx_can_pass(lua_State *L, const lx_state *S) {
+  return S->running == L && lua_isyieldable(L);
+}
+
 int lx_pass(lua_State *L, lx_state *S) {
-  if (S->running != L || !lua_isyieldable(L)) return 0;
   dx_loop_ready(&S->loop, S->slot);       /* back of the queue */
   S->waited = 1;
+#ifdef LX_NO_YIELDK
+  return suspend_call(L, PASS_CTX);
+#else
   return lua_yieldk(L, 0, 0, pass_k);
+#endif
 }
 
 /* Before a yield: the call's state goes onto the stack (c->saved: how
@@ -109,10 +184,15 @@ static void save(lua_State *L, const lx_op *op, lx_call *c) {
 /* Yield for a wait; ctx = base << 2 | (the slots are all there) << 1 |
  * (a suspension, not a forced turn). */
 static int yield(lua_State *L, const lx_op *op, lx_call *c, int suspended) {
+  lua_KContext ctx;
   save(L, op, c);
+  ctx = (lua_KContext)c->base << 2 | (c->saved == NSLOTS) << 1 | suspended;
   c->S->waited = 1;
-  return lua_yieldk(L, 0, (lua_KContext)c->base << 2 | (c->saved == NSLOTS) << 1 | suspended,
-                    drive_k);
+#ifdef LX_NO_YIELDK
+  return suspend_call(L, ctx);
+#else
+  return lua_yieldk(L, 0, ctx, drive_k);
+#endif
 }
 
 /* The earlier of two deadlines (< 0: none). */

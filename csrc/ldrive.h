@@ -72,8 +72,26 @@ int lx_drive_on(lua_State *L, lx_state *S, lx_sock *sock, const lx_op *op, doubl
 int lx_push_self(lua_State *L, lx_call *c);
 /* Deadline for an operation starting now: -1 none, 0 never wait. */
 double lx_deadline(double timeout);
-/* Yield one turn inside a task (then return `true`); false elsewhere. */
+/* Can this call give up its turn (a task's own coroutine)? Then lx_pass
+ * yields one turn (and the call returns `true`). */
+int lx_can_pass(lua_State *L, const lx_state *S);
 int lx_pass(lua_State *L, lx_state *S);
+/* Where a C function cannot be resumed (LX_NO_YIELDK: LuaJIT, Lua 5.1),
+ * wrap every function of the module that may wait (see ldrive.c); with
+ * module and state on the stack. Nothing elsewhere. */
+void lx_open_resume(lua_State *L);
+/* What a waiting call holds that must end with its task (a lookup, the
+ * attempts of a connect, a forward's pipe) is to-be-closed where a waiting
+ * C call stays on the stack until it returns (5.4 with continuations).
+ * Where it returns at its wait (LX_NO_YIELDK) or there is no lua_toclose
+ * (before 5.4), its metatable's __cancel, called by a cancel for every
+ * value on the task's stack (lsched.c), ends it instead. */
+#if LUA_VERSION_NUM >= 504 && !defined(LX_NO_YIELDK)
+#define lx_toclose(L, idx) lua_toclose(L, idx)
+#else
+#define LX_CANCEL_BY_STACK
+#define lx_toclose(L, idx) ((void)(L), (void)(idx))
+#endif
 /* Who is calling, for ownership: the running task's id (also from a
  * coroutine it created), or -1 outside tasks. */
 lua_Integer lx_who(lua_State *L, const lx_state *S);

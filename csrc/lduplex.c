@@ -6,6 +6,7 @@
  */
 #include "dx_prefix.h"
 #include "lconnect.h"
+#include "ldrive.h"
 #include "ldgram.h"
 #include "lforward.h"
 #include "lread.h"
@@ -112,6 +113,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_wait(L);
   lx_open_signal(L);
   lx_open_serve(L);
+  lx_open_resume(L);                       /* last: it wraps what the others made */
   lua_pop(L, 1);
   return 1;
 }

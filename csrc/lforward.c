@@ -251,7 +251,7 @@ static int c_forward(lua_State *L) {
   if (dx_stream_layered(&src->st) || dx_stream_layered(&dst->st)) f->splice = 0;
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_setmetatable(L, 4);
-  lua_toclose(L, 4);          /* a cancelled task's pipe closes at once */
+  lx_toclose(L, 4);          /* a cancelled task's pipe closes at once */
   /* a stream: timeout 0 moves what is ready; any other limits idleness */
   return lx_drive(L, &op_forward, src->s.timeout == 0 ? 0 : -1);
 }
@@ -265,6 +265,8 @@ void lx_open_forward(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, fwd_gc);
   lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, fwd_gc);
+  lua_setfield(L, -2, "__cancel");     /* LX_CANCEL_BY_STACK */
   lua_pushcclosure(L, c_forward, 2);
   lua_setfield(L, -2, "forward");
   lua_pop(L, 1);

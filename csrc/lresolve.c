@@ -49,7 +49,7 @@ static lx_answer *new_answer(lua_State *L, lx_state *S, int idx) {
   lua_setiuservalue(L, -2, 1);
   lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_ANSWER_MT);      /* the answers' metatable */
   lua_setmetatable(L, -2);
-  lua_toclose(L, -1);         /* a cancelled task gives its lookup up at once */
+  lx_toclose(L, -1);         /* a cancelled task gives its lookup up at once */
   return a;
 }
 
@@ -321,6 +321,8 @@ void lx_open_resolve(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, answer_gc);
   lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, answer_gc);
+  lua_setfield(L, -2, "__cancel");     /* LX_CANCEL_BY_STACK */
   S->answer_mt = lua_topointer(L, -1);
   lua_setiuservalue(L, -2, LX_UV_ANSWER_MT);
   lua_pushvalue(L, -1);

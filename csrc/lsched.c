@@ -31,6 +31,15 @@
 
 #define SLOT_MASK ((1 << LX_SLOT_BITS) - 1)
 
+/* What a waiting task is resumed with: nothing where the driver's yield
+ * has a continuation; where it has none (LX_NO_YIELDK), what it yielded,
+ * which becomes its C call's results (ldrive.c). */
+#ifdef LX_NO_YIELDK
+#define RESUMED_WITH(co) lua_gettop(co)
+#else
+#define RESUMED_WITH(co) 0
+#endif
+
 int lx_task_slot(lx_state *S, lua_Integer id) {
   int slot = (int)(id & SLOT_MASK);
   if (!S->loop_ok || id < 0 || !dx_loop_alive(&S->loop, slot)) return 0;
@@ -221,7 +230,7 @@ static void resume_one(lua_State *L, lx_state *S, int T, int slot) {
   lua_rawgeti(L, T, slot);
   co = lua_tothread(L, -1);
   lua_pop(L, 1);                 /* still anchored in tasks */
-  nargs = lua_status(co) != LUA_OK ? 0
+  nargs = lua_status(co) != LUA_OK ? RESUMED_WITH(co)
         : lua_gettop(co) - 1 - (S->detached[slot] == LX_TASK_GUARDED);
   S->running = co;
   S->slot = slot;
@@ -230,9 +239,12 @@ static void resume_one(lua_State *L, lx_state *S, int T, int slot) {
   status = lua_resume(co, L, nargs, &nres);
   S->running = NULL;
   if (status == LUA_YIELD) {
-    lua_pop(co, nres);
-    /* a bare coroutine.yield() in a task: run again next turn */
-    if (!S->waited) dx_loop_ready(&S->loop, slot);
+    /* a bare coroutine.yield() in a task: run again next turn; a wait of
+     * the driver's keeps what it yielded (nothing, or its call's stack) */
+    if (!S->waited) {
+      lua_pop(co, nres);
+      dx_loop_ready(&S->loop, slot);
+    }
     return;
   }
   finish(L, S, T, slot, co, status, nres);
@@ -306,6 +318,21 @@ static int k_alive(lua_State *L) {
   return 1;
 }
 
+#ifdef LX_CANCEL_BY_STACK
+/* End what a cancelled task's waiting call holds (see ldrive.h): every
+ * value on its stack with a __cancel (a lookup, connect's attempts, a
+ * forward's pipe; never the caller's own sockets). */
+static void cancel_waiting(lua_State *L, lua_State *co) {
+  int i, n = lua_gettop(co);
+  for (i = 1; i <= n; i++) {
+    if (!luaL_getmetafield(co, i, "__cancel")) continue;
+    lua_pushvalue(co, i);
+    lua_xmove(co, L, 2);
+    lua_call(L, 1, 0);
+  }
+}
+#endif
+
 /* cancel(id) -> true if cancelled now, false if already finished, or the
  * string "self" when the task is the one running (the caller unwinds it). */
 static int k_cancel(lua_State *L) {
@@ -325,6 +352,9 @@ static int k_cancel(lua_State *L) {
   }
   if (S->detached[slot] == LX_TASK_GUARDED) take_guard(L, slot, 0);   /* cancelled: no end call */
   dx_loop_kill(&S->loop, slot);
+#ifdef LX_CANCEL_BY_STACK
+  cancel_waiting(L, co);
+#endif
   lua_pushnil(L);
   lua_rawseti(L, -3, slot);
   close_thread(L, co, 0);          /* co stays anchored on our stack */

@@ -117,7 +117,7 @@ static int k_sleep(lua_State *L) {
   double s;
   luaL_checknumber(L, 1);
   s = lx_opt_timeout(L, 1);
-  if (s == 0 && lx_pass(L, S)) return 1;          /* not reached: yields */
+  if (s == 0 && lx_can_pass(L, S)) return lx_pass(L, S);
   lua_settop(L, 1);
   return lx_drive(L, &op_sleep, dx_now() + s);
 }
