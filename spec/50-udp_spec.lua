@@ -822,7 +822,7 @@ describe("duplex.udp", function()
       local f = assert(io.open("/proc/self/stat"))
       local pid = f:read("n")
       f:close()
-      return ("239.255.%d.%d"):format(pid // 256 % 256, pid % 256)
+      return ("239.255.%d.%d"):format(math.floor(pid / 256) % 256, pid % 256)
     end
 
     it('join a group on "lo" (by name, index and address): a sender with multicast_loop reaches the member; leave stops it', function()
