@@ -140,6 +140,16 @@ static int pass_k(lua_State *L, int status, lua_KContext ctx) {
 void lx_open_resume(lua_State *L) { (void)L; }
 #endif
 
+void lx_hold(lua_State *L, int idx) {
+  lx_state *S = lx_state_of(L);
+  if (S->running != L) return;
+  idx = lua_absindex(L, idx);
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_HELD);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, S->slot);
+  lua_pop(L, 1);
+}
+
 int lx_can_pass(lua_State *L, const lx_state *S) {
   return S->running == L && lua_isyieldable(L);
 }
