@@ -58,6 +58,13 @@ lua_Integer lx_who(lua_State *L, const lx_state *S) {
 }
 
 int lx_cannot_wait(lua_State *L) {
+#if LUA_VERSION_NUM == 501 && !defined(LX_LUAJIT)
+  if (lx_state_of(L)->running == L)
+    return luaL_error(L, "duplex: a task cannot wait here: Lua 5.1 cannot yield "
+                         "across pcall, a metamethod or a for-in iterator (LuaJIT "
+                         "and Lua 5.2 on can): wait outside them, and take failures "
+                         "from the nil, msg, code results instead of pcall");
+#endif
   return luaL_error(L, "duplex: cannot wait here: inside duplex.run, only a "
                        "task's own coroutine can wait (not a coroutine it "
                        "created, an onerror or <close> handler run for an "
