@@ -39,7 +39,14 @@ local function cwd()
   return d
 end
 
-XX
+-- The absolute path of build/shim/NAME.so (DUPLEX_SHIMS: the directory of
+-- another interpreter's build, as the Makefile sets it), the test shim
+-- spec/shim/NAME.c as `make shims` builds it (make test, asan, test-poll and
+-- memcheck do; a spec never runs a compiler); or nil, why when it is missing
+-- or older than its source.
+function ch.shim(name)
+  local dir = os.getenv("DUPLEX_SHIMS") or "build/shim"
+  local rel, src = dir .. "/" .. name .. ".so", "spec/shim/" .. name .. ".c"
   if not sh_ok("test -f " .. helpers.shquote(rel)) then
     return nil, rel .. " is missing: `make shims` builds the test shims"
   end
