@@ -155,6 +155,7 @@ void lx_hold(lua_State *L, int idx) {
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, S->slot);
   lua_pop(L, 1);
+  S->detached[S->slot] |= LX_HELD;
 }
 
 int lx_can_pass(lua_State *L, const lx_state *S) {
