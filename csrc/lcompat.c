@@ -73,6 +73,34 @@ static const char *method_name(lua_State *L, int level) {
   return name;
 }
 
+/* As 5.4 names a function called without a name: where a loaded module
+ * holds it ("duplex.core.resolve"); else NULL. */
+static const char *module_name(lua_State *L, int level) {
+  lua_Debug ar;
+  const char *name = NULL;
+  int top = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_istable(L, -1) && lua_getstack(L, level, &ar) && lua_getinfo(L, "f", &ar)) {
+    lua_pushnil(L);                                  /* loaded, f, module name */
+    while (name == NULL && lua_next(L, -3)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+          if (lua_rawequal(L, -1, top + 2) && lua_type(L, -2) == LUA_TSTRING) {
+            name = lua_pushfstring(L, "%s.%s", lua_tostring(L, -4), lua_tostring(L, -2));
+            lua_replace(L, top + 1);                 /* kept until the error */
+            break;
+          }
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, name ? top + 1 : top);
+  return name;
+}
+
 int lx_argerror(lua_State *L, int arg, const char *extramsg) {
   lua_Debug ar;
   int level = caller_level(L, &ar);
@@ -85,6 +113,8 @@ int lx_argerror(lua_State *L, int arg, const char *extramsg) {
   }
   if (ar.name == NULL && (ar.name = method_name(L, level - 1)) != NULL)
     ar.namewhat = "method";
+  else if (ar.name == NULL)
+    ar.name = module_name(L, level - 1);
   if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0) {
     arg--;
     if (arg == 0) {

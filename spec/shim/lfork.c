@@ -58,6 +58,11 @@ static int l_exit(lua_State *L) {
 int luaopen_lfork(lua_State *L);
 int luaopen_lfork(lua_State *L) {
   static const luaL_Reg fns[] = {{"fork", l_fork}, {"wait", l_wait}, {"_exit", l_exit}, {NULL, NULL}};
-  luaL_newlib(L, fns);
+  const luaL_Reg *f;
+  lua_newtable(L);                  /* every Lua from 5.1 on */
+  for (f = fns; f->name; f++) {
+    lua_pushcfunction(L, f->func);
+    lua_setfield(L, -2, f->name);
+  }
   return 1;
 }
