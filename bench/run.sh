@@ -291,6 +291,7 @@ load_idle() {
   sleep 0.2   # let the fresh server settle before the baseline
   m0=$(rss_kb "$SPID"); c0=$(cpu_ns "$SPID")
   out=$LOGS/$tag.load
+  : > "$out"   # there before the loop below reads it
   "${PIN_L[@]}" "$BIN/loadgen" idle "$SPORT" -c "$IDLE_CONNS" -t 60 -H 180 > "$out" 2>&1 &
   LPID=$!
   for _ in $(seq 1 1500); do   # up to ~150 s (connect + verify have 60 s each)
