@@ -136,9 +136,12 @@ if listed("duplex") and listed("duplex_jit") then
   end
   add("")
   add("The same server (servers/duplex.lua) and the same Lua files, run by lua5.4 with build/duplex/core.so "
-    .. "and by LuaJIT with build/luajit/duplex/core.so (make LUA=luajit). LuaJIT / 5.4: the ratio of the "
-    .. "medians, \"met\" when at most 1.00x; per-repeat ratios: the lowest and highest within one repeat "
-    .. "(the two run back to back). Memory has no target, only the figures.")
+    .. "and by LuaJIT (Debian's luajit2, OpenResty's branch) with build/luajit/duplex/core.so (make LUA=luajit). "
+    .. "What differs on LuaJIT: it cannot resume a C function after a yield, so every call that may wait "
+    .. "goes through a Lua wrapper (csrc/ldrive.c: a wait yields the call's stack, the wrapper hands it back "
+    .. "to the driver), and it interns every string a read returns (5.4 only short ones); bench/README.md says more. "
+    .. "LuaJIT / 5.4: the ratio of the medians, \"met\" when at most 1.00x; per-repeat ratios: the lowest and "
+    .. "highest within one repeat (the two run back to back). Memory has no target, only the figures.")
 end
 
 -- the targets of issue 10, for duplex
