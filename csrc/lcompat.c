@@ -9,7 +9,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#if LUA_VERSION_NUM < 504
+#if LUA_VERSION_NUM < 504 || defined(LX_NO_YIELDK)
 int lx_typeerror(lua_State *L, int arg, const char *tname) {
   const char *got;
   if (luaL_getmetafield(L, arg, "__name") && lua_type(L, -1) == LUA_TSTRING)
