@@ -109,8 +109,8 @@ static int k_continue(lua_State *L) {
 static const char resume_chunk[] =
   "local core, mark, continue = ...\n"
   "local function finish(first, ...)\n"
-  "  if rawequal(first, mark) then return finish(continue(...)) end\n"
-  "  return first, ...\n"
+  "  if first ~= mark then return first, ... end\n"
+  "  return finish(continue(...))\n"
   "end\n"
   "local load = loadstring or load\n"
   "local function wrap(t, k)\n"
