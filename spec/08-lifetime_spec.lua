@@ -5,6 +5,7 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 local O_NONBLOCK = 0x800      -- 04000
 local O_CLOEXEC = 0x80000     -- 02000000
@@ -55,9 +56,9 @@ describe("lifetime", function()
     it("is idempotent and returns true, for servers and clients", function()
       local c, p, srv = helpers.pair()
       for _, o in ipairs({ c, p, srv }) do
-        assert.same(table.pack(true), table.pack(o:close()))
-        assert.same(table.pack(true), table.pack(o:close()))
-        assert.same(table.pack(true), table.pack(o:close()))
+        assert.same(pack(true), pack(o:close()))
+        assert.same(pack(true), pack(o:close()))
+        assert.same(pack(true), pack(o:close()))
       end
     end)
 
@@ -91,9 +92,9 @@ describe("lifetime", function()
 
     it("is nil for anything else", function()
       for _, v in ipairs({ 42, "client", {}, io.stdout, print, true, coroutine.create(print) }) do
-        assert.same(table.pack(nil), table.pack(duplex.type(v)))
+        assert.same(pack(nil), pack(duplex.type(v)))
       end
-      assert.same(table.pack(nil), table.pack(duplex.type(nil)))
+      assert.same(pack(nil), pack(duplex.type(nil)))
       local fake = setmetatable({}, { __name = "duplex.client" })
       assert.is_nil(duplex.type(fake))
     end)
@@ -234,7 +235,7 @@ describe("lifetime", function()
     end)
 
     it("IPv6 descriptors too", function()
-      local v6 = os.execute(
+      local v6 = helpers.execute(
         [[python3 -c "import socket; socket.socket(socket.AF_INET6).bind(('::1', 0))" 2>/dev/null]])
       if v6 ~= true then pending("no IPv6 on this machine") end
       local srv <close> = assert(duplex.listen("::1", 0))
@@ -293,12 +294,12 @@ describe("lifetime", function()
         local x, y = helpers.pair()
         finally(function() helpers.close(x, y) end)
         c:close(); p:close(); srv:close()
-        local args = table.pack(table.unpack(m, 2))
+        local args = pack(unpack(m, 2))
         if args[1] == "open" then args[1] = x end      -- forward to an open client
         local op = m[1] == "handshake" and "tls handshake" or m[1]
         local want = { nil, ("%s 127.0.0.1:%d: socket is closed"):format(op, port), "EBADF", n = 3 }
         if m[1] == "write" or m[1] == "forward" then want[4], want.n = 0, 4 end
-        assert.same(want, table.pack(c[m[1]](c, table.unpack(args, 1, args.n))))
+        assert.same(want, pack(c[m[1]](c, unpack(args, 1, args.n))))
       end)
     end
 
@@ -309,7 +310,7 @@ describe("lifetime", function()
       local _, port = srv:getsockname()
       helpers.close(c, p, srv)
       assert.same({ nil, ("forward 127.0.0.1:%d: socket is closed"):format(port), "EBADF", 0, n = 4 },
-        table.pack(b:forward(c)))
+        pack(b:forward(c)))
       assert.equal(a, a:write("still open\n"))
       assert.equal("still open", b:read("l"))
     end)
@@ -329,7 +330,7 @@ describe("lifetime", function()
       local c, p, srv = helpers.pair()
       helpers.close(c, p, srv)
       assert.equal(c, c:settimeout(1))
-      assert.same({ true, n = 1 }, table.pack(c:close()))
+      assert.same({ true, n = 1 }, pack(c:close()))
     end)
 
     for _, m in ipairs(server_methods) do
@@ -339,7 +340,7 @@ describe("lifetime", function()
         local fn = srv[m[1]]
         assert.equal("function", type(fn))
         assert.same({ nil, ("%s 127.0.0.1:%d: socket is closed"):format(m[1], port), "EBADF", n = 3 },
-          table.pack(fn(srv, table.unpack(m, 2))))
+          pack(fn(srv, unpack(m, 2))))
       end)
     end
   end)
@@ -350,7 +351,7 @@ describe("lifetime", function()
       local seen = {}
       for name, o in pairs(objs) do
         local fd = o:fileno()
-        assert.equal("integer", math.type(fd), name)
+        assert.equal("integer", helpers.mathtype(fd), name)
         assert.is_true(fd > 2, name)
         assert.is_nil(seen[fd], "two objects share fd " .. fd)
         seen[fd] = true

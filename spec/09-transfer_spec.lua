@@ -8,6 +8,7 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 local MiB = 1024 * 1024
 local SIZE = 64 * MiB
@@ -17,7 +18,7 @@ local function defer(fn)
   return setmetatable({}, { __close = function() fn() end })
 end
 
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
 -- The data: blocks of a prime length (so they do not line up with buffer
 -- sizes), each starting with its big-endian index so a lost, repeated or
@@ -31,7 +32,7 @@ local function make_data()
     x = (x * 1103515245 + 12345) & 0x7fffffff
     bytes[#bytes + 1] = (x >> 16) & 0xff
     if #bytes == 4096 or i == BLOCK - 4 then
-      parts[#parts + 1] = string.char(table.unpack(bytes))
+      parts[#parts + 1] = string.char(unpack(bytes))
       bytes = {}
     end
   end
@@ -222,7 +223,7 @@ describe("64 MiB transfer #timing", function()
   describe("python -> duplex", function()
     local function receive_with(reader)
       local py <close> = python(PY_SENDER)
-      local port = assert(math.tointeger(tonumber(py:read("l"))), "python gave no port")
+      local port = assert(helpers.tointeger(tonumber(py:read("l"))), "python gave no port")
       local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 10 }))
       c:settimeout(TIMEOUT)
       local total, diff = reader(c)

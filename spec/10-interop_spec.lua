@@ -6,8 +6,9 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
-local HAS_V6 = os.execute(
+local HAS_V6 = helpers.execute(
   [[python3 -c "import socket; socket.socket(socket.AF_INET6).bind(('::1', 0))" 2>/dev/null]]
 ) == true
 
@@ -15,7 +16,7 @@ local function defer(fn)
   return setmetatable({}, { __close = function() fn() end })
 end
 
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
 local function writefile(content)
   local name = os.tmpname()
@@ -102,7 +103,7 @@ f.close(); s.close()
 for tag, data in got:
     report(tag, data)
 print("END")
-]], port, table.unpack(hexes))
+]], port, unpack(hexes))
       local c <close> = assert(srv:accept(10))
       c:settimeout(10)
       local n = 0
@@ -151,8 +152,8 @@ print("END")
     end)
 
     it("serves nc (netcat), which shuts down its sending side at EOF", function()
-      if os.execute("command -v nc >/dev/null 2>&1") ~= true
-        or os.execute("nc -h 2>&1 | grep -q -- '-N'") ~= true then
+      if helpers.execute("command -v nc >/dev/null 2>&1") ~= true
+        or helpers.execute("nc -h 2>&1 | grep -q -- '-N'") ~= true then
         pending("no OpenBSD nc with -N on this machine")
       end
       local srv <close>, port = helpers.server()
@@ -210,7 +211,7 @@ print("END")
 
     local function talk(host)
       local py <close> = python(PY_LINE_SERVER, host)
-      local port = assert(math.tointeger(tonumber(py:read("l"))), "python gave no port")
+      local port = assert(helpers.tointeger(tonumber(py:read("l"))), "python gave no port")
       local c <close> = assert(duplex.connect(host, port, { timeout = 10 }))
       c:settimeout(10)
       assert.same(all(host, port, host == "::1" and "inet6" or "inet"), all(c:getpeername()))
@@ -255,7 +256,7 @@ report("got", recv_all(s))
 s.close(); srv.close()
 print("END")
 ]])
-      local port = assert(math.tointeger(tonumber(py:read("l"))), "python gave no port")
+      local port = assert(helpers.tointeger(tonumber(py:read("l"))), "python gave no port")
       local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 10 }))
       c:settimeout(10)
       assert.equal("line1", c:read("l"))
@@ -286,7 +287,7 @@ s.sendall(b"%d %s" % (len(data), hashlib.sha256(data).hexdigest().encode()))
 s.close(); srv.close()
 print("END")
 ]])
-      local port = assert(math.tointeger(tonumber(py:read("l"))), "python gave no port")
+      local port = assert(helpers.tointeger(tonumber(py:read("l"))), "python gave no port")
       local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 10 }))
       c:settimeout(10)
       assert.equal(c, c:write("hello\n", "more\n"))

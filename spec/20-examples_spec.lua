@@ -4,6 +4,7 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 local slurp, spit, mktemp_dir = helpers.slurp, helpers.spit, helpers.mktemp_dir
 
 local quote = helpers.shquote
@@ -34,7 +35,7 @@ local function run(script, args, stdin_file)
   local out = p:read("a")
   local _, _, code = p:close()
   local err = slurp(d .. "/err")
-  os.execute("rm -rf " .. quote(d))
+  helpers.execute("rm -rf " .. quote(d))
   return { code = code, out = out, err = err }
 end
 
@@ -47,7 +48,7 @@ local function start(script, args)
   local d = mktemp_dir("examples")
   local inner = command(script, args) .. " >" .. d .. "/out 2>" .. d .. "/err; echo $? >" .. d .. "/rc"
   local pipe = io.popen("echo $$; exec setsid sh -c " .. quote(inner) .. " </dev/null 2>/dev/null")
-  local pid = math.tointeger(tonumber(pipe:read("l")))
+  local pid = helpers.tointeger(tonumber(pipe:read("l")))
   assert(pid and pid > 1, "could not start " .. script)
   local proc = { pid = pid, dir = d, script = script, pipe = pipe }
   started[#started + 1] = proc
@@ -67,7 +68,7 @@ local function wait_output(proc, pattern, seconds)
   local deadline = duplex.now() + (seconds or 10)
   repeat
     local caps = { output(proc):match(pattern) }
-    if caps[1] then return table.unpack(caps) end
+    if caps[1] then return unpack(caps) end
     duplex.sleep(0.02)
   until duplex.now() > deadline
   error("timed out waiting for " .. pattern .. " from " .. describe_proc(proc), 2)
@@ -75,7 +76,7 @@ end
 
 local function wait_listening(proc)
   local host, port = wait_output(proc, "^listening (%S+) (%d+)\n")
-  return host, math.tointeger(tonumber(port))
+  return host, helpers.tointeger(tonumber(port))
 end
 
 -- wait for the process to exit by itself; returns its exit status
@@ -83,7 +84,7 @@ local function wait_exit(proc, seconds)
   local deadline = duplex.now() + (seconds or 10)
   repeat
     local rc = slurp(proc.dir .. "/rc")
-    if rc and rc:match("^%d+\n$") then return math.tointeger(tonumber(rc)) end
+    if rc and rc:match("^%d+\n$") then return helpers.tointeger(tonumber(rc)) end
     duplex.sleep(0.02)
   until duplex.now() > deadline
   error("timed out waiting for the exit of " .. describe_proc(proc), 2)
@@ -103,17 +104,17 @@ local function stop(proc)
   if alive(proc.pid) then
     local children = slurp(("/proc/%d/task/%d/children"):format(proc.pid, proc.pid))
     if children and children:match("%d") then
-      for pid in children:gmatch("%d+") do os.execute("kill -TERM " .. pid .. " 2>/dev/null") end
+      for pid in children:gmatch("%d+") do helpers.execute("kill -TERM " .. pid .. " 2>/dev/null") end
     else
-      os.execute("kill -TERM -" .. proc.pid .. " 2>/dev/null")
+      helpers.execute("kill -TERM -" .. proc.pid .. " 2>/dev/null")
     end
     local deadline = duplex.now() + 2
     while alive(proc.pid) and duplex.now() < deadline do duplex.sleep(0.02) end
-    if alive(proc.pid) then os.execute("kill -KILL -" .. proc.pid .. " 2>/dev/null") end
+    if alive(proc.pid) then helpers.execute("kill -KILL -" .. proc.pid .. " 2>/dev/null") end
   end
   proc.pipe:close()   -- reaps the shell
   proc.pipe = nil
-  os.execute("rm -rf " .. quote(proc.dir))
+  helpers.execute("rm -rf " .. quote(proc.dir))
 end
 
 -- a port on which nothing listens (the kernel just gave it to us)
@@ -147,7 +148,7 @@ describe("examples", function()
       stop(started[i])
       started[i] = nil
     end
-    os.execute("rm -rf " .. quote(tmp))
+    helpers.execute("rm -rf " .. quote(tmp))
   end)
 
   helpers.track_fds()   -- after our after_each, which closes what we started
@@ -254,7 +255,7 @@ describe("examples", function()
 
     before_each(function()
       root = tmp .. "/root"
-      assert(os.execute("mkdir " .. quote(root)))
+      assert(helpers.execute("mkdir " .. quote(root)))
       server = start("ftp_server.lua", { root, "127.0.0.1", 0 })
       host, port = wait_listening(server)
     end)
@@ -541,7 +542,7 @@ print("done", flush=True)
       local deadline = duplex.now() + 10
       repeat
         local port = (slurp(tmp .. "/py.out") or ""):match("^listening (%d+)\n")
-        if port then return math.tointeger(tonumber(port)) end
+        if port then return helpers.tointeger(tonumber(port)) end
         duplex.sleep(0.02)
       until duplex.now() > deadline
       error("the python server did not start: " .. (slurp(tmp .. "/py.out") or ""))
@@ -560,7 +561,7 @@ print("done", flush=True)
     end
 
     it("copies binary data from piped stdin to an echo server and back to stdout", function()
-      if not os.execute("command -v python3 >/dev/null 2>&1") then
+      if not helpers.execute("command -v python3 >/dev/null 2>&1") then
         pending("python3 is not installed")
         return
       end
@@ -577,7 +578,7 @@ print("done", flush=True)
     end)
 
     it("copies both ways at once: the echo reaches stdout while stdin is still open", function()
-      if not os.execute("command -v python3 >/dev/null 2>&1") then
+      if not helpers.execute("command -v python3 >/dev/null 2>&1") then
         pending("python3 is not installed")
         return
       end
@@ -597,7 +598,7 @@ print("done", flush=True)
     end)
 
     it("exits when the server ends the connection, though stdin stays open", function()
-      if not os.execute("command -v python3 >/dev/null 2>&1") then
+      if not helpers.execute("command -v python3 >/dev/null 2>&1") then
         pending("python3 is not installed")
         return
       end
@@ -614,7 +615,7 @@ print("done", flush=True)
     end)
 
     it("stops quietly, status 0, when nobody reads its stdout any more (no SIGPIPE)", function()
-      if not os.execute("command -v python3 >/dev/null 2>&1") then
+      if not helpers.execute("command -v python3 >/dev/null 2>&1") then
         pending("python3 is not installed")
         return
       end
@@ -626,7 +627,7 @@ print("done", flush=True)
     end)
 
     it("on SIGTERM ends with status 143 and gives stdin its blocking mode back", function()
-      if not os.execute("command -v python3 >/dev/null 2>&1") then
+      if not helpers.execute("command -v python3 >/dev/null 2>&1") then
         pending("python3 is not installed")
         return
       end
@@ -645,8 +646,8 @@ print("done", flush=True)
       local deadline = duplex.now() + 10
       while slurp(tmp .. "/out") ~= "hi\n" and duplex.now() < deadline do duplex.sleep(0.02) end
       assert.equal("hi\n", slurp(tmp .. "/out"))    -- connected, copying
-      local pid = math.tointeger(tonumber(slurp(tmp .. "/nc.pid")))
-      assert(os.execute("kill -TERM " .. pid))
+      local pid = helpers.tointeger(tonumber(slurp(tmp .. "/nc.pid")))
+      assert(helpers.execute("kill -TERM " .. pid))
       assert.same({ true, "exit", 0 }, { proc:wait(15) })
       assert.equal("143\n", slurp(tmp .. "/rc"))
       assert.equal("", slurp(tmp .. "/err"), "python server: " .. (slurp(tmp .. "/py.out") or ""))

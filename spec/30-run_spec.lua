@@ -6,6 +6,7 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 -- A to-be-closed value that appends `name` to `log` when it is closed.
 local function recorder(log, name)
@@ -48,11 +49,11 @@ describe("duplex.run", function()
   helpers.track_fds()
 
   it("returns the main function's results, nils included, and passes its arguments", function()
-    local r = table.pack(duplex.run(function(a, b, c)
+    local r = pack(duplex.run(function(a, b, c)
       return a + b, nil, c, "end"
     end, 1, 2, "three"))
     assert.same({ n = 4, 3, nil, "three", "end" }, r)
-    assert.same({ n = 0 }, table.pack(duplex.run(function() end)))
+    assert.same({ n = 0 }, pack(duplex.run(function() end)))
   end)
 
   it("returns only when every task has finished", function()
@@ -127,7 +128,7 @@ describe("duplex.run", function()
   end)
 
   it("raises when called inside run, and the outer run goes on", function()
-    local r = table.pack(duplex.run(function()
+    local r = pack(duplex.run(function()
       local ok, err = pcall(duplex.run, function() return "inner" end)
       return ok, err, "outer"
     end))
@@ -171,8 +172,8 @@ describe("duplex.sleep and duplex.now", function()
       local t0 = duplex.now()
       local a = duplex.spawn(function() assert(duplex.sleep(0.1)); order[#order + 1] = "a" end)
       local b = duplex.spawn(function() assert(duplex.sleep(0.1)); order[#order + 1] = "b" end)
-      assert.same({ n = 1, true }, table.pack(a:join(5)))
-      assert.same({ n = 1, true }, table.pack(b:join(5)))
+      assert.same({ n = 1, true }, pack(a:join(5)))
+      assert.same({ n = 1, true }, pack(b:join(5)))
       return duplex.now() - t0
     end)
     assert.equal(2, #order)
@@ -210,7 +211,7 @@ describe("duplex.sleep and duplex.now", function()
   end)
 
   it("sleep returns true inside a task", function()
-    assert.same({ n = 1, true }, table.pack(duplex.run(function()
+    assert.same({ n = 1, true }, pack(duplex.run(function()
       return duplex.sleep(0.001)
     end)))
   end)
@@ -249,7 +250,7 @@ describe("task:join", function()
   it("returns true and the task's results, like pcall", function()
     local r = duplex.run(function()
       local t = duplex.spawn(function() return 1, nil, "x" end)
-      return table.pack(t:join())
+      return pack(t:join())
     end)
     assert.same({ n = 4, true, 1, nil, "x" }, r)
   end)
@@ -260,7 +261,7 @@ describe("task:join", function()
     local r1, r2 = duplex.run(function()
       local a = duplex.spawn(function() error(boom) end)
       local b = duplex.spawn(function() error("task failed") end)
-      return table.pack(a:join(5)), table.pack(b:join(5))
+      return pack(a:join(5)), pack(b:join(5))
     end)
     assert.same({ n = 2, false, boom }, r1)
     assert.equal(boom, r1[2])
@@ -274,11 +275,11 @@ describe("task:join", function()
     local r = duplex.run(function()
       local t = duplex.spawn(function() duplex.sleep(0.02); return "v", 2 end)
       local others = {}
-      for i = 1, 3 do others[i] = duplex.spawn(function() return table.pack(t:join(5)) end) end
+      for i = 1, 3 do others[i] = duplex.spawn(function() return pack(t:join(5)) end) end
       local res = {}
       for i = 1, 3 do res[i] = select(2, others[i]:join(5)) end
-      res[4] = table.pack(t:join())
-      res[5] = table.pack(t:join(0))
+      res[4] = pack(t:join())
+      res[5] = pack(t:join(0))
       return res
     end)
     for i = 1, 5 do assert.same({ n = 3, true, "v", 2 }, r[i], "join " .. i) end
@@ -293,10 +294,10 @@ describe("task:join", function()
         return "late"
       end)
       local elapsed, a, b, c = helpers.timed(function() return t:join(0.05) end)
-      local first = table.pack(a, b, c)
-      local zero = table.pack(t:join(0))
+      local first = pack(a, b, c)
+      local zero = pack(t:join(0))
       local running = #log == 0
-      local final = table.pack(t:join(5))
+      local final = pack(t:join(5))
       return { first = first, elapsed = elapsed, zero = zero, running = running, final = final }
     end)
     assert.same({ n = 3, nil, "join: timed out", "ETIMEDOUT" }, r.first)
@@ -324,15 +325,15 @@ describe("task:cancel", function()
       end)
       helpers.until_waiting(t, "read") -- the task waits in read now
       local closed_before = #closed
-      local cancel = table.pack(t:cancel())
+      local cancel = pack(t:cancel())
       local closed_after = #closed
       local elapsed, a, b = helpers.timed(function() return t:join(5) end)
-      local again = table.pack(t:cancel())
+      local again = pack(t:cancel())
       -- the abandoned read left the socket usable, and consumed nothing
       assert(c:write("after\n"))
-      local line = table.pack(p:read("l"))
+      local line = pack(p:read("l"))
       return { cancel = cancel, before = closed_before, after = closed_after,
-               join = table.pack(a, b), elapsed = elapsed, again = again, line = line }
+               join = pack(a, b), elapsed = elapsed, again = again, line = line }
     end)
     assert.same({ n = 1, true }, r.cancel)
     assert.equal(0, r.before)
@@ -356,7 +357,7 @@ describe("task:cancel", function()
         end)
         helpers.until_waiting(t, "timer")
         t:cancel()
-        return table.pack(t:join(1))
+        return pack(t:join(1))
       end)
     end)
     assert.same({ n = 2, false, "canceled" }, r)
@@ -369,7 +370,7 @@ describe("task:cancel", function()
     local r = duplex.run(function()
       local t = duplex.spawn(function() started = true end)
       assert.is_true(t:cancel())
-      return table.pack(t:join(1))
+      return pack(t:join(1))
     end)
     assert.same({ n = 2, false, "canceled" }, r)
     assert.is_false(started)
@@ -378,9 +379,9 @@ describe("task:cancel", function()
   it("returns true for a task that has already finished, and join keeps its results", function()
     local r = duplex.run(function()
       local t = duplex.spawn(function() return "done" end)
-      local first = table.pack(t:join(1))
-      local cancel = table.pack(t:cancel())
-      return { first, cancel, table.pack(t:join(1)) }
+      local first = pack(t:join(1))
+      local cancel = pack(t:cancel())
+      return { first, cancel, pack(t:join(1)) }
     end)
     assert.same({ { n = 2, true, "done" }, { n = 1, true }, { n = 2, true, "done" } }, r)
   end)
@@ -396,7 +397,7 @@ describe("task:cancel", function()
         t:cancel()
         reached[#reached + 1] = "after cancel"
       end)
-      return table.pack(t:join(5))
+      return pack(t:join(5))
     end)
     assert.same({ n = 2, false, "canceled" }, r)
     assert.same({ "self" }, closed)
@@ -422,7 +423,7 @@ describe("errors in tasks", function()
         log[#log + 1] = "other finished"
         return "ok"
       end)
-      local res = table.pack(other:join(5))
+      local res = pack(other:join(5))
       log[#log + 1] = "main finished"
       return res
     end)
@@ -497,11 +498,11 @@ describe("waiting where a task cannot yield", function()
           join = function() return t:join(2) end,
         }
         for name, fn in pairs(calls) do
-          results[name] = table.pack(pcall(coroutine.wrap(fn)))
+          results[name] = pack(pcall(coroutine.wrap(fn)))
         end
         -- afterwards the task itself still waits normally
         assert(c:write("then\n"))
-        results.after = table.pack(p:read("l"))
+        results.after = pack(p:read("l"))
         t:cancel()
         return results
       end)
@@ -524,13 +525,13 @@ describe("waiting where a task cannot yield", function()
           sleep = function() return duplex.sleep(0.5) end,
         }
         for name, fn in pairs(calls) do
-          results[name] = table.pack(pcall(table.sort, { 3, 1, 2 }, function(a, b)
+          results[name] = pack(pcall(table.sort, { 3, 1, 2 }, function(a, b)
             fn()
             return a < b
           end))
         end
         assert(c:write("then\n"))
-        results.after = table.pack(p:read("l"))
+        results.after = pack(p:read("l"))
         return results
       end)
     end)
@@ -544,9 +545,9 @@ describe("waiting where a task cannot yield", function()
   it("raises inside a string.gsub callback, and the task goes on", function()
     local c, p = pair()
     local r = duplex.run(function()
-      local res = table.pack(pcall(string.gsub, "x", "x", function() return p:read("l") end))
+      local res = pack(pcall(string.gsub, "x", "x", function() return p:read("l") end))
       assert(c:write("then\n"))
-      res.after = table.pack(p:read("l"))
+      res.after = pack(p:read("l"))
       return res
     end)
     assert_wait_refused(r[1], r[2], "gsub")
@@ -561,7 +562,7 @@ describe("waiting where a task cannot yield", function()
       helpers.until_waiting(a, "read")  -- both wait now
       helpers.until_waiting(b, "turn")
       assert(c:write("one\ntwo\n"))
-      return { table.pack(a:join(5)), table.pack(b:join(5)) }
+      return { pack(a:join(5)), pack(b:join(5)) }
     end)
     assert.same({ { n = 3, true, true, "one" }, { n = 3, true, true, "two" } }, r)
   end)
@@ -574,18 +575,18 @@ describe("waiting where a task cannot yield", function()
       p:settimeout(0)
       local res = {}
       local co = coroutine.wrap(function()
-        res.co_line = table.pack(p:read("l"))
-        res.co_accept = table.pack(srv:accept(0))
-        res.co_write = table.pack(c:write("x"))
+        res.co_line = pack(p:read("l"))
+        res.co_accept = pack(srv:accept(0))
+        res.co_write = pack(c:write("x"))
         coroutine.yield()
-        res.co_again = table.pack(p:read(1))
+        res.co_again = pack(p:read(1))
       end)
       co()
       co()
       local words = { "b", "c", "a" }
       local lines = {}
       table.sort(words, function(a, b)
-        lines[#lines + 1] = table.pack(p:read("l"))
+        lines[#lines + 1] = pack(p:read("l"))
         return a < b
       end)
       res.words = words
@@ -628,7 +629,7 @@ describe("a bare coroutine.yield() in a task", function()
       end
       local a = duplex.spawn(worker, "a")
       local b = duplex.spawn(worker, "b")
-      return { table.pack(a:join(5)), table.pack(b:join(5)) }
+      return { pack(a:join(5)), pack(b:join(5)) }
     end)
     assert.same({ { n = 2, true, "a done" }, { n = 2, true, "b done" } }, r)
     assert.equal(6, #log)

@@ -14,10 +14,11 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 local defer = helpers.defer
 
-local has_python = os.execute("command -v python3 >/dev/null 2>&1") == true
-local has_curl = os.execute("command -v curl >/dev/null 2>&1") == true
+local has_python = helpers.execute("command -v python3 >/dev/null 2>&1") == true
+local has_curl = helpers.execute("command -v curl >/dev/null 2>&1") == true
 
 -- The message of an error fn raises, without the "file:line: " of error().
 local function raised(fn, ...)
@@ -211,7 +212,7 @@ describe("client idletimeout", function()
       local elapsed, r, msg, code, n = helpers.timed(function() return p2:write(body) end)
       assert.same({ nil, "ETIMEDOUT" }, { r, code })
       assert.matches("^write 127%.0%.0%.1:%d+: Connection timed out$", msg)
-      assert.equal("integer", math.type(n))
+      assert.equal("integer", helpers.mathtype(n))
       assert.is_true(n > 0 and n < BIG, "nwritten " .. n)
       assert.is_true(elapsed >= 0.99 and elapsed < 5, "took " .. elapsed)
       p2:close()
@@ -248,7 +249,7 @@ describe("client idletimeout", function()
         request[#request + 1] = line
       end
       local t0 = duplex.now()
-      wres = table.pack(c:write("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n",
+      wres = pack(c:write("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n",
         "Content-Length: ", BIG, "\r\nConnection: close\r\n\r\n", body))
       welapsed = duplex.now() - t0
     end
@@ -259,7 +260,7 @@ describe("client idletimeout", function()
       -- (not with the sanitizer runtimes `make asan` preloads: curl hangs)
       local proc = spawn("env -u LD_PRELOAD curl --limit-rate 4M -s -o " .. helpers.shquote(out)
         .. " http://127.0.0.1:" .. port .. "/")
-      curl_status = table.pack(wait_exit(proc, 60))
+      curl_status = pack(wait_exit(proc, 60))
       elapsed = duplex.now() - t0
       srv:close()
       assert.same({ true, true }, { serving:join(5) })
@@ -398,7 +399,7 @@ describe("server:serve options", function()
       end)
       local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
       c:settimeout(5)
-      local eof = table.pack(c:read("l"))    -- the server side closed
+      local eof = pack(c:read("l"))    -- the server side closed
       srv:close()
       assert(serving:join(5))
       return { below = seen.below, type = duplex.type(seen.client), eof = eof }
@@ -423,7 +424,7 @@ describe("server:serve options", function()
     end)
     srv:close()
     c:settimeout(5)
-    local eof = table.pack(c:read("l"))      -- the cancelled handler's client closed
+    local eof = pack(c:read("l"))      -- the cancelled handler's client closed
     c:close()
     assert.same({ false, "stop", "closed client", { n = 1, nil } },
       { ok, err, duplex.type(seen.client), eof })
@@ -824,9 +825,9 @@ describe("server:close(grace) #timing", function()
     duplex.run(function()
       local t_serve
       local serving = duplex.spawn(function()
-        local v = table.pack(srv:serve(make_handler(recs)))
+        local v = pack(srv:serve(make_handler(recs)))
         t_serve = duplex.now()
-        return table.unpack(v, 1, v.n)
+        return unpack(v, 1, v.n)
       end)
       local idle = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
       defer(function() idle:close() end)
@@ -841,11 +842,11 @@ describe("server:close(grace) #timing", function()
       local t0 = duplex.now()
       local closer = duplex.spawn(function() return srv:close(2) end)
       assert.same({ true, true }, { closer:join(5) })
-      r.busy = table.pack(busy:read("l"))
-      r.busy_eof = table.pack(busy:read("l"))
-      r.idle = table.pack(idle:read("l"))
+      r.busy = pack(busy:read("l"))
+      r.busy_eof = pack(busy:read("l"))
+      r.idle = pack(idle:read("l"))
       r.idle_at = duplex.now() - t0
-      r.serve = table.pack(serving:join(5))
+      r.serve = pack(serving:join(5))
       r.serve_at = t_serve - t0
     end)
     assert.same({ n = 1, "done" }, r.busy)
@@ -875,9 +876,9 @@ describe("server:close(grace) #timing", function()
       assert.is_true(wait_for(function() return recs.slow ~= nil end, 5))
       local t0 = duplex.now()
       assert.is_true(srv:close(2))
-      r.serve = table.pack(serving:join(5))
+      r.serve = pack(serving:join(5))
       r.at = duplex.now() - t0
-      r.busy = table.pack(busy:read("l", "l"))
+      r.busy = pack(busy:read("l", "l"))
     end)
     assert.same({ n = 2, true, true }, r.serve)
     assert.same({ n = 2, "done", nil }, r.busy)
@@ -899,9 +900,9 @@ describe("server:close(grace) #timing", function()
       assert.equal("echo hi", idle:read("l"))
       local t0 = duplex.now()
       assert.is_true(srv:close(0.3))
-      r.serve = table.pack(serving:join(5))
+      r.serve = pack(serving:join(5))
       r.at = duplex.now() - t0
-      r.idle = table.pack(idle:read("l"))
+      r.idle = pack(idle:read("l"))
     end)
     assert.same({ n = 2, true, true }, r.serve)
     assert.same({ n = 1, nil }, r.idle)
@@ -936,7 +937,7 @@ describe("server:close(grace) #timing", function()
         assert.equal("tick", c:read("l"))
         local t0 = duplex.now()
         assert.is_true(srv:close(0.2))
-        r.serve = table.pack(serving:join(5))
+        r.serve = pack(serving:join(5))
         r.at = duplex.now() - t0
         local lines = 0
         while c:read("l") do lines = lines + 1 end
@@ -1012,8 +1013,8 @@ describe("server:close(grace) #timing", function()
       duplex.sleep(0)
       assert.equal(1, headers)              -- still waiting for the rest
       assert(c:write("\r\n"))
-      r.reply = table.pack(c:read("a"))
-      r.serve = table.pack(serving:join(10))
+      r.reply = pack(c:read("a"))
+      r.serve = pack(serving:join(10))
     end)
     assert.same({ n = 1, "HTTP/1.0 200 OK\r\nContent-Length: 32\r\n\r\nyou asked for GET /half HTTP/1.0" }, r.reply)
     assert.same({ n = 2, true, true }, r.serve)
@@ -1034,9 +1035,9 @@ describe("server:close(grace) #timing", function()
       assert.is_true(wait_for(function() return recs.slow ~= nil end, 5))
       local t0 = duplex.now()
       assert.is_true(srv:close())
-      r.serve = table.pack(serving:join(5))
+      r.serve = pack(serving:join(5))
       r.serve_at = duplex.now() - t0
-      r.busy = table.pack(busy:read("l", "l"))
+      r.busy = pack(busy:read("l", "l"))
       r.busy_at = duplex.now() - t0
     end)
     assert.same({ n = 2, true, true }, r.serve)
@@ -1142,7 +1143,7 @@ end)
       c:settimeout(5)
       assert(c:write("a\n"))
       assert.equal("a", c:read("l"))
-      r.eof = table.pack(helpers.timed(function() return c:read("l") end))   -- silent: cut
+      r.eof = pack(helpers.timed(function() return c:read("l") end))   -- silent: cut
       srv:close()
       assert.same({ true, true }, { serving:join(5) })
     end)
@@ -1169,7 +1170,7 @@ end)
       defer(function() c:close() end)
       c:settimeout(5)
       assert(c:write("a\nboom\n"))
-      r.reads = table.pack(c:read("l", "l"))      -- the answer, then EOF
+      r.reads = pack(c:read("l", "l"))      -- the answer, then EOF
       assert.is_true(wait_for(function() return #reports > 0 end, 5))
       duplex.sleep(0.05)
       srv:close()
@@ -1327,7 +1328,7 @@ describe("serve out of descriptors #nomemcheck", function()
     for line in function() return proc:read("l") end do out[#out + 1] = line end
     assert.same({ true, "exit", 0 }, { proc:wait(10) })
     assert.equal("END " .. env.n, out[#out])
-    local reports = { table.unpack(out, 1, #out - 1) }
+    local reports = { unpack(out, 1, #out - 1) }
     assert.equal(2, #reports, "reports:\n" .. table.concat(reports, "\n"))
     assert.matches(BACKING_OFF:format(env.port), reports[1])
     assert.matches(ACCEPTING:format(env.port), reports[2])

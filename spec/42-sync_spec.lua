@@ -54,7 +54,7 @@ describe("duplex.cond", function()
           waiting[#waiting + 1] = name
           local r = pack(c:wait(5))
           woken[#woken + 1] = name
-          return table.unpack(r, 1, r.n)
+          return unpack(r, 1, r.n)
         end)
       end
       until_(function() return #waiting == 0 end)
@@ -141,7 +141,7 @@ describe("duplex.cond", function()
         waiting = waiting + 1
         local r = pack(c:wait(5))
         woken = true
-        return table.unpack(r, 1, r.n)
+        return unpack(r, 1, r.n)
       end)
       until_(function() return waiting == 3 end)
       assert.is_true(gone:cancel())
@@ -587,7 +587,7 @@ describe("waits that end without a signal leave nothing behind", function()
           waiting = waiting + 1
           local r = pack(c:wait(name == "C" and 0.01 or 5))
           if r[1] then woken[#woken + 1] = name end
-          return table.unpack(r, 1, r.n)
+          return unpack(r, 1, r.n)
         end)
         until_(function() return waiting == i end)   -- each begins waiting in turn
         duplex.sleep(0)

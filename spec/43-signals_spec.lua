@@ -13,6 +13,7 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 local slurp, spit, mktemp_dir = helpers.slurp, helpers.spit, helpers.mktemp_dir
 
 local defer, run_cleanups = helpers.defer, helpers.run_cleanups
@@ -57,7 +58,7 @@ local function child(script, ...)
   proc.dir = dir
   defer(function()
     proc:close()
-    os.execute("rm -rf " .. quote(dir))
+    helpers.execute("rm -rf " .. quote(dir))
   end)
   function proc:out() return slurp(dir .. "/out") or "" end
   function proc:err() return slurp(dir .. "/err") or "" end
@@ -69,7 +70,7 @@ local function child(script, ...)
     local deadline = duplex.now() + (seconds or 10)
     repeat
       local caps = { self:out():match(pattern) }
-      if caps[1] then return table.unpack(caps) end
+      if caps[1] then return unpack(caps) end
       duplex.sleep(0.01)
     until duplex.now() > deadline
     error("timed out waiting for " .. pattern .. " from " .. self:describe(), 2)
@@ -78,7 +79,7 @@ local function child(script, ...)
 end
 
 local function signal(proc, name)
-  assert(os.execute(("kill -%s %d"):format(name, proc.pid)))
+  assert(helpers.execute(("kill -%s %d"):format(name, proc.pid)))
 end
 
 local function lines_of(s)
@@ -210,7 +211,7 @@ say("not killed")
 
   it("a signal that arrives outside duplex.run is handled at the next run", function()
     local dir = mktemp_dir("signals")
-    defer(function() os.execute("rm -rf " .. quote(dir)) end)
+    defer(function() helpers.execute("rm -rf " .. quote(dir)) end)
     local flag = dir .. "/sent"
     local proc = child([[
 local flag = ...
@@ -342,7 +343,7 @@ server:serve]], 1)
       .. 'say("served")                                        -- test only\n'
     assert.truthy(script:find("test only: a slow request", 1, true))
     local proc = child(script)
-    local port = math.tointeger(tonumber(proc:expect("^listening (%d+)\n")))
+    local port = helpers.tointeger(tonumber(proc:expect("^listening (%d+)\n")))
 
     local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
     defer(function() c:close() end)

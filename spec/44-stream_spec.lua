@@ -69,7 +69,7 @@ end
 -- plus the shell's exit status and the child's stderr.
 local function run_child(script, shell, limit)
   local dir = mktemp_dir("stream")
-  defer(function() os.execute("rm -rf " .. quote(dir)) end)
+  defer(function() helpers.execute("rm -rf " .. quote(dir)) end)
   spit(dir .. "/child.lua", PRELUDE .. script)
   local cmdline = helpers.lua .. " " .. dir .. "/child.lua " .. dir .. "/result 2>>" .. dir .. "/err"
   local full = shell:gsub("CHILD", function() return cmdline end):gsub("DIR", dir)
@@ -142,14 +142,14 @@ finish()
   end)
 
   it("echoes lines between two tasks over its stdin and stdout, driven through a socket", function()
-    if not os.execute("command -v socat >/dev/null 2>&1") then
+    if not helpers.execute("command -v socat >/dev/null 2>&1") then
       pending("socat is not installed")
       return
     end
     local srv, port = helpers.server()
     defer(function() srv:close() end)
     local dir = mktemp_dir("stream")
-    defer(function() os.execute("rm -rf " .. quote(dir)) end)
+    defer(function() helpers.execute("rm -rf " .. quote(dir)) end)
     -- the child: fd 0 and 1 are pipes (socat's `pipes`), each in a stream
     spit(dir .. "/child.lua", PRELUDE .. [[
 local function kind(fd)
@@ -297,12 +297,12 @@ finish()
   end)
 
   it("a descriptor that was non-blocking already stays so after close (python3 makes it)", function()
-    if not os.execute("command -v python3 >/dev/null 2>&1") then
+    if not helpers.execute("command -v python3 >/dev/null 2>&1") then
       pending("python3 is not installed")
       return
     end
     local dir = mktemp_dir("stream")
-    defer(function() os.execute("rm -rf " .. quote(dir)) end)
+    defer(function() helpers.execute("rm -rf " .. quote(dir)) end)
     spit(dir .. "/child.lua", PRELUDE .. [[
 local fd = math.tointeger(tonumber(arg[2]))
 put("before", nonblock(fd))
@@ -370,9 +370,9 @@ describe("duplex.stream arguments (in this process)", function()
     -- called as the user would (not through pcall directly, which leaves
     -- luaL to find a name for the function in package.loaded)
     local function raises(want, ...)
-      local args = table.pack(...)
+      local args = pack(...)
       local ok, err = pcall(function()
-        local s = duplex.stream(table.unpack(args, 1, args.n))
+        local s = duplex.stream(unpack(args, 1, args.n))
         return s
       end)
       assert.is_false(ok)

@@ -746,7 +746,7 @@ describe("duplex.resolve", function()
       -- program that goes on after lua_close would.
       local dir = os.tmpname()
       os.remove(dir)
-      os.execute("mkdir -p " .. helpers.shquote(dir))
+      helpers.execute("mkdir -p " .. helpers.shquote(dir))
       local script = dir .. "/exit.lua"
       local f = assert(io.open(script, "w"))
       f:write([[
@@ -764,7 +764,7 @@ describe("duplex.resolve", function()
         helpers.shquote(pre), helpers.lua, helpers.shquote(script)))
       local out = p:read("a")
       p:close()
-      os.execute("rm -rf " .. helpers.shquote(dir))
+      helpers.execute("rm -rf " .. helpers.shquote(dir))
       assert.equal("nil\tresolve exit.slow.test: Connection timed out\tETIMEDOUT\nexit 0\n", out)
     end)
   end)

@@ -11,13 +11,14 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 local pki = require "spec.tls_pki"
 
 local P = pki.get()
 local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 local sopts, copts = pki.server_opts, pki.client_opts
 
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
 -- Check that err is "bad argument #n to '<any name>' (why)": the name Lua
 -- finds for a function called through pcall depends on where it looks.
@@ -373,7 +374,7 @@ describe("verification", function()
       "IP address mismatch: the certificate is not for 127.0.0.1", "sslv3 alert bad certificate" },
   }
   for _, row in ipairs(rejected) do
-    local what, leaf, host, reason, alert = table.unpack(row)
+    local what, leaf, host, reason, alert = unpack(row)
     it("rejects " .. what .. " with ECERT and the reason; the server sees the alert (EPROTO)", function()
       local r, s, port = run(attempt, leaf, host, copts())
       assert.same(all(nil, ("tls handshake %s:%d: %s"):format(host, port, reason), "ECERT"), r)
@@ -461,7 +462,7 @@ describe("defaults", function()
   -- the system store hangs until `timeout` ends it.
   it("a server that asks for no client certificate never reads the system store (a child process)", function()
     local fifo = pki.tmp(".fifo")
-    assert(os.execute("mkfifo " .. helpers.shquote(fifo)))
+    assert(helpers.execute("mkfifo " .. helpers.shquote(fifo)))
     defer(function() os.remove(fifo) end)
     assert.equal("OK\nexit 0\n", handshake_child("{ cafile = ca }", "SSL_CERT_FILE=" .. helpers.shquote(fifo), 10))
   end)
@@ -558,7 +559,7 @@ describe("mutual TLS, versions, ALPN, ciphers", function()
     assert.same({ "TLSv1.2", "TLSv1.2" }, out["12"])
     assert.same({ "TLSv1.3", "TLSv1.3" }, out["13"])
     assert.same({ "TLSv1.2", "TLSv1.2" }, out.srv12)
-    local r, s = table.unpack(out.none)
+    local r, s = unpack(out.none)
     assert.same(all(nil, r[2], "EPROTO"), r)
     assert.matches("^tls handshake localhost:%d+: tlsv1 alert protocol version$", r[2])
     assert.same(all(nil, s[2], "EPROTO"), s)
@@ -1286,7 +1287,7 @@ describe("a build without TLS #nomemcheck", function()
 
   it("make TLS=0: duplex.tls is nil and the tls options raise (a child process)", function()
     local dir = P.dir .. "/notls"
-    local ok = os.execute(("make -s TLS=0 OUT=%s/duplex/core.so CFLAGS_EXTRA=-O0 >%s/make.log 2>&1"):format(
+    local ok = helpers.execute(("make -s TLS=0 OUT=%s/duplex/core.so CFLAGS_EXTRA=-O0 >%s/make.log 2>&1"):format(
       helpers.shquote(dir), helpers.shquote(P.dir)))
     assert.is_true(ok == true, pki.readfile(P.dir .. "/make.log"))
     local script = pki.tmp(".lua")

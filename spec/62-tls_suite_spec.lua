@@ -10,12 +10,13 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 local pki = require "spec.tls_pki"
 
 local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 local KiB, MiB = 1024, 1024 * 1024
 
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
 pcall(duplex.run, function()        -- lazily made, process-wide state: now
   local c, p, srv = pki.pair()
@@ -297,7 +298,7 @@ for _, t in ipairs(TRANSPORTS) do
         pieces[#pieces + 1] = 12345                     -- numbers are written as strings
         local want = table.concat(pieces)
         local rd = reader(p, #want)
-        local w = all(c:write(table.unpack(pieces)))
+        local w = all(c:write(unpack(pieces)))
         local _, got = rd:join(30)
         return { w = w, same = got == want, c = c }
       end)

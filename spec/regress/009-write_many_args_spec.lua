@@ -7,6 +7,7 @@
 -- batch ended, so its cost is linear; batches are at most IOV_MAX long.
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 -- Inside duplex.run: write every string of `parts` with one c:write call
 -- while a task reads the peer concurrently. Returns the CPU seconds the
@@ -28,7 +29,7 @@ local function write_all(parts)
       return table.concat(got)
     end)
     local t0 = os.clock()
-    local r, msg, code, nw = c:write(table.unpack(parts))
+    local r, msg, code, nw = c:write(unpack(parts))
     cpu = os.clock() - t0
     assert.same({ c }, { r, msg, code, nw })
     local ok, s = reader:join(10)

@@ -15,12 +15,13 @@
 -- raise "bad argument"); math.huge stays a valid timeout ("forever").
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 -- Call fn; close whatever socket it returned (the old code made real ones)
 -- and return the error it raised, or nil plus a description of what it
 -- returned instead.
 local function raised(fn)
-  local r = table.pack(pcall(fn))
+  local r = pack(pcall(fn))
   if r[1] then
     local what = {}
     for i = 2, r.n do

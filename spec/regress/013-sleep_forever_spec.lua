@@ -41,7 +41,7 @@ local function sleeps_idle(expr)
   local proc = helpers.spawn_process(helpers.lua .. " -e "
     .. helpers.shquote('require("duplex").sleep(' .. expr .. ')'))
   finally(function() proc:close() end)
-  os.execute("sleep 1")
+  helpers.execute("sleep 1")
   local st = state(proc.pid)
   assert.is_truthy(st, "the child ended early")
   assert.is_true(st ~= "Z", "the child ended early")

@@ -35,6 +35,7 @@
 -- Fix: the backend files are prerequisites of build/duplex/core.so.
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 -- 1 -------------------------------------------------------------------------
 
@@ -112,7 +113,7 @@ local function drip(size, maxpiece, filler, tail, read)
       end
     end)
     local t0 = os.clock()
-    got = table.pack(read(p))
+    got = pack(read(p))
     cpu = os.clock() - t0
     assert(writer:join(10))
     helpers.close(c, p, srv)
@@ -138,7 +139,7 @@ end
 -- 3 -------------------------------------------------------------------------
 
 local function sh(cmd)
-  local ok, how, code = os.execute(cmd)
+  local ok, how, code = helpers.execute(cmd)
   return ok and 0 or (how == "exit" and code or 128 + code)
 end
 
@@ -189,7 +190,7 @@ describe("regression 015:", function()
     local dir = os.tmpname()
     os.remove(dir)
     assert.equal(0, sh("mkdir " .. helpers.shquote(dir)))
-    finally(function() os.execute("rm -rf " .. helpers.shquote(dir)) end)
+    finally(function() helpers.execute("rm -rf " .. helpers.shquote(dir)) end)
     local q = helpers.shquote(dir)
     assert.equal(0, sh("cp -R Makefile csrc " .. q))
     local make = "make -s -C " .. q .. " build/duplex/core.so >/dev/null 2>&1"

@@ -15,6 +15,7 @@
 -- the accept are reported by the registration and read at once.
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 local function python_peer(script, ...)
   local args = {}
@@ -39,11 +40,11 @@ describe("regression 017: reads trusted to have drained the socket", function()
       end)
       local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 2 }))
       c:settimeout(2)
-      local first = table.pack(c:read("l"))   -- waited: c is registered, drained
+      local first = pack(c:read("l"))   -- waited: c is registered, drained
       assert(peer:join(5))
       duplex.sleep(0.05)                      -- one edge for "bye\n" and the FIN
       local t0 = duplex.now()
-      local last, eof = table.pack(c:read("l")), table.pack(c:read("l"))
+      local last, eof = pack(c:read("l")), pack(c:read("l"))
       srv:close()
       return { first = first, last = last, eof = eof, took = duplex.now() - t0 }
     end)
@@ -70,10 +71,10 @@ s.recv(1)
       helpers.defer(function() proc:close() end)
       local c <close> = assert(srv:accept(5))
       c:settimeout(2)
-      local hi = table.pack(c:read("l"))       -- waited: registered, drained
+      local hi = pack(c:read("l"))       -- waited: registered, drained
       assert(c:write("ok\n"))
       duplex.sleep(0.2)                        -- all three sends arrive
-      local line = table.pack(c:read("l"))
+      local line = pack(c:read("l"))
       assert(c:write("."))
       srv:close()
       return { hi = hi, line = line }
@@ -101,10 +102,10 @@ s.recv(1)
       helpers.defer(function() proc:close() end)
       local c <close> = assert(srv:accept(5))
       c:settimeout(2)
-      local hi = table.pack(c:read("l"))      -- waited: registered, drained
+      local hi = pack(c:read("l"))      -- waited: registered, drained
       assert(c:write("ok\n"))
       duplex.sleep(0.2)                        -- both sends arrive
-      local line = table.pack(c:read("l"))
+      local line = pack(c:read("l"))
       assert(c:write("."))
       srv:close()
       return { hi = hi, line = line }
@@ -123,7 +124,7 @@ s.recv(1)
       local conn <close> = assert(srv:accept(2))
       conn:settimeout(2)
       local t0 = duplex.now()
-      local head = table.pack(conn:readuntil("\r\n\r\n"))
+      local head = pack(conn:readuntil("\r\n\r\n"))
       srv:close()
       return { head = head, took = duplex.now() - t0 }
     end)
