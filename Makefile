@@ -1,6 +1,19 @@
 # duplex: developer entry point. `make` builds build/duplex/core.so.
+#
+# LUA names the interpreter to build and test for: lua5.4 (the default),
+# lua5.3, lua5.2, lua5.1 or luajit. Its headers come from pkg-config (or the
+# usual include directory; LUA_INCDIR overrides), and every version but 5.4
+# builds into a directory of its own, build/$(LUA).
 LUA         ?= lua5.4
-LUA_INCDIR  ?= /usr/include/lua5.4
+LUA_PKG      = $(if $(filter luajit,$(LUA)),luajit,$(LUA))
+LUA_INCDIR  ?= $(or $(patsubst -I%,%,$(firstword $(shell pkg-config --cflags-only-I $(LUA_PKG) 2>/dev/null))),\
+                   $(if $(filter luajit,$(LUA)),/usr/include/luajit-2.1,/usr/include/$(LUA)))
+BUILD        = $(if $(filter lua5.4,$(LUA)),build,build/$(LUA))
+# The Debian packages of each interpreter and its headers.
+LUA_DEBS     = $(if $(filter luajit,$(LUA)),luajit2 libluajit2-5.1-dev,$(if $(filter lua5.1,$(LUA)),lua5.1 liblua5.1-0-dev,$(LUA) lib$(LUA)-dev))
+# Specs that cannot hold on a version are tagged: on PUC 5.1 a task cannot
+# wait inside pcall, a metamethod or a for-in iterator; <close> is 5.4's.
+LUA_SKIP     = $(if $(filter lua5.1,$(LUA)),yields_in_pcall)
 CC          ?= cc
 CFLAGS_EXTRA ?=
 WARN   = -Wall -Wextra -Wshadow -Wundef -Wwrite-strings -Wmissing-prototypes -Wstrict-prototypes
@@ -26,8 +39,15 @@ BACKENDS  = $(wildcard csrc/dx_loop_*.c)
 SRCS      = $(filter-out $(BACKENDS) $(TLS_SRCS),$(wildcard csrc/*.c))
 CORE_SRCS = $(filter-out csrc/dx_tls.c,$(filter csrc/dx_%.c,$(SRCS)))
 HDRS      = $(wildcard csrc/*.h)
-OUT       = build/duplex/core.so
-BUSTED    = busted --lua=$(LUA) $(BUSTED_FLAGS)
+OUT       = $(BUILD)/duplex/core.so
+# Child processes of the specs run the interpreter under test, with its
+# build and test shims (make asan and the like set DUPLEX_CPATH themselves).
+export DUPLEX_LUA = $(LUA)
+export DUPLEX_SHIMS = $(BUILD)/shim
+ifneq ($(BUILD),build)
+export DUPLEX_CPATH ?= ./$(BUILD)/?.so
+endif
+BUSTED    = busted --lua=$(LUA) $(if $(LUA_SKIP),--exclude-tags=$(LUA_SKIP)) $(BUSTED_FLAGS)
 FUZZ_SECONDS ?= 60
 
 .PHONY: all shims check-layers test test-debug check-rockspec check-version fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
@@ -39,7 +59,7 @@ $(OUT): $(SRCS) $(HDRS) $(BACKENDS) Makefile
 	$(CC) $(CFLAGS) $(LDFLAGS_SO) -o $@ $(SRCS) $(TLS_LIBS)
 
 # Install what is missing on Debian (as root), or say the exact command.
-DEPS_PKGS = lua5.4 liblua5.4-dev lua-busted luarocks python3 netcat-openbsd libssl-dev openssl curl
+DEPS_PKGS = lua5.4 liblua5.4-dev $(LUA_DEBS) pkg-config lua-busted luarocks python3 netcat-openbsd libssl-dev openssl curl
 deps:
 	@command -v dpkg-query >/dev/null || exit 0; \
 	missing=""; for p in $(DEPS_PKGS); do \
@@ -61,13 +81,13 @@ deps-tools:
 
 test: deps
 	$(MAKE) all shims check-tiers check-layers check-rockspec check-version test-core
-	$(BUSTED) -o utfTerminal spec
+	$(BUSTED) --cpath=./$(BUILD)/?.so -o utfTerminal spec
 
 # The test shims (spec/shim/*.c): libraries the specs preload into child
 # processes (lfork: a Lua module a child loads). Built here, never by a
 # spec: spec/child_helpers.lua's ch.shim fails clearly when one is missing.
-SHIMS = $(patsubst spec/shim/%.c,build/shim/%.so,$(wildcard spec/shim/*.c))
-build/shim/%.so: spec/shim/%.c Makefile
+SHIMS = $(patsubst spec/shim/%.c,$(BUILD)/shim/%.so,$(wildcard spec/shim/*.c))
+$(BUILD)/shim/%.so: spec/shim/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -O2 -g -fPIC $(WARN) -I$(LUA_INCDIR) $(CFLAGS_EXTRA) -shared -o $@ $< -ldl
 shims: $(SHIMS)
@@ -110,7 +130,7 @@ check-tiers:
 # The binding in layers, lowest first: a file calls only into the files
 # before it (lduplex.c, the entry, last); a call planted from the lowest
 # into the highest must be refused (spec/core/check_layers.sh).
-LAYERS = lxaux lsock ldrive lresolve lclient lread lwrite lforward ltls lconnect \
+LAYERS = lcompat lxaux lsock ldrive lresolve lclient lread lwrite lforward ltls lconnect \
          lserver ludp ldgram lsched lwait lsignal lserve lduplex
 check-layers:
 	@bash spec/core/check_layers.sh "$(CC) $(CFLAGS)" $(LAYERS)
@@ -196,7 +216,7 @@ test-signalfd: all build/signalfd/duplex/core.so
 
 # Every socket read and write cut to 1-7 bytes, EINTR one call in eight:
 # a transfer and a line exchange must come out byte for byte, and not hang.
-test-shortio: all build/shim/shortio.so
+test-shortio: all $(BUILD)/shim/shortio.so
 	bash spec/shim/run.sh
 
 # The whole spec suite under valgrind, descriptors tracked: no memory

@@ -58,6 +58,13 @@ lua_Integer lx_who(lua_State *L, const lx_state *S) {
 }
 
 int lx_cannot_wait(lua_State *L) {
+#if LUA_VERSION_NUM == 501 && !defined(LX_LUAJIT)
+  if (lx_state_of(L)->running == L)
+    return luaL_error(L, "duplex: a task cannot wait here: Lua 5.1 cannot yield "
+                         "across pcall, a metamethod or a for-in iterator (LuaJIT "
+                         "and Lua 5.2 on can): wait outside them, and take failures "
+                         "from the nil, msg, code results instead of pcall");
+#endif
   return luaL_error(L, "duplex: cannot wait here: inside duplex.run, only a "
                        "task's own coroutine can wait (not a coroutine it "
                        "created, an onerror or <close> handler run for an "
@@ -139,6 +146,16 @@ static int pass_k(lua_State *L, int status, lua_KContext ctx) {
 
 void lx_open_resume(lua_State *L) { (void)L; }
 #endif
+
+void lx_hold(lua_State *L, int idx) {
+  lx_state *S = lx_state_of(L);
+  if (S->running != L) return;
+  idx = lua_absindex(L, idx);
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_HELD);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, S->slot);
+  lua_pop(L, 1);
+}
 
 int lx_can_pass(lua_State *L, const lx_state *S) {
   return S->running == L && lua_isyieldable(L);

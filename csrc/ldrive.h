@@ -84,13 +84,16 @@ void lx_open_resume(lua_State *L);
  * attempts of a connect, a forward's pipe) is to-be-closed where a waiting
  * C call stays on the stack until it returns (5.4 with continuations).
  * Where it returns at its wait (LX_NO_YIELDK) or there is no lua_toclose
- * (before 5.4), its metatable's __cancel, called by a cancel for every
- * value on the task's stack (lsched.c), ends it instead. */
+ * (before 5.4: LX_NO_TOCLOSE), the task holds it instead: lx_hold makes
+ * the value at idx the running task's held value (one per task, replaced
+ * by the next; nothing outside a task), and a cancel calls its
+ * metatable's __cancel (lsched.c). core.hold(v) is the same for Lua. */
+void lx_hold(lua_State *L, int idx);
 #if LUA_VERSION_NUM >= 504 && !defined(LX_NO_YIELDK)
 #define lx_toclose(L, idx) lua_toclose(L, idx)
 #else
-#define LX_CANCEL_BY_STACK
-#define lx_toclose(L, idx) ((void)(L), (void)(idx))
+#define LX_NO_TOCLOSE
+#define lx_toclose(L, idx) lx_hold(L, idx)
 #endif
 /* Who is calling, for ownership: the running task's id (also from a
  * coroutine it created), or -1 outside tasks. */

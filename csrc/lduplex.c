@@ -88,6 +88,8 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lua_setiuservalue(L, -2, LX_UV_TASKS);
   lua_newtable(L);
   lua_setiuservalue(L, -2, LX_UV_GUARDS);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, LX_UV_HELD);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc");

@@ -31,6 +31,7 @@
 
 #include "lua.h"
 #include "lauxlib.h"
+#include "lcompat.h"
 
 /* The version of duplex, written here only: the module's _VERSION is
  * "duplex " LX_VERSION, and make check-version (in make test) fails when
@@ -50,6 +51,7 @@ enum {
   LX_UV_REPORT,               /* report(err, traceback): an error nothing else reports */
   LX_UV_SIGNAL,               /* signal(name): a watched signal arrived */
   LX_UV_GUARDS,               /* each guarded task's end function and guard (lsched.c) */
+  LX_UV_HELD,                 /* what each task's wait holds, by slot (lx_hold) */
   LX_UV_ANSWER_MT,            /* the metatable of lookup answers (lresolve.c) */
   LX_UV_TLSCTX_MT,            /* the metatable of duplex.tlscontext (ltls.c) */
   LX_UV_TLS_DEFAULT,          /* the default client TLS context, made once */

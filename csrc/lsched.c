@@ -23,12 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if LUA_VERSION_RELEASE_NUM >= 50406
-#define lx_closethread(co, from) lua_closethread(co, from)
-#else
-#define lx_closethread(co, from) ((void)(from), lua_resetthread(co))
-#endif
-
 #define SLOT_MASK ((1 << LX_SLOT_BITS) - 1)
 
 /* What a waiting task is resumed with: nothing where the driver's yield
@@ -82,7 +76,7 @@ static void report(lua_State *L, const char *traceback) {
  * them raises is reported, not lost. err: stack index in L of the error
  * the coroutine ended with, or 0. */
 static void close_thread(lua_State *L, lua_State *co, int err) {
-  int status = lx_closethread(co, L);
+  int status = lua_closethread(co, L);
   if (status == LUA_OK || lua_gettop(co) < 1) return;
   lua_xmove(co, L, 1);
   if (err != 0 && lua_rawequal(L, -1, err)) {
@@ -133,7 +127,9 @@ int lx_spawn(lua_State *L, int detached) {
     n--;
   }
   lua_xmove(L, co, n);                             /* fn and its arguments */
+#ifndef LX_NO_TOCLOSE
   if (detached == LX_TASK_GUARDED) lua_toclose(co, 1);   /* closed however it ends */
+#endif
   lua_pushinteger(L, lx_task_id(S, slot));
   return 1;
 }
@@ -163,6 +159,38 @@ static void take_guard(lua_State *L, int slot, int push) {
   lua_remove(L, h);
 }
 
+/* Take what the task in slot holds (lx_hold) and, when cancel, end it
+ * through its __cancel: a cancelled task's lookup, connect attempts or
+ * forward pipe, or a cond's waiter (duplex.sync). */
+static void drop_held(lua_State *L, int slot, int cancel) {
+  int h;
+  lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_HELD);
+  h = lua_gettop(L);
+  lua_rawgeti(L, h, slot);
+  lua_pushnil(L);
+  lua_rawseti(L, h, slot);
+  if (cancel && luaL_getmetafield(L, h + 1, "__cancel")) {
+    lua_insert(L, h + 1);
+    lua_call(L, 1, 0);
+  }
+  lua_settop(L, h - 1);
+}
+
+/* A cancelled guarded task: no end call, and its guard closes (by its
+ * coroutine's close where the guard is to-be-closed). */
+static void release_guard(lua_State *L, lx_state *S, int slot) {
+#ifdef LX_NO_TOCLOSE
+  lx_sock *c;
+  take_guard(L, slot, 1);
+  c = lx_tosock(L, S, -1, NULL);
+  if (c) c->cls->release(S, c);
+  lua_pop(L, 2);
+#else
+  (void)S;
+  take_guard(L, slot, 0);
+#endif
+}
+
 /* A guarded task ended: close what it left open, then
  * ended(guard, ok [, err, traceback]). */
 static void finish_guarded(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
@@ -172,7 +200,11 @@ static void finish_guarded(lua_State *L, lx_state *S, int T, int slot, lua_State
   take_guard(L, slot, 1);
   /* A task that ended well left one closer pending, its socket's: run at
    * once, without resetting the dead coroutine (which reallocates its stack). */
+#ifdef LX_NO_TOCLOSE
+  c = lx_tosock(L, S, -1, NULL);         /* nothing else closes it */
+#else
   c = status == LUA_OK ? lx_tosock(L, S, -1, NULL) : NULL;
+#endif
   if (c) c->cls->release(S, c);
   lua_pushboolean(L, status == LUA_OK);
   if (status != LUA_OK) {
@@ -193,6 +225,7 @@ static void finish(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
                    int status, int nres) {
   lua_Integer id = lx_task_id(S, slot);
   int nargs;
+  drop_held(L, slot, 0);
   if (S->detached[slot] == LX_TASK_GUARDED) {
     finish_guarded(L, S, T, slot, co, status);
     return;
@@ -318,20 +351,12 @@ static int k_alive(lua_State *L) {
   return 1;
 }
 
-#ifdef LX_CANCEL_BY_STACK
-/* End what a cancelled task's waiting call holds (see ldrive.h): every
- * value on its stack with a __cancel (a lookup, connect's attempts, a
- * forward's pipe; never the caller's own sockets). */
-static void cancel_waiting(lua_State *L, lua_State *co) {
-  int i, n = lua_gettop(co);
-  for (i = 1; i <= n; i++) {
-    if (!luaL_getmetafield(co, i, "__cancel")) continue;
-    lua_pushvalue(co, i);
-    lua_xmove(co, L, 2);
-    lua_call(L, 1, 0);
-  }
+/* hold(v): v is what the running task's wait holds (lx_hold). */
+static int k_hold(lua_State *L) {
+  lua_settop(L, 1);
+  lx_hold(L, 1);
+  return 0;
 }
-#endif
 
 /* cancel(id) -> true if cancelled now, false if already finished, or the
  * string "self" when the task is the one running (the caller unwinds it). */
@@ -350,11 +375,9 @@ static int k_cancel(lua_State *L) {
     lua_pushliteral(L, "self");
     return 1;
   }
-  if (S->detached[slot] == LX_TASK_GUARDED) take_guard(L, slot, 0);   /* cancelled: no end call */
+  if (S->detached[slot] == LX_TASK_GUARDED) release_guard(L, S, slot);   /* cancelled: no end call */
   dx_loop_kill(&S->loop, slot);
-#ifdef LX_CANCEL_BY_STACK
-  cancel_waiting(L, co);
-#endif
+  drop_held(L, slot, 1);
   lua_pushnil(L);
   lua_rawseti(L, -3, slot);
   close_thread(L, co, 0);          /* co stays anchored on our stack */
@@ -385,6 +408,7 @@ static const luaL_Reg funcs[] = {
   {"current", k_current},
   {"alive", k_alive},
   {"cancel", k_cancel},
+  {"hold", k_hold},
   {NULL, NULL}
 };
 

@@ -56,7 +56,7 @@ static void alpn_wire(lua_State *L, int t, int arg) {
   lua_getfield(L, t, "alpn");
   if (lua_isnil(L, -1)) return;
   if (!lua_istable(L, -1)) luaL_argerror(L, arg, "option 'alpn' must be a list of strings");
-  for (i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+  for (i = 1; lua_rawgeti(L, -1, i), !lua_isnil(L, -1); i++) {
     size_t len;
     const char *p = lua_tolstring(L, -1, &len);
     if (lua_type(L, -1) != LUA_TSTRING || len == 0 || len > 255 || n + 1 + len > sizeof wire)

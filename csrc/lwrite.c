@@ -134,11 +134,13 @@ static void coalesce(lua_State *L) {
       lua_pushvalue(L, i++);
     } else {
       luaL_Buffer b;
+      size_t run = 0;
       luaL_buffinit(L, &b);
-      while (i <= top && b.n + lua_rawlen(L, i) <= DX_STREAM_RECORD) {
+      while (i <= top && run + lua_rawlen(L, i) <= DX_STREAM_RECORD) {
         size_t n;
         const char *p = lua_tolstring(L, i++, &n);
         luaL_addlstring(&b, p, n);
+        run += n;
       }
       luaL_pushresult(&b);
     }

@@ -21,7 +21,7 @@ with Happy Eyeballs, streams forwarded in C, and conds and queues for tasks.
   labels = { "sockets", "networking", "tls", "coroutines" },
 }
 dependencies = {
-  "lua >= 5.4",
+  "lua >= 5.1",
 }
 external_dependencies = {
   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
@@ -37,7 +37,7 @@ build = {
     ["duplex.core"] = {
       sources = {
         "csrc/dx_buf.c", "csrc/dx_scan.c", "csrc/dx_net.c", "csrc/dx_loop.c", "csrc/dx_time.c", "csrc/dx_fd.c", "csrc/dx_sig.c", "csrc/dx_udp.c", "csrc/dx_resolver.c", "csrc/dx_tls.c", "csrc/dx_stream.c", "csrc/dx_splice.c",
-        "csrc/lduplex.c", "csrc/lxaux.c", "csrc/ldrive.c", "csrc/lsock.c",
+        "csrc/lduplex.c", "csrc/lcompat.c", "csrc/lxaux.c", "csrc/ldrive.c", "csrc/lsock.c",
         "csrc/lserver.c", "csrc/lclient.c", "csrc/lread.c", "csrc/lwrite.c", "csrc/ludp.c", "csrc/lresolve.c", "csrc/ltls.c", "csrc/lsched.c", "csrc/lforward.c",
         "csrc/lconnect.c", "csrc/ldgram.c", "csrc/lserve.c", "csrc/lwait.c", "csrc/lsignal.c",
       },

@@ -25,7 +25,8 @@ end
 -- listener `srv` registered with the loop (its accept waited, then timed
 -- out), as a server's warm-up or an earlier phase of a program would.
 local PRELUDE = [==[
-local lfork = assert(package.loadlib("./build/shim/lfork.so", "luaopen_lfork"))()
+local lfork = assert(package.loadlib((os.getenv("DUPLEX_SHIMS") or "build/shim") .. "/lfork.so",
+                                    "luaopen_lfork"))()
 local srv = assert(duplex.listen("127.0.0.1", 0))
 local _, port = srv:getsockname()
 local warmup = { duplex.run(function() return srv:accept(0.05) end) }

@@ -40,12 +40,7 @@ local function cwd()
   return d
 end
 
--- The absolute path of build/shim/NAME.so, the test shim spec/shim/NAME.c
--- as `make shims` builds it (make test, asan, test-poll and memcheck do;
--- a spec never runs a compiler); or nil, why when it is missing or older
--- than its source.
-function ch.shim(name)
-  local rel, src = "build/shim/" .. name .. ".so", "spec/shim/" .. name .. ".c"
+XX
   if not sh_ok("test -f " .. helpers.shquote(rel)) then
     return nil, rel .. " is missing: `make shims` builds the test shims"
   end

@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../.."
 LUA=${LUA:-lua5.4}
 BOUND=${SHORTIO_TIMEOUT:-120}
 
-make -s all build/shim/shortio.so
+make -s all "${DUPLEX_SHIMS:-build/shim}/shortio.so"
 
 cpath=${DUPLEX_CPATH:-./build/?.so}
 export LUA_PATH="./lua/?.lua;./lua/?/init.lua;;"
@@ -32,7 +32,7 @@ partlimit=$((BOUND - 10))
 export SHORTIO_PARTLIMIT="${SHORTIO_PARTLIMIT:-$partlimit}"
 
 status=0
-timeout -k 5 "$BOUND" env LD_PRELOAD="$PWD/build/shim/shortio.so" \
+timeout -k 5 "$BOUND" env LD_PRELOAD="$PWD/${DUPLEX_SHIMS:-build/shim}/shortio.so" \
   "$LUA" spec/shim/shortio_check.lua "$@" || status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "shim check: killed after the ${BOUND}s bound (exit $status)" >&2
