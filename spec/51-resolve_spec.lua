@@ -775,7 +775,8 @@ describe("duplex.resolve", function()
     end
 
     local LFORK = [==[
-      local lfork = assert(package.loadlib("./build/shim/lfork.so", "luaopen_lfork"))()
+      local lfork = assert(package.loadlib((os.getenv("DUPLEX_SHIMS") or "build/shim") .. "/lfork.so",
+                                          "luaopen_lfork"))()
     ]==]
 
     it("a child forked outside run, while a thread of the parent's pool is busy, makes a pool of its own", function()

@@ -40,13 +40,21 @@ local function cwd()
   return d
 end
 
-XX
+-- The absolute path of DIR/NAME.so, the test shim spec/shim/NAME.c as
+-- `make shims` builds it into DIR (DUPLEX_SHIMS, set by the Makefile:
+-- build/shim for 5.4, build/<version>/shim for the others; make test, asan,
+-- test-poll and memcheck build them; a spec never runs a compiler); or nil,
+-- why when it is missing or older than its source.
+function ch.shim(name)
+  local dir = os.getenv("DUPLEX_SHIMS") or "build/shim"
+  local rel, src = dir .. "/" .. name .. ".so", "spec/shim/" .. name .. ".c"
   if not sh_ok("test -f " .. helpers.shquote(rel)) then
     return nil, rel .. " is missing: `make shims` builds the test shims"
   end
   if sh_ok(("test %s -nt %s"):format(helpers.shquote(src), helpers.shquote(rel))) then
     return nil, rel .. " is older than " .. src .. ": `make shims` builds it again"
   end
+  if rel:sub(1, 1) == "/" then return rel end
   return cwd() .. "/" .. rel
 end
 
