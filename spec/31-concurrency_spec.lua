@@ -29,7 +29,7 @@ end
 -- The soft limit on open descriptors, as the shell reports it.
 local function nofile_limit()
   local p = io.popen("ulimit -n")
-  local s = p and p:read("l")
+  local s = p and p:read("*l")
   if p then p:close() end
   if s == "unlimited" then return math.huge end
   return tonumber(s) or 0
@@ -155,19 +155,21 @@ describe("blocking calls inside tasks", function()
   end)
 
   it("connect, accept, read and write that wait give the data through", function()
+    local own = helpers.scope(); finally(own.close)
     local r = duplex.run(function()
       local srv, port = helpers.server()
       local accepted
       local server_side = duplex.spawn(function()
-        local conn <close> = assert(srv:accept(5))
+        local conn = own(assert(srv:accept(5)))
         conn:settimeout(5)
         accepted = conn
         local line = conn:read("l")
         assert(conn:write("got ", line, "\n"))
+        conn:close()                   -- the client reads EOF next
         return line
       end)
       helpers.until_waiting(server_side, "read", srv)       -- accept is waiting now
-      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+      local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 5 })))
       c:settimeout(5)
       local conn = helpers.wait_until(function() return accepted end)
       helpers.until_waiting(server_side, "read", conn)      -- the server's read is waiting now
@@ -189,6 +191,7 @@ describe("tasks sharing a client", function()
   helpers.track_fds()
 
   it("two tasks make it full duplex: 8 MiB written while the 8 MiB echo is read", function()
+    local own = helpers.scope(); finally(own.close)
     local reports = collect_errors()
     -- 8 MiB of distinct 64 KiB blocks, so a reordering would show
     local blocks = {}
@@ -202,7 +205,7 @@ describe("tasks sharing a client", function()
       return duplex.run(function()
         local srv, port = helpers.server()
         local serving = duplex.spawn(function() return srv:serve(echo) end)
-        local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
+        local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 5 })))
         c:settimeout(20)
         local writer = duplex.spawn(function()
           for i = 1, #blocks do
@@ -682,6 +685,7 @@ describe("many descriptors", function()
   end)
 
   it("10,000 concurrent connections in one process: each sends a line and gets it back", function()
+    local own = helpers.scope(); finally(own.close)
     local N = 10000
     local limit = nofile_limit()
     local in_process = limit >= 2 * N + 200
@@ -712,7 +716,11 @@ describe("many descriptors", function()
           duplex.spawn(function() duplex.sleep(90); srv:close() end)
           srv:serve(function(c)
             c:settimeout(60)
-            for line in c:lines() do assert(c:write(line, "\n")) end
+            local line = c:read("l")     -- (not c:lines(): PUC 5.1 cannot wait in an iterator)
+            while line do
+              assert(c:write(line, "\n"))
+              line = c:read("l")
+            end
           end)
         end)
       ]]
@@ -731,7 +739,11 @@ describe("many descriptors", function()
             return srv:serve(function(c)
               accepted = accepted + 1
               c:settimeout(60)
-              for line in c:lines() do assert(c:write(line, "\n")) end
+              local line = c:read("l")   -- (not c:lines(): PUC 5.1 cannot wait in an iterator)
+              while line do
+                assert(c:write(line, "\n"))
+                line = c:read("l")
+              end
             end)
           end)
         end
@@ -754,7 +766,7 @@ describe("many descriptors", function()
             failures[#failures + 1] = string.format("connect %d: %s (%s)", i, msg, code)
             return
           end
-          local conn <close> = c
+          local conn = own(c)
           conn:settimeout(30)
           go_gate:join(60)
           local line = "hello from " .. i
@@ -769,6 +781,7 @@ describe("many descriptors", function()
             answered = answered + 1
           end
           finish_gate:join(60)
+          conn:close()
         end
         local clients = {}
         -- connect in waves of 500 so the listen queue never overflows
