@@ -140,6 +140,20 @@ function helpers.load54(src, name, env)
   return assert(load(src, "=" .. (name or "load54"), "t", env or _G))
 end
 
+-- body(...) under a to-be-closed variable whose __close calls
+-- on_close(err), on Lua 5.4 (compiled by load54); elsewhere plain body(...):
+-- on_close is then never called, and a spec expects what it records only
+-- on 5.4 (helpers.lua54 and {...} or {}).
+local with_close54 = helpers.load54([[
+  local on_close, body = ...
+  local guard <close> = setmetatable({}, { __close = function(_, err) on_close(err) end })
+  return body(select(3, ...))
+]], "with_close", _G)
+function helpers.with_close(on_close, body, ...)
+  if with_close54 then return with_close54(on_close, body, ...) end
+  return body(...)
+end
+
 -- Objects a test closes when it ends, in place of <close> variables (5.4
 -- only): `local own = helpers.scope(); finally(own.close)` (busted keeps
 -- one finally per test), then own(x, ...) registers x (anything with a
