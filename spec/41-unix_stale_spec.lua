@@ -241,7 +241,7 @@ print("GOT", s.recv(100).decode(), flush=True)
     f:close()
     assert_in_use("unix:" .. path)
     f = assert(io.open(path, "rb"))
-    assert.equal("precious\n", f:read("a"))
+    assert.equal("precious\n", f:read("*a"))
     f:close()
   end)
 

@@ -44,7 +44,7 @@ local pack = table.pack
 local function flags(fd)
   local f = io.open("/proc/self/fdinfo/" .. fd)
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return tonumber(s:match("flags:%s*(%d+)"), 8)
 end
@@ -56,7 +56,7 @@ local function nonblock(fd)
 end
 local function status(field)
   local f = assert(io.open("/proc/self/status"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s:match("\n" .. field .. ":%s*(%x+)")
 end

@@ -821,7 +821,7 @@ describe("duplex.udp", function()
     -- at once) would keep this one receiving after its leave.
     local function own_group()
       local f = assert(io.open("/proc/self/stat"))
-      local pid = f:read("n")
+      local pid = f:read("*n")
       f:close()
       return ("239.255.%d.%d"):format(math.floor(pid / 256) % 256, pid % 256)
     end

@@ -43,7 +43,7 @@ M.shquote = shquote
 
 local function mypid()
   local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
   return math.tointeger(pid)
 end
@@ -59,7 +59,7 @@ M.exists = exists
 local function readfile(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -206,7 +206,7 @@ M.nap = nap
 local function proc_state(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s:match(".*%)%s+(%a)")
 end

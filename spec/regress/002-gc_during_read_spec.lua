@@ -26,7 +26,7 @@ local function run_child(script, limit)
   local cmd = string.format("timeout -k 2 %d %s -e %s 2>&1", limit or 20,
     helpers.lua, helpers.shquote(script))
   local pipe = assert(io.popen(cmd))
-  local out = pipe:read("a")
+  local out = pipe:read("*a")
   local ok, how, code = pipe:close()
   return out, ok, how, code
 end

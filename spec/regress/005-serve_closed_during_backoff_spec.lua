@@ -86,7 +86,7 @@ describe("regression 005: server:serve when the server is closed during its back
     local cmd = "timeout -k 2 30 sh -c " .. helpers.shquote("ulimit -n 40 && exec "
       .. helpers.lua .. " -e " .. helpers.shquote(script)) .. " 2>&1"
     local pipe = assert(io.popen(cmd))
-    local out = pipe:read("a")
+    local out = pipe:read("*a")
     local ok, how, code = pipe:close()
     -- serve's task returned (1 value) true; run returned serve's true
     assert.equal("task: true, 2, true, true\nrun: true, true\nother reports: 0\ndone\n", out)

@@ -17,7 +17,7 @@ local helpers = require "spec.helpers"
 local function child(script)
   local pipe = assert(io.popen("timeout -k 2 10 " .. helpers.lua .. " -e "
     .. helpers.shquote(script) .. " 2>&1"))
-  local out = pipe:read("a")
+  local out = pipe:read("*a")
   local ok, how, code = pipe:close()
   return (out:gsub("\n$", "")), how, code, ok
 end

@@ -19,7 +19,7 @@ end
 -- utime + stime of process pid, in seconds.
 local function cpu_seconds(pid)
   local f = assert(io.open("/proc/" .. pid .. "/stat"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   -- fields after the command name (which may hold spaces) start at 3
   local rest = assert(s:match(".*%)%s+(.*)"))
@@ -32,7 +32,7 @@ end
 local function state(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s:match(".*%)%s+(%a)")
 end

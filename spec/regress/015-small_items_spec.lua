@@ -147,7 +147,7 @@ describe("regression 015:", function()
   it("a second load of duplex.core leaves the first instance working", function()
     local pipe = assert(io.popen("timeout -k 2 30 " .. helpers.lua .. " -e "
       .. helpers.shquote(twice_script) .. " 2>&1"))
-    local out = pipe:read("a")
+    local out = pipe:read("*a")
     local ok, how, code = pipe:close()
     assert.same({ true, "exit", 0 }, { ok, how, code }, out)
     assert.equal(table.concat({
