@@ -122,6 +122,17 @@ function helpers.readall(cmd)
   return text, st == 0 or nil, "exit", st
 end
 
+-- load(text, name, "t", env) on every Lua (5.1 and LuaJIT: loadstring and
+-- setfenv).
+function helpers.load(text, name, env)
+  if rawget(_G, "setfenv") and rawget(_G, "loadstring") then
+    local f, err = loadstring(text, name)
+    if f and env then setfenv(f, env) end
+    return f, err
+  end
+  return load(text, name, "t", env)
+end
+
 -- A function compiled from src where the running Lua is 5.4, else nil:
 -- the specs of what only 5.4 has (a <close> variable), which then show as
 -- pending. src sees the globals of env (default: the caller's _ENV, where
