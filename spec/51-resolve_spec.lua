@@ -762,7 +762,7 @@ describe("duplex.resolve", function()
       pre = ((pre and pre ~= "") and (pre .. " ") or "") .. FAKEGAI .. " " .. linger
       local p = io.popen(("timeout -k 2 20 env LD_PRELOAD=%s FAKEGAI_SLOW=0.3 LINGER_MS=1000 %s %s 2>&1; echo \"exit $?\""):format(
         helpers.shquote(pre), helpers.lua, helpers.shquote(script)))
-      local out = p:read("a")
+      local out = p:read("*a")
       p:close()
       helpers.execute("rm -rf " .. helpers.shquote(dir))
       assert.equal("nil\tresolve exit.slow.test: Connection timed out\tETIMEDOUT\nexit 0\n", out)

@@ -23,9 +23,7 @@ end
 local function run(script, args, limit)
   local errf = os.tmpname()
   local t0 = require("duplex").now()
-  local p = io.popen(example_cmd(script, args, limit) .. " </dev/null 2>" .. quote(errf))
-  local out = p:read("a")
-  local _, _, code = p:close()
+  local out, _, _, code = helpers.readall(example_cmd(script, args, limit) .. " </dev/null 2>" .. quote(errf))
   local err = slurp(errf)
   os.remove(errf)
   return { code = code, out = out, err = err, elapsed = require("duplex").now() - t0 }

@@ -59,7 +59,7 @@ local function payload(n, seed)
   local unit = {}
   for i = 0, 250 do unit[#unit + 1] = string.char((i * 7 + (seed or 0)) % 256) end
   local u = table.concat(unit)
-  return string.rep(u, n // #u + 1):sub(1, n)
+  return string.rep(u, math.floor(n / #u) + 1):sub(1, n)
 end
 
 -- A task that reads n bytes from s with readsome; returns them.

@@ -307,6 +307,29 @@ local function proc_state(pid)
   return s:match(".*%)%s+(%a)")
 end
 
+-- For io.popen(line) of a shell command that execs what it runs (so that
+-- its pid is the command's): line, and where io.popen's close does not
+-- tell how it ended (5.1, LuaJIT) a file that a shell around it writes $?
+-- into (a signal N: 128+N); that shell's own stderr is /dev/null (dash
+-- would say "Terminated" there). helpers.closed_status(statusfile,
+-- pipe:close()) then gives 5.2's true|nil, "exit"|"signal", code.
+function helpers.with_status(cmd)
+  if helpers.close_status then return cmd, nil end
+  local statusfile = os.tmpname()
+  local inner = ("sh -c %s; echo $? >%s"):format(
+    helpers.shquote("exec 2>&3 3>&-; " .. cmd), helpers.shquote(statusfile))
+  return "exec sh -c " .. helpers.shquote(inner) .. " 3>&2 2>/dev/null", statusfile
+end
+
+function helpers.closed_status(statusfile, ...)
+  if not statusfile then return ... end
+  local st = tonumber(helpers.slurp(statusfile) or "")
+  os.remove(statusfile)
+  if not st then return nil, "exit", -1 end
+  if st > 128 then return nil, "signal", st - 128 end
+  return st == 0 or nil, "exit", st
+end
+
 -- Run the shell command cmd in the background; its stdout is readable with
 -- proc:read(...). cmd runs through `exec`, so proc.pid is its own pid (wrap
 -- pipelines and lists in `sh -c '...'`, which is then the pid).
@@ -315,18 +338,8 @@ end
 --   proc:kill([sig])     -> signals pid (default TERM) if not yet reaped
 --   proc:close()         -> kill, then wait; safe to call twice (for finally)
 function helpers.spawn_process(cmd)
-  -- Where io.popen's close does not tell how the command ended (5.1,
-  -- LuaJIT), a shell around it writes $? into a file (a signal N: 128+N);
-  -- its own stderr is /dev/null (dash would say "Terminated" there).
-  local statusfile, pipe
-  if helpers.close_status then
-    pipe = assert(io.popen("echo $$; exec " .. cmd, "r"))
-  else
-    statusfile = os.tmpname()
-    local inner = ("sh -c %s; echo $? >%s"):format(
-      helpers.shquote("exec 2>&3 3>&-; echo $$; exec " .. cmd), helpers.shquote(statusfile))
-    pipe = assert(io.popen("exec sh -c " .. helpers.shquote(inner) .. " 3>&2 2>/dev/null", "r"))
-  end
+  local line, statusfile = helpers.with_status("echo $$; exec " .. cmd)
+  local pipe = assert(io.popen(line, "r"))
   local pid = assert(helpers.tointeger(tonumber(pipe:read("*l"))), "no pid")
   local proc = { pid = pid, reaped = false }
 
@@ -349,14 +362,7 @@ function helpers.spawn_process(cmd)
         os.execute("sleep 0.02")
       end
     end
-    self.status = helpers.pack(pipe:close())
-    if statusfile then
-      local st = tonumber(helpers.slurp(statusfile) or "")
-      os.remove(statusfile)
-      if not st then self.status = { n = 3, nil, "exit", -1 }
-      elseif st > 128 then self.status = { n = 3, nil, "signal", st - 128 }
-      else self.status = { n = 3, st == 0 or nil, "exit", st } end
-    end
+    self.status = helpers.pack(helpers.closed_status(statusfile, pipe:close()))
     self.reaped = true
     return helpers.unpack(self.status, 1, 3)
   end
