@@ -21,11 +21,13 @@ local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 
 local function all(...) return pack(...) end
 
--- A child lua5.4 running scenario `name` with env (DUPLEX_SPLICE=mode and
+-- A child Lua (the one under test) running scenario `name` with env (DUPLEX_SPLICE=mode and
 -- the like) and preload (an LD_PRELOAD library, or none).
 local function in_child_with(env, preload, name, ...)
   local args = {}
-  for i, v in ipairs({ ... }) do args[i] = string.format("%q", v) end
+  for i, v in ipairs({ ... }) do   -- (%q makes a string of a number on 5.1)
+    args[i] = type(v) == "number" and ("%.17g"):format(v) or ("%q"):format(v)
+  end
   local body = ("emit(require('spec.forward_scenarios').%s(%s))"):format(name, table.concat(args, ", "))
   return (ch.run(body, env, 120, { preload = preload }))
 end

@@ -109,11 +109,11 @@ end
 local function data(n, seed)
   local t, x = {}, seed
   for i = 1, 4096 do
-    x = (x * 1103515245 + 12345) & 0x7fffffff
-    t[i] = string.char((x >> 16) & 0xff)
+    x = helpers.lcg(x)                   -- (x * 1103515245 + 12345) & 0x7fffffff
+    t[i] = string.char(math.floor(x / 65536) % 256)
   end
   local block = table.concat(t)
-  return block:rep(n // #block + 1):sub(1, n)
+  return block:rep(math.floor(n / #block) + 1):sub(1, n)
 end
 S.data = data
 
