@@ -27,7 +27,7 @@ local MiB = 1024 * 1024
 -- 8 MiB of lower-case letters in a 251-byte cycle (no "XYZ", no "B").
 local function message()
   local unit = {}
-  for i = 0, 250 do unit[#unit + 1] = string.char(97 + (i * 7 + i // 26) % 26) end
+  for i = 0, 250 do unit[#unit + 1] = string.char(97 + (i * 7 + math.floor(i / 26)) % 26) end
   local u = table.concat(unit)
   return string.rep(u, math.ceil(8 * MiB / #u)):sub(1, 8 * MiB)
 end

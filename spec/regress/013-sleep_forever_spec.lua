@@ -11,7 +11,7 @@ local helpers = require "spec.helpers"
 -- Clock ticks per second for /proc/PID/stat.
 local function clk_tck()
   local p = assert(io.popen("getconf CLK_TCK"))
-  local n = tonumber(p:read("l"))
+  local n = tonumber(p:read("*l"))
   p:close()
   return n or 100
 end

@@ -42,6 +42,7 @@ local pack, unpack = helpers.pack, helpers.unpack
 -- Runs in a child process: the second load rebinds process-wide metatables
 -- in the old code, which would break the rest of a busted run.
 local twice_script = [[
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local d1 = require "duplex"
 
 local function pair(d)
@@ -61,8 +62,8 @@ local function exchange(d, c, p)
   return d.run(function()
     local reader = d.spawn(function() return p:read("l") end)
     local writer = d.spawn(function() return c:write("ping\n") == c end)
-    local r = table.pack(reader:join(5))
-    local w = table.pack(writer:join(5))
+    local r = pack(reader:join(5))
+    local w = pack(writer:join(5))
     local parts = {}
     for i = 2, r.n do parts[#parts + 1] = tostring(r[i]) end
     return tostring(r[1]) .. " " .. table.concat(parts, " ") .. " / writer " .. tostring(w[2])
@@ -145,10 +146,8 @@ end
 
 describe("regression 015:", function()
   it("a second load of duplex.core leaves the first instance working", function()
-    local pipe = assert(io.popen("timeout -k 2 30 " .. helpers.lua .. " -e "
-      .. helpers.shquote(twice_script) .. " 2>&1"))
-    local out = pipe:read("*a")
-    local ok, how, code = pipe:close()
+    local out, ok, how, code = helpers.readall("timeout -k 2 30 " .. helpers.lua .. " -e "
+      .. helpers.shquote(twice_script) .. " 2>&1")
     assert.same({ true, "exit", 0 }, { ok, how, code }, out)
     assert.equal(table.concat({
       "first instance, pair made before the second load: true ping / writer true",
