@@ -187,16 +187,16 @@ static inline void lx_rotate(lua_State *L, int idx, int n) {
 }
 #define lua_rotate lx_rotate
 
-#if LUA_VERSION_NUM == 501
-#define lua_rawlen(L, idx) lua_objlen(L, idx)
-
-/* LuaJIT's own says any number is one. */
+/* 5.2's and LuaJIT's own say that any number is one. */
 static inline lua_Integer lx_tointegerx(lua_State *L, int idx, int *isnum) {
   int ok = lx_isinteger(L, idx);
   if (isnum) *isnum = ok;
   return ok ? (lua_Integer)lua_tonumber(L, idx) : 0;
 }
 #define lua_tointegerx lx_tointegerx
+
+#if LUA_VERSION_NUM == 501
+#define lua_rawlen(L, idx) lua_objlen(L, idx)
 #endif
 
 #if LUA_VERSION_NUM == 501 && !defined(LX_LUAJIT)

@@ -155,6 +155,7 @@ void lx_hold(lua_State *L, int idx) {
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, S->slot);
   lua_pop(L, 1);
+  S->detached[S->slot] |= LX_HELD;
 }
 
 int lx_can_pass(lua_State *L, const lx_state *S) {
@@ -286,6 +287,7 @@ static int drive(lua_State *L, const lx_op *op, lx_call *c) {
       if (rc < 0) return finish(L, op, c, rc);
       return yield(L, op, c, 1);
     }
+    if (S->running == L) dx_loop_leave(&S->loop, S->slot);   /* no place kept */
     if (S->running != NULL || S->in_run) return lx_cannot_wait(L);
     if (c->sock == NULL || r == LX_WAIT_TIMER) {
       dx_sleep(until < 0 ? HUGE_VAL : until - dx_now());

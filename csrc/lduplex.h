@@ -68,7 +68,8 @@ typedef struct lx_state {
   int budget;                 /* operations left before a forced yield */
   int waited;                 /* the last yield was ours, not a bare one */
   const void *mt[LX_NCLASSES];  /* metatable identities, for type checks */
-  unsigned char *detached;    /* per task slot: nobody wants its results */
+  unsigned char *detached;    /* per task slot: its kind (LX_TASK_*, lsched.h), */
+#define LX_HELD 0x80          /* and whether it holds a value (lx_hold) */
   int ndetached;
   dx_sigs sigs;               /* signals the program asked for (onsignal) */
   struct dx_resolver *resolver;   /* the lookup pool, once a task needed it */

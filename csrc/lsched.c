@@ -24,6 +24,7 @@
 #include <string.h>
 
 #define SLOT_MASK ((1 << LX_SLOT_BITS) - 1)
+#define LX_KIND(S, slot) ((S)->detached[slot] & ~LX_HELD)
 
 /* What a waiting task is resumed with: nothing where the driver's yield
  * has a continuation; where it has none (LX_NO_YIELDK), what it yielded,
@@ -162,8 +163,9 @@ static void take_guard(lua_State *L, int slot, int push) {
 /* Take what the task in slot holds (lx_hold) and, when cancel, end it
  * through its __cancel: a cancelled task's lookup, connect attempts or
  * forward pipe, or a cond's waiter (duplex.sync). */
-static void drop_held(lua_State *L, int slot, int cancel) {
+static void drop_held(lua_State *L, lx_state *S, int slot, int cancel) {
   int h;
+  S->detached[slot] &= (unsigned char)~LX_HELD;
   lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_HELD);
   h = lua_gettop(L);
   lua_rawgeti(L, h, slot);
@@ -225,12 +227,12 @@ static void finish(lua_State *L, lx_state *S, int T, int slot, lua_State *co,
                    int status, int nres) {
   lua_Integer id = lx_task_id(S, slot);
   int nargs;
-  drop_held(L, slot, 0);
-  if (S->detached[slot] == LX_TASK_GUARDED) {
+  if (S->detached[slot] & LX_HELD) drop_held(L, S, slot, 0);
+  if (LX_KIND(S, slot) == LX_TASK_GUARDED) {
     finish_guarded(L, S, T, slot, co, status);
     return;
   }
-  if (status == LUA_OK && S->detached[slot]) {
+  if (status == LUA_OK && LX_KIND(S, slot) != LX_TASK_JOINABLE) {
     dx_loop_kill(&S->loop, slot);
     lua_pushnil(L);
     lua_rawseti(L, T, slot);
@@ -264,7 +266,7 @@ static void resume_one(lua_State *L, lx_state *S, int T, int slot) {
   co = lua_tothread(L, -1);
   lua_pop(L, 1);                 /* still anchored in tasks */
   nargs = lua_status(co) != LUA_OK ? RESUMED_WITH(co)
-        : lua_gettop(co) - 1 - (S->detached[slot] == LX_TASK_GUARDED);
+        : lua_gettop(co) - 1 - (LX_KIND(S, slot) == LX_TASK_GUARDED);
   S->running = co;
   S->slot = slot;
   S->budget = LX_BUDGET;
@@ -375,9 +377,9 @@ static int k_cancel(lua_State *L) {
     lua_pushliteral(L, "self");
     return 1;
   }
-  if (S->detached[slot] == LX_TASK_GUARDED) release_guard(L, S, slot);   /* cancelled: no end call */
+  if (LX_KIND(S, slot) == LX_TASK_GUARDED) release_guard(L, S, slot);   /* cancelled: no end call */
   dx_loop_kill(&S->loop, slot);
-  drop_held(L, slot, 1);
+  if (S->detached[slot] & LX_HELD) drop_held(L, S, slot, 1);
   lua_pushnil(L);
   lua_rawseti(L, -3, slot);
   close_thread(L, co, 0);          /* co stays anchored on our stack */

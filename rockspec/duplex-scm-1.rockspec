@@ -5,9 +5,9 @@ source = {
   url = "git+file:///dev/null",
 }
 description = {
-  summary = "BSD client-server sockets for Lua 5.4: blocking style, thousands of connections, near C speed",
+  summary = "BSD client-server sockets for Lua 5.1 to 5.4 and LuaJIT: blocking style, thousands of connections, near C speed",
   detailed = [[
-duplex gives Lua 5.4 the BSD client-server socket model (listen, accept,
+duplex gives Lua (5.1 to 5.4, LuaJIT) the BSD client-server socket model (listen, accept,
 connect, then talk full-duplex) from a small C module. Code is written as if
 it blocked; inside duplex.run each connection is a task, and thousands of
 them share one process (epoll, or poll(2) elsewhere). It has TCP and Unix
