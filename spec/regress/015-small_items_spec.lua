@@ -192,8 +192,10 @@ describe("regression 015:", function()
     finally(function() helpers.execute("rm -rf " .. helpers.shquote(dir)) end)
     local q = helpers.shquote(dir)
     assert.equal(0, sh("cp -R Makefile csrc " .. q))
-    local make = "make -s -C " .. q .. " build/duplex/core.so >/dev/null 2>&1"
-    local check = "make -q -C " .. q .. " build/duplex/core.so >/dev/null 2>&1"
+    -- (the build of the Lua under test: build/duplex for 5.4, else build/<interpreter>/duplex)
+    local lib = (helpers.lua54 and "build" or "build/" .. helpers.interpreter) .. "/duplex/core.so"
+    local args = " -C " .. q .. " LUA=" .. helpers.interpreter .. " " .. lib .. " >/dev/null 2>&1"
+    local make, check = "make -s" .. args, "make -q" .. args
     for _, backend in ipairs { "csrc/dx_loop_epoll.c", "csrc/dx_loop_poll.c" } do
       assert.equal(0, sh(make), "the copy does not build")
       assert.equal(0, sh(check), "not up to date right after a build")
