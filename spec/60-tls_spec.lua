@@ -1309,7 +1309,7 @@ c:close() srv:close()
     local out = p:read("*a")
     p:close()
     local lines = {}
-    for l in out:gmatch("[^\n]*") do lines[#lines + 1] = l end
+    for l in (out .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end   -- (5.1 and LuaJIT find an empty match after each line)
     assert.equal("nil", lines[1], out)
     assert_argerror(3, "option 'tls': duplex was built without TLS", lines[2])
     assert_argerror(3, "option 'tls': duplex was built without TLS", lines[3])
