@@ -20,7 +20,7 @@ local has_python = helpers.execute("command -v python3 >/dev/null 2>&1") == true
 -- The kind of file at path ("socket", "file", "directory", "link") or nil.
 local function kind(path)
   local p = assert(io.popen("stat -c %F " .. helpers.shquote(path) .. " 2>/dev/null"))
-  local s = p:read("l")
+  local s = p:read("*l")
   p:close()
   if s == nil then return nil end
   if s == "socket" then return "socket" end

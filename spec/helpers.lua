@@ -343,7 +343,13 @@ function helpers.spawn_process(cmd)
   local pid = assert(helpers.tointeger(tonumber(pipe:read("*l"))), "no pid")
   local proc = { pid = pid, reaped = false }
 
-  function proc:read(...) return pipe:read(helpers.iofmt(...)) end
+  function proc:read(fmt, ...)
+    if fmt == "L" and helpers.puc51 then    -- (5.1 has no "L": a line, "\n" put back)
+      local line = pipe:read("*l")
+      return line and line .. "\n"
+    end
+    return pipe:read(helpers.iofmt(fmt, ...))
+  end
 
   function proc:kill(sig)
     if not self.reaped then
