@@ -71,7 +71,7 @@ local groups = { openssl = 0, libc = 0, lua = 0, duplex = 0, cserver = 0, other 
 for o, v in pairs(self_ob) do
   local n = short(o)
   local g = (n:match("^libcrypto") or n:match("^libssl")) and "openssl" or n:match("^libc%.") and "libc"
-    or (n:match("^lua5") or n:match("^liblua")) and "lua" or n == "core.so" and "duplex"
+    or (n:match("^lua5") or n:match("^liblua") or n:match("^luajit")) and "lua" or n == "core.so" and "duplex"
     or (n == "c_tls_server" or n == "c_server") and "cserver" or "other"
   groups[g] = groups[g] + v
 end

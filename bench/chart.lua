@@ -9,11 +9,11 @@ local HERE = arg[0]:match("^(.*)/") or "."
 local F = dofile(HERE .. "/figures.lua")
 local data, fwd = F.read(arg[1]), F.read(arg[2])
 local out_path = arg[3] or "results.svg"
-local servers = F.words(arg[4] or "c duplex luasocket luv cqueues nginx nginx_lua")
+local servers = F.words(arg[4] or "c duplex duplex_jit luasocket luv cqueues nginx nginx_lua")
 local note = arg[5] or ""
 
 local COLORS = {
-  c = "#4d4d4d", duplex = "#e15759", luasocket = "#f28e2b", luv = "#76b7b2", cqueues = "#b07aa1",
+  c = "#4d4d4d", duplex = "#e15759", duplex_jit = "#9c1f2e", luasocket = "#f28e2b", luv = "#76b7b2", cqueues = "#b07aa1",
   nginx = "#59a14f", nginx_lua = "#edc948",
   direct = "#4d4d4d", haproxy = "#4e79a7", duplex_fwd = "#e15759", duplex_pump = "#ff9d9a",
 }

@@ -3,7 +3,7 @@
 local M = {}
 
 M.NAMES = {
-  c = "C epoll", duplex = "duplex", luasocket = "LuaSocket", luv = "luv", cqueues = "cqueues",
+  c = "C epoll", duplex = "duplex", duplex_jit = "duplex (LuaJIT)", luasocket = "LuaSocket", luv = "luv", cqueues = "cqueues",
   nginx = "nginx", nginx_lua = "nginx + Lua",
   direct = "direct", haproxy = "HAProxy", duplex_fwd = "duplex forwarder", duplex_pump = "duplex Lua pump",
 }
@@ -17,6 +17,16 @@ M.CPU_TARGETS = {
   { id = "bulk_cpu", load = "bulk",      short = "bulk",       label = "bulk echo CPU per GB", max = 1.10 },
 }
 M.IDLE_MAX_KIB = 1.25 -- per idle connection, absolute
+-- Issue 18's target: duplex on LuaJIT spends no more server CPU per
+-- operation than duplex on 5.4, on every load (ratio duplex_jit / duplex).
+M.JIT_LOADS = {
+  { id = "ka_cpu", load = "keepalive", label = "HTTP keep-alive, CPU per request" },
+  { id = "cl_cpu", load = "close", label = "connection churn, CPU per connection" },
+  { id = "pp_cpu", load = "pingpong", label = "ping-pong, CPU per message" },
+  { id = "bulk_cpu", load = "bulk", label = "bulk echo, CPU per GB" },
+  { id = "idle_cpu", load = "idle", label = "idle connections, CPU per connection (accept + 1-byte echo)" },
+}
+M.JIT_MAX = 1.00
 
 function M.words(s)
   local t = {}

@@ -3,9 +3,10 @@
 -- a Lua function), the floor of "one task per connection" in this Lua,
 -- whatever the library. Counted with collectgarbage("count") after a full
 -- collection, over N coroutines (default 10000) kept in an array.
--- Run: lua5.4 floor.lua [N]   (profile.sh prints it beside massif's figure)
-local n = math.tointeger(tonumber(arg[1] or "10000"))
-assert(n and n > 0, "usage: lua5.4 floor.lua [N]")
+-- Run: lua5.4 floor.lua [N]   (profile.sh prints it beside massif's figure;
+-- luajit floor.lua for duplex on LuaJIT)
+local n = tonumber(arg[1] or "10000")
+assert(n and n > 0 and n == math.floor(n), "usage: lua5.4 floor.lua [N]")
 
 local function waiter() coroutine.yield() end -- coroutine.yield: a C function
 
@@ -25,4 +26,4 @@ for i = 1, n do
 end
 local after = heap()
 print(string.format("a coroutine suspended in a C call: %.0f B of Lua heap (%s, %d coroutines)",
-  (after - before) / n, _VERSION, n))
+  (after - before) / n, jit and jit.version or _VERSION, n))

@@ -11,7 +11,7 @@ assert(base_f and loaded_f and conns, "usage: lua5.4 heapsum.lua BASE.massif LOA
 local function classify(frame)
   if frame:find("vgpreload", 1, true) then return nil end
   if frame:find("libcrypto", 1, true) or frame:find("libssl", 1, true) then return "OpenSSL" end
-  if frame:find("lua5.4", 1, true) or frame:find("liblua", 1, true) then return "Lua heap" end
+  if frame:find("lua5.4", 1, true) or frame:find("liblua", 1, true) or frame:find("luajit", 1, true) then return "Lua heap" end
   local file = frame:match("%(([%w_]+%.c):%d+%)")
   if file == "c_tls_server.c" or file == "c_server.c" then return "C server" end
   if file and (file:match("^dx_") or file:match("^l%w+%.c$")) then return "duplex core" end

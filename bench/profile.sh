@@ -14,7 +14,9 @@
 # Writes out/SUITE_profile/summary.txt (and the raw tool outputs beside it).
 #
 # Environment: SUITE (tcp | tls), SERVERS, LOADS, IDLE_CONNS (1000),
-# SERVER_CPU/LOAD_CPU (0/1), LUA; tcp: SERVERS "c duplex", LOADS "pingpong
+# SERVER_CPU/LOAD_CPU (0/1), LUA, DUPLEX_BUILD, DUPLEX_LUA_DIR, and as in
+# run.sh LUAJIT and DUPLEX_JIT_BUILD; tcp: SERVERS "c duplex duplex_jit"
+# (duplex_jit: servers/duplex.lua under LuaJIT, build/luajit), LOADS "pingpong
 # keepalive close bulk idle", MESSAGES (20000), DURATION (wrk seconds, 5),
 # BULK_BYTES (64 MiB); tls: SERVERS "c duplex duplex_noverify", LOADS
 # "handshake small bulk idle", HANDSHAKES (200), MESSAGES (20000),
@@ -25,9 +27,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 BIN=$HERE/bin
 LUA=${LUA:-lua5.4}
+LUAJIT=${LUAJIT:-luajit}
 SUITE=${SUITE:-tcp}
 case $SUITE in
-  tcp) SERVERS=${SERVERS:-"c duplex"}
+  tcp) SERVERS=${SERVERS:-"c duplex duplex_jit"}
        LOADS=${LOADS:-"pingpong keepalive close bulk idle"}
        NEED=("$BIN/c_server" "$BIN/loadgen"); MAKE_HINT="make" ;;
   tls) SERVERS=${SERVERS:-"c duplex duplex_noverify"}
@@ -51,8 +54,10 @@ done
 for f in "${NEED[@]}"; do
   [ -x "$f" ] || { echo "missing $f: run '$MAKE_HINT' in bench/" >&2; exit 1; }
 done
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+DUPLEX_LUA_DIR=${DUPLEX_LUA_DIR:-$ROOT/lua}
+export LUA_PATH="$DUPLEX_LUA_DIR/?.lua;$DUPLEX_LUA_DIR/?/init.lua;;"
 export LUA_CPATH="${DUPLEX_BUILD:-$ROOT/build}/?.so;;"
+DUPLEX_JIT_BUILD=${DUPLEX_JIT_BUILD:-${DUPLEX_BUILD:-$ROOT/build}/luajit}
 PIN_S=(); PIN_L=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   PIN_S=(taskset -c "$SERVER_CPU"); PIN_L=(taskset -c "$LOAD_CPU")
@@ -76,12 +81,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
-server_cmd() { # server (load in $load)
+server_cmd() { # server (load in $load): sets SCMD, and SENV (its environment)
   local mode=echo
+  SENV=()
   case $load in keepalive|close) mode=http ;; esac
   case $SUITE.$1 in
     tcp.c)           SCMD=("$BIN/c_server" "$mode" 0) ;;
     tcp.duplex)      SCMD=("$LUA" "$HERE/servers/duplex.lua" "$mode" 0) ;;
+    tcp.duplex_jit)  SCMD=("$LUAJIT" "$HERE/servers/duplex.lua" "$mode" 0)
+                     SENV=("LUA_CPATH=$DUPLEX_JIT_BUILD/?.so;;") ;;
     tls.c)           SCMD=("$BIN/c_tls_server" "$CERT" "$KEY" 0) ;;
     tls.duplex)      SCMD=("$LUA" "$HERE/servers/duplex_tls.lua" "$CERT" "$KEY" 0) ;;
     tls.duplex_noverify) SCMD=("$LUA" "$HERE/servers/duplex_tls.lua" "$CERT" "$KEY" 0 noverify) ;;
@@ -93,7 +101,8 @@ server_cmd() { # server (load in $load)
 start() {
   local tag=$1; shift
   server_cmd "$S" || return 1
-  "${PIN_S[@]}" "$@" "${SCMD[@]}" > "$OUT/$tag.server.out" 2> "$OUT/$tag.server.err" &
+  # env, taskset and the tool exec in turn: $! is the server (under the tool)
+  env "${SENV[@]}" "${PIN_S[@]}" "$@" "${SCMD[@]}" > "$OUT/$tag.server.out" 2> "$OUT/$tag.server.err" &
   SPID=$!
   for _ in $(seq 1 600); do   # valgrind starts slowly: up to 60 s
     SPORT=$(awk '$1 == "PORT" { print $2; exit }' "$OUT/$tag.server.out" 2>/dev/null)
@@ -210,10 +219,13 @@ for load in $LOADS; do
     echo "== $tag" | tee -a "$SUM"
     if [ "$load" = idle ]; then
       # heap: the server alone, then with IDLE_CONNS idle connections (last snapshot of each)
-      start "$tag.base" valgrind --tool=massif --detailed-freq=1 --threshold=0.1 --depth=40 \
+      # LuaJIT's heap is its own allocator's mmap'ed memory, which massif
+      # sees only as pages (so duplex_jit's figure counts whole pages)
+      PAGES=(); [ "$S" = duplex_jit ] && PAGES=(--pages-as-heap=yes)
+      start "$tag.base" valgrind --tool=massif "${PAGES[@]}" --detailed-freq=1 --threshold=0.1 --depth=40 \
         --massif-out-file="$OUT/$tag.base.massif" || continue
       sleep 1; stop
-      start "$tag" valgrind --tool=massif --detailed-freq=1 --threshold=0.1 --depth=40 \
+      start "$tag" valgrind --tool=massif "${PAGES[@]}" --detailed-freq=1 --threshold=0.1 --depth=40 \
         --massif-out-file="$OUT/$tag.massif" || continue
       : > "$OUT/$tag.load"
       idle_load > "$OUT/$tag.load" 2>&1 &
@@ -222,8 +234,13 @@ for load in $LOADS; do
         sleep 2; stop
         $LUA "$HERE/heapsum.lua" "$OUT/$tag.base.massif" "$OUT/$tag.massif" "$IDLE_CONNS" | tee -a "$SUM" |
           sed -n "s/^heap per idle connection: \([-0-9]*\) B.*/$S\t$load\theap\t\1/p" >> "$TSV"
+        [ "$S" = duplex_jit ] && echo "  (massif --pages-as-heap: LuaJIT's allocator maps memory of its own, counted in whole pages)" | tee -a "$SUM"
         # a Lua server's floor: its coroutine per connection, measured alone
-        [ "$S" = c ] || $LUA "$HERE/floor.lua" "$IDLE_CONNS" | sed 's/^/  of which at least: /' | tee -a "$SUM"
+        case $S in
+          c) ;;
+          duplex_jit) $LUAJIT "$HERE/floor.lua" "$IDLE_CONNS" | sed 's/^/  of which at least: /' | tee -a "$SUM" ;;
+          *) $LUA "$HERE/floor.lua" "$IDLE_CONNS" | sed 's/^/  of which at least: /' | tee -a "$SUM" ;;
+        esac
       else
         echo "$tag: no READY (see $OUT/$tag.load)" | tee -a "$SUM"; stop
       fi

@@ -4,7 +4,7 @@
 local HERE = arg[0]:match("^(.*)/") or "."
 local F = dofile(HERE .. "/figures.lua")
 local raw, fwd_raw = arg[1], arg[4]
-local servers = F.words(arg[2] or "c duplex luasocket luv cqueues nginx nginx_lua")
+local servers = F.words(arg[2] or "c duplex duplex_jit luasocket luv cqueues nginx nginx_lua")
 local loads = {}
 for _, l in ipairs(F.words(arg[3] or "keepalive close pingpong bulk idle forward")) do loads[l] = true end
 local NAMES = F.NAMES
@@ -106,6 +106,42 @@ if loads.forward and has_fwd() then
   add("")
   add("req/s cells: median, then (% of direct; ratio to HAProxy). CPU: the forwarder process's "
     .. "CPU-seconds per million requests (ratio to HAProxy); lower is better. \"—\": no forwarder.")
+end
+
+-- duplex on LuaJIT against duplex on 5.4 (issue 18)
+local function listed(s) for _, x in ipairs(servers) do if x == s then return true end end end
+if listed("duplex") and listed("duplex_jit") then
+  add("")
+  add("duplex on LuaJIT against duplex on Lua 5.4 (issue 18: on every load, no more server CPU per operation):")
+  add("")
+  add("| load | duplex (5.4) | duplex (LuaJIT) | LuaJIT / 5.4 | | per-repeat ratios |")
+  add("| --- | --- | --- | --- | --- | --- |")
+  for _, t in ipairs(F.JIT_LOADS) do
+    if loads[t.load] then
+      local a, b = F.med(data, "duplex", t.id), F.med(data, "duplex_jit", t.id)
+      local rr = F.ratio(data, "duplex_jit", t.id, "duplex")
+      local lo, hi = F.ratio_range(data, "duplex_jit", t.id, "duplex")
+      row({ t.label, a and F.fmt(a) or "not measured", b and F.fmt(b) or "not measured",
+            rr and string.format("%.2fx", rr) or "",
+            rr and (rr <= F.JIT_MAX + 1e-9 and "met" or "not met") or "",
+            lo and string.format("%.2f–%.2fx", lo, hi) or "" })
+    end
+  end
+  if loads.idle then
+    local a, b = F.med(data, "duplex", "idle_rss"), F.med(data, "duplex_jit", "idle_rss")
+    local lo, hi = F.ratio_range(data, "duplex_jit", "idle_rss", "duplex")
+    row({ "idle connections, server RSS KiB per connection", a and F.fmt(a) or "not measured",
+          b and F.fmt(b) or "not measured", a and b and a ~= 0 and string.format("%.2fx", b / a) or "",
+          "", lo and string.format("%.2f–%.2fx", lo, hi) or "" })
+  end
+  add("")
+  add("The same server (servers/duplex.lua) and the same Lua files, run by lua5.4 with build/duplex/core.so "
+    .. "and by LuaJIT (Debian's luajit2, OpenResty's branch) with build/luajit/duplex/core.so (make LUA=luajit). "
+    .. "What differs on LuaJIT: it cannot resume a C function after a yield, so every call that may wait "
+    .. "goes through a Lua wrapper (csrc/ldrive.c: a wait yields the call's stack, the wrapper hands it back "
+    .. "to the driver), and it interns every string a read returns (5.4 only short ones); bench/README.md says more. "
+    .. "LuaJIT / 5.4: the ratio of the medians, \"met\" when at most 1.00x; per-repeat ratios: the lowest and "
+    .. "highest within one repeat (the two run back to back). Memory has no target, only the figures.")
 end
 
 -- the targets of issue 10, for duplex

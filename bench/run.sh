@@ -7,13 +7,18 @@
 # Environment:
 #   QUICK=1          smoke run: 1 s loads, 256 MiB bulk, 2000 idle conns, REPEAT=1
 #   REPEAT=n         repeats per load, median reported (default 3; 1 when QUICK)
-#   SERVERS="..."    subset/order of: c duplex luasocket luv cqueues nginx nginx_lua
+#   SERVERS="..."    subset/order of: c duplex duplex_jit luasocket luv cqueues nginx nginx_lua
+#                    (duplex_jit: servers/duplex.lua run by LuaJIT with the LuaJIT build)
 #   LOADS="..."      subset/order of: keepalive close pingpong bulk idle forward
 #   DURATION=5       seconds per wrk / ping-pong load
 #   BULK_BYTES=...   bulk echo size (default 2 GiB)
 #   IDLE_CONNS=...   idle connections (default 10000)
 #   SERVER_CPU=0 LOAD_CPU=1   CPUs to pin to
 #   DUPLEX_BUILD=dir  where duplex/core.so is (default ../build)
+#   DUPLEX_JIT_BUILD=dir  where duplex_jit's duplex/core.so is, built by
+#                    `make LUA=luajit` (default $DUPLEX_BUILD/luajit)
+#   DUPLEX_LUA_DIR=dir  where duplex/*.lua is, for both (default ../lua)
+#   LUAJIT=luajit    the interpreter of duplex_jit
 #   PUBLISH=0|1      copy the results to RESULTS.md and results.svg (default:
 #                    only a full run: QUICK=0 and SERVERS, LOADS unset)
 set -u
@@ -25,6 +30,7 @@ BIN=$HERE/bin
 OUT=$HERE/out
 LOGS=$OUT/logs
 LUA=${LUA:-lua5.4}
+LUAJIT=${LUAJIT:-luajit}
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -41,7 +47,7 @@ fi
 # a subset or a smoke run must not overwrite the committed results
 if [ "$QUICK" = 0 ] && [ -z "${SERVERS+x}" ] && [ -z "${LOADS+x}" ]; then PUBLISH=${PUBLISH:-1}; fi
 PUBLISH=${PUBLISH:-0}
-SERVERS=${SERVERS:-"c duplex luasocket luv cqueues nginx nginx_lua"}
+SERVERS=${SERVERS:-"c duplex duplex_jit luasocket luv cqueues nginx nginx_lua"}
 LOADS=${LOADS:-"keepalive close pingpong bulk idle forward"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -62,8 +68,12 @@ fi
 
 # Lua module paths: the peers come from Debian, duplex from this tree.
 # DUPLEX_BUILD may point at another build of duplex/core.so (e.g. an -O3 one).
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+# duplex_jit runs the same Lua files with LuaJIT and the module built for it
+# (make LUA=luajit: build/luajit), its LUA_CPATH set in server_cmd.
+DUPLEX_LUA_DIR=${DUPLEX_LUA_DIR:-$ROOT/lua}
+export LUA_PATH="$DUPLEX_LUA_DIR/?.lua;$DUPLEX_LUA_DIR/?/init.lua;;"
 export LUA_CPATH="${DUPLEX_BUILD:-$ROOT/build}/?.so;;"
+DUPLEX_JIT_BUILD=${DUPLEX_JIT_BUILD:-${DUPLEX_BUILD:-$ROOT/build}/luajit}
 
 for f in "$BIN/c_server" "$BIN/loadgen"; do
   [ -x "$f" ] || { echo "missing $f: run 'make' in bench/" >&2; exit 1; }
@@ -86,12 +96,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
-server_cmd() { # name mode: sets SCMD
+server_cmd() { # name mode: sets SCMD; on failure, says why on stdout
   case $1 in
     c)         SCMD=("$BIN/c_server" "$2" 0) ;;
     duplex|luasocket|luv|cqueues)
                SCMD=("$LUA" "$HERE/servers/$1.lua" "$2" 0) ;;
-    *) return 1 ;;
+    duplex_jit)
+      command -v "$LUAJIT" >/dev/null || { echo "$LUAJIT not found (apt-get install luajit2)"; return 1; }
+      [ -f "$DUPLEX_JIT_BUILD/duplex/core.so" ] ||
+        { echo "no $DUPLEX_JIT_BUILD/duplex/core.so (make LUA=luajit at the top)"; return 1; }
+      # env execs LuaJIT: the PID started is the server's
+      SCMD=(env "LUA_CPATH=$DUPLEX_JIT_BUILD/?.so;;" "$LUAJIT" "$HERE/servers/duplex.lua" "$2" 0) ;;
+    *) echo "unknown server $1"; return 1 ;;
   esac
 }
 
@@ -155,7 +171,7 @@ start_nginx() {
 start_server() {
   local log=$LOGS/$3.server
   case $1 in nginx|nginx_lua) start_nginx "$1" "$log"; return ;; esac
-  server_cmd "$1" "$2" || return 1
+  server_cmd "$1" "$2" > "$log.err" || return 1
   "${PIN_S[@]}" "${SCMD[@]}" >"$log.out" 2>"$log.err" &
   SPID=$!
   SPORT=""
@@ -275,6 +291,7 @@ load_idle() {
   sleep 0.2   # let the fresh server settle before the baseline
   m0=$(rss_kb "$SPID"); c0=$(cpu_ns "$SPID")
   out=$LOGS/$tag.load
+  : > "$out"   # there before the loop below reads it
   "${PIN_L[@]}" "$BIN/loadgen" idle "$SPORT" -c "$IDLE_CONNS" -t 60 -H 180 > "$out" 2>&1 &
   LPID=$!
   for _ in $(seq 1 1500); do   # up to ~150 s (connect + verify have 60 s each)
@@ -372,6 +389,12 @@ mem_gib=$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
        "${DURATION} s wrk and ping-pong loads, $BULK_BYTES bytes of bulk echo, $IDLE_CONNS idle connections; QUICK=$QUICK."
   echo "- **Load average** before / after: $LOADAVG0 / $LOADAVG1 (other work on the machine makes the figures noisy)."
   echo "- **duplex:** \`$DUPLEX_REV\` (\`git describe --always --dirty\`), built in $DUPLEX_DIR."
+  if [[ " $SERVERS " == *" duplex_jit "* ]]; then
+    echo "- **duplex on LuaJIT:** $($LUAJIT -v 2>&1 | head -n 1 | cut -d' ' -f1-2)" \
+         "($(dpkg-query -W -f='luajit2 ${Version}' luajit2 2>/dev/null || command -v "$LUAJIT")), module built in $DUPLEX_JIT_BUILD."
+  fi
+  [ "$DUPLEX_LUA_DIR" = "$ROOT/lua" ] ||
+    echo "- **duplex's Lua files** from $DUPLEX_LUA_DIR (not this tree's lua/)."
   if [[ " $SERVERS " == *" nginx"* ]] && command -v nginx >/dev/null; then
     echo "- **Peers:** $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(dpkg-query -W -f='libnginx-mod-http-lua ${Version}' libnginx-mod-http-lua 2>/dev/null || echo 'no lua module')."
   fi

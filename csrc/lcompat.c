@@ -9,7 +9,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#if LUA_VERSION_NUM < 504
+#if LUA_VERSION_NUM < 504 || defined(LX_NO_YIELDK)
 int lx_typeerror(lua_State *L, int arg, const char *tname) {
   const char *got;
   if (luaL_getmetafield(L, arg, "__name") && lua_type(L, -1) == LUA_TSTRING)
@@ -50,6 +50,57 @@ int lx_error(lua_State *L, const char *fmt, ...) {
   return raise_at(L, level);
 }
 
+/* A call that left no name (a tail call, a call from C such as pcall):
+ * when argument 1 is an object whose methods hold the function at `level`
+ * (the wrapper or the C function), the function's name there, counting
+ * its arguments from self as a method call does; else NULL. */
+static const char *method_name(lua_State *L, int level) {
+  lua_Debug ar;
+  const char *name = NULL;
+  int top = lua_gettop(L);
+  if (lua_type(L, 1) != LUA_TUSERDATA || !luaL_getmetafield(L, 1, "__index")) return NULL;
+  if (lua_istable(L, -1) && lua_getstack(L, level, &ar) && lua_getinfo(L, "f", &ar)) {
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {
+      if (lua_rawequal(L, -1, -3) && lua_type(L, -2) == LUA_TSTRING) {
+        name = lua_tostring(L, -2);      /* a key of a table still referenced */
+        break;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+  return name;
+}
+
+/* As 5.4 names a function called without a name: where a loaded module
+ * holds it ("duplex.core.resolve"); else NULL. */
+static const char *module_name(lua_State *L, int level) {
+  lua_Debug ar;
+  const char *name = NULL;
+  int top = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_istable(L, -1) && lua_getstack(L, level, &ar) && lua_getinfo(L, "f", &ar)) {
+    lua_pushnil(L);                                  /* loaded, f, module name */
+    while (name == NULL && lua_next(L, -3)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+          if (lua_rawequal(L, -1, top + 2) && lua_type(L, -2) == LUA_TSTRING) {
+            name = lua_pushfstring(L, "%s.%s", lua_tostring(L, -4), lua_tostring(L, -2));
+            lua_replace(L, top + 1);                 /* kept until the error */
+            break;
+          }
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, name ? top + 1 : top);
+  return name;
+}
+
 int lx_argerror(lua_State *L, int arg, const char *extramsg) {
   lua_Debug ar;
   int level = caller_level(L, &ar);
@@ -60,8 +111,10 @@ int lx_argerror(lua_State *L, int arg, const char *extramsg) {
     }
     lua_getinfo(L, "n", &ar);
   }
-  if (level == 2 && ar.name == NULL && lua_getstack(L, 0, &ar))
-    lua_getinfo(L, "n", &ar);            /* a tail call: the wrapper's name for it */
+  if (ar.name == NULL && (ar.name = method_name(L, level - 1)) != NULL)
+    ar.namewhat = "method";
+  else if (ar.name == NULL)
+    ar.name = module_name(L, level - 1);
   if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0) {
     arg--;
     if (arg == 0) {

@@ -147,6 +147,15 @@ int lx_typeerror(lua_State *L, int arg, const char *tname);
 
 #if LUA_VERSION_NUM < 503
 
+/* A metatable made by name is named (__name) from 5.3 on. */
+static inline int lx_newmetatable(lua_State *L, const char *tname) {
+  if (!luaL_newmetatable(L, tname)) return 0;
+  lua_pushstring(L, tname);
+  lua_setfield(L, -2, "__name");
+  return 1;
+}
+#define luaL_newmetatable lx_newmetatable
+
 typedef intptr_t lua_KContext;
 #define LUA_MAXINTEGER PTRDIFF_MAX
 

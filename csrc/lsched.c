@@ -347,6 +347,32 @@ static int k_current(lua_State *L) {
   return 1;
 }
 
+/* resume_as(co, ...) -> as coroutine.resume(co, ...), but co is the
+ * running task while it runs, so that it may wait: duplex.pcall, a pcall
+ * whose function runs in a coroutine of its own where a yield cannot cross
+ * pcall (PUC 5.1). Only the task's own coroutine may lend it. */
+static int k_resume_as(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  lua_State *co = lua_tothread(L, 1);
+  int n = lua_gettop(L) - 1, status, nres;
+  luaL_argcheck(L, co != NULL && co != L, 1, "another coroutine expected");
+  if (S->running != L) return luaL_error(L, "duplex: only a task's own coroutine can lend it");
+  if (!lua_checkstack(co, n)) return luaL_error(L, "too many arguments to resume");
+  lua_xmove(L, co, n);
+  S->running = co;
+  status = lua_resume(co, L, n, &nres);
+  S->running = L;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1);
+    return 2;
+  }
+  if (!lua_checkstack(L, nres + 1)) return luaL_error(L, "too many results to resume");
+  lua_pushboolean(L, 1);
+  lua_xmove(co, L, nres);
+  return nres + 1;
+}
+
 /* alive(id) -> whether the task still runs */
 static int k_alive(lua_State *L) {
   lua_pushboolean(L, lx_task_slot(lx_state_of(L), luaL_checkinteger(L, 1)) != 0);
@@ -411,6 +437,7 @@ static const luaL_Reg funcs[] = {
   {"alive", k_alive},
   {"cancel", k_cancel},
   {"hold", k_hold},
+  {"resume_as", k_resume_as},
   {NULL, NULL}
 };
 

@@ -58,11 +58,11 @@ static int l_exit(lua_State *L) {
 int luaopen_lfork(lua_State *L);
 int luaopen_lfork(lua_State *L) {
   static const luaL_Reg fns[] = {{"fork", l_fork}, {"wait", l_wait}, {"_exit", l_exit}, {NULL, NULL}};
-#if LUA_VERSION_NUM >= 502
-  luaL_newlib(L, fns);
-#else                                   /* Lua 5.1, LuaJIT */
-  lua_newtable(L);
-  luaL_register(L, NULL, fns);
-#endif
+  const luaL_Reg *f;
+  lua_newtable(L);                  /* every Lua from 5.1 on */
+  for (f = fns; f->name; f++) {
+    lua_pushcfunction(L, f->func);
+    lua_setfield(L, -2, f->name);
+  }
   return 1;
 }
