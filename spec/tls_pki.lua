@@ -209,6 +209,7 @@ local function proc_state(pid)
   if not f then return nil end
   local s = f:read("*a")
   f:close()
+  if not s then return nil end               -- (gone between open and read)
   return s:match(".*%)%s+(%a)")
 end
 
