@@ -745,8 +745,8 @@ describe("handshakes", function()
         raws[name] = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
         defer(function() raws[name]:close() end)
       end
-      assert(raws.partial:write("\x16\x03\x01\x00\x48"))
-      assert(raws.oversized:write("\x16\x03\x03\x48\x00"))
+      assert(raws.partial:write("\22\3\1\0\72"))
+      assert(raws.oversized:write("\22\3\3\72\0"))
       duplex.sleep(0.1)                                  -- all are in their handshakes
       local ends = {}
       for name, raw in pairs(raws) do
