@@ -68,8 +68,8 @@ function M.median(d)
   local t = table.move(d, 1, #d, 1, {})
   table.sort(t)
   local n = #t
-  if n % 2 == 1 then return t[(n + 1) // 2] end
-  return (t[n // 2] + t[n // 2 + 1]) / 2
+  if n % 2 == 1 then return t[(n + 1) / 2] end
+  return (t[n / 2] + t[n / 2 + 1]) / 2
 end
 
 function M.med(data, s, m) return M.median(M.get(data, s, m)) end

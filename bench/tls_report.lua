@@ -53,8 +53,8 @@ end
 local function median(t)
   local n = #t
   if n == 0 then return nil end
-  if n % 2 == 1 then return t[(n + 1) // 2] end
-  return (t[n // 2] + t[n // 2 + 1]) / 2
+  if n % 2 == 1 then return t[(n + 1) / 2] end
+  return (t[n / 2] + t[n / 2 + 1]) / 2
 end
 local function fmt(v)
   local a = math.abs(v)

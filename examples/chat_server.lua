@@ -16,8 +16,14 @@ dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 
+-- A whole number from a string, or nil (math.tointeger, on every Lua).
+local function integer(s)
+  local n = tonumber(s)
+  return n and n % 1 == 0 and n or nil
+end
+
 local host = arg[1] or "127.0.0.1"
-local port = math.tointeger(tonumber(arg[2] or 0))
+local port = integer(arg[2] or 0)
 
 local QUEUE_LINES = 256          -- lines waiting for one client, at most
 local MAX_LINE = 16 * 1024       -- longer lines end the connection: memory

@@ -1,6 +1,7 @@
 -- demo.lua: duplex in one process. Inside duplex.run, an echo server (serve: one
 -- task per connection) and three client tasks talk over loopback, all at once.
--- Run: lua5.4 examples/demo.lua   (or `make demo`); it exits 0 when all went well.
+-- Run: lua5.4 examples/demo.lua   (or `make demo`, `make demo LUA=luajit`: any
+-- Lua duplex runs on); it exits 0 when all went well.
 
 dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
@@ -23,7 +24,11 @@ duplex.run(function()
     server:serve(function(conn)
       local phost, pport = conn:getpeername()
       say("server", "accepted %s:%d", phost, pport)
-      for line in conn:lines("L") do conn:write(line) end   -- echo, "\n" and all
+      local line = conn:read("L")             -- (a loop, not conn:lines(): Lua 5.1
+      while line do                            -- cannot wait inside an iterator)
+        conn:write(line)                       -- echo, "\n" and all
+        line = conn:read("L")
+      end
       conn:close()
       say("server", "%s:%d hung up", phost, pport)
     end)
@@ -34,7 +39,7 @@ duplex.run(function()
   for i = 1, CLIENTS do
     tasks[i] = duplex.spawn(function()
       local me = "client " .. i
-      local conn <close> = assert(duplex.connect(host, port, { timeout = 5 }))
+      local conn = assert(duplex.connect(host, port, { timeout = 5 }))
       conn:settimeout(5)
       for j = 1, LINES do
         local msg = ("line %d from %s"):format(j, me)
@@ -46,6 +51,7 @@ duplex.run(function()
       end
       conn:shutdown("w")                     -- half-close: "no more lines"
       assert(conn:read("a") == "")           -- the server closes its side too
+      conn:close()
       say(me, "done")
       return LINES
     end)

@@ -1,6 +1,6 @@
 -- dns_query.lua: ask a DNS server for the A records (IPv4 addresses) of a
--- name over UDP, with a query packet built by hand (string.pack) and the
--- answer parsed by hand (string.unpack, compressed names included).
+-- name over UDP, with a query packet built by hand and the answer parsed by
+-- hand (compressed names included), in arithmetic every Lua has.
 -- Run: lua5.4 examples/dns_query.lua server port name
 --   e.g. lua5.4 examples/dns_query.lua 127.0.0.53 53 example.org
 -- Prints one line per A record, as dig does: "NAME. TTL IN A ADDRESS".
@@ -22,8 +22,17 @@ local function fail(code, fmt, ...)
 end
 
 if #arg ~= 3 then fail(2, "usage: dns_query.lua server port name") end
-local server, port, name = arg[1], math.tointeger(tonumber(arg[2])), arg[3]:gsub("%.$", "")
+local server, port, name = arg[1], tonumber(arg[2]), arg[3]:gsub("%.$", "")
+if port and port % 1 ~= 0 then port = nil end
 if not port then fail(2, "bad port: %s", arg[2]) end
+
+-- Big-endian 16-bit numbers, built and read; and a 32-bit one, read.
+local function u16(n) return string.char(math.floor(n / 256), n % 256) end
+local function get16(p, i)
+  local a, b = p:byte(i, i + 1)
+  return a * 256 + b
+end
+local function get32(p, i) return get16(p, i) * 65536 + get16(p, i + 2) end
 
 -- A name as DNS labels: each label is a length byte then its bytes; a
 -- zero byte ends the name.
@@ -31,7 +40,7 @@ local function encode_name(n)
   local out = {}
   for label in n:gmatch("[^.]+") do
     if #label > 63 then fail(2, "label too long: %s", label) end
-    out[#out + 1] = string.pack("s1", label)
+    out[#out + 1] = string.char(#label) .. label
   end
   out[#out + 1] = "\0"
   return table.concat(out)
@@ -41,8 +50,8 @@ end
 -- question, no other records), then the question: name, type A, class IN.
 math.randomseed(os.time(), math.floor(duplex.now() * 1e6))
 local id = math.random(0, 0xffff)
-local query = string.pack(">I2 I2 I2 I2 I2 I2", id, 0x0100, 1, 0, 0, 0)
-    .. encode_name(name) .. string.pack(">I2 I2", TYPE_A, CLASS_IN)
+local query = u16(id) .. u16(0x0100) .. u16(1) .. u16(0) .. u16(0) .. u16(0)
+    .. encode_name(name) .. u16(TYPE_A) .. u16(CLASS_IN)
 
 -- Read a name at pos (1-based) of packet p: returns the name and the
 -- position after it. A name may end in a pointer (two bytes, top bits 11)
@@ -60,7 +69,7 @@ local function read_name(p, pos)
       jumps = jumps + 1
       if jumps > 20 then error("too many name pointers") end
       after = after or pos + 2
-      pos = ((len & 0x3F) << 8 | p:byte(pos + 1)) + 1
+      pos = (len % 64) * 256 + p:byte(pos + 1) + 1   -- the low 14 bits, 0-based
     elseif len > 63 then
       error("bad label length " .. len)
     else
@@ -75,10 +84,12 @@ end
 -- Parse an answer to our query: the rcode and the A records.
 local function parse(p)
   if #p < 12 then error("short packet") end
-  local rid, flags, qd, an = string.unpack(">I2 I2 I2 I2", p)
+  local rid, flags, qd, an = get16(p, 1), get16(p, 3), get16(p, 5), get16(p, 7)
   if rid ~= id then return nil end                 -- not ours: keep waiting
-  if flags & 0x8000 == 0 then error("not a response") end
-  if flags & 0x0200 ~= 0 then error("truncated answer (TC): retry over TCP") end
+  if flags < 0x8000 then error("not a response") end                   -- QR
+  if math.floor(flags / 0x0200) % 2 == 1 then                          -- TC
+    error("truncated answer (TC): retry over TCP")
+  end
   local pos = 13
   for _ = 1, qd do                                 -- skip the question(s)
     local _
@@ -90,7 +101,8 @@ local function parse(p)
     local rname, rtype, rclass, ttl, rdlen
     rname, pos = read_name(p, pos)
     if pos + 10 > #p + 1 then error("record header runs past the end") end
-    rtype, rclass, ttl, rdlen, pos = string.unpack(">I2 I2 I4 I2", p, pos)
+    rtype, rclass, ttl, rdlen = get16(p, pos), get16(p, pos + 2), get32(p, pos + 4), get16(p, pos + 8)
+    pos = pos + 10
     if pos + rdlen > #p + 1 then error("record data runs past the end") end
     if rtype == TYPE_A and rclass == CLASS_IN then
       if rdlen ~= 4 then error("A record of " .. rdlen .. " bytes") end
@@ -102,7 +114,7 @@ local function parse(p)
     end
     pos = pos + rdlen
   end
-  return flags & 0x000F, records
+  return flags % 16, records                       -- the rcode: the low 4 bits
 end
 
 -- Send the query, wait WAIT seconds for the answer, TRIES times.

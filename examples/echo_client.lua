@@ -7,11 +7,17 @@ dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 
+-- A whole number from a string, or nil (math.tointeger, on every Lua).
+local function integer(s)
+  local n = tonumber(s)
+  return n and n % 1 == 0 and n or nil
+end
+
 if #arg < 2 then
   io.stderr:write("usage: echo_client.lua host port [line ...]\n")
   os.exit(2)
 end
-local host, port = arg[1], math.tointeger(tonumber(arg[2]))  -- unix:/path: any port, e.g. -
+local host, port = arg[1], integer(arg[2])  -- unix:/path: any port, e.g. -
 
 local conn, err = duplex.connect(host, port, { timeout = 5 })
 if not conn then io.stderr:write(err, "\n"); os.exit(1) end

@@ -8,9 +8,15 @@ dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 
+-- A whole number from a string, or nil (math.tointeger, on every Lua).
+local function integer(s)
+  local n = tonumber(s)
+  return n and n % 1 == 0 and n or nil
+end
+
 local host = arg[1] or "127.0.0.1"
-local port = math.tointeger(tonumber(arg[2] or 0)) or error("bad port: " .. arg[2])
-local max_clients = arg[3] and math.tointeger(tonumber(arg[3]))  -- nil: serve forever
+local port = integer(arg[2] or 0) or error("bad port: " .. arg[2])
+local max_clients = arg[3] and integer(arg[3])  -- nil: serve forever
 
 local server = assert(duplex.listen(host, port))
 local lhost, lport, family = server:getsockname()

@@ -7,8 +7,14 @@ dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 
-local listen_port = math.tointeger(tonumber(arg[1] or ""))
-local target_host, target_port = arg[2], math.tointeger(tonumber(arg[3] or ""))
+-- A whole number from a string, or nil (math.tointeger, on every Lua).
+local function integer(s)
+  local n = tonumber(s)
+  return n and n % 1 == 0 and n or nil
+end
+
+local listen_port = integer(arg[1] or "")
+local target_host, target_port = arg[2], integer(arg[3] or "")
 local listen_host = arg[4] or "127.0.0.1"
 if not (listen_port and target_host and target_port) then
   io.stderr:write("usage: forward.lua listen_port target_host target_port [listen_host]\n")

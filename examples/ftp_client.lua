@@ -8,7 +8,13 @@ dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 
-local host, port, command = arg[1], math.tointeger(tonumber(arg[2] or "")), arg[3]
+-- A whole number from a string, or nil (math.tointeger, on every Lua).
+local function integer(s)
+  local n = tonumber(s)
+  return n and n % 1 == 0 and n or nil
+end
+
+local host, port, command = arg[1], integer(arg[2] or ""), arg[3]
 local CHUNK = 65536
 
 local function fail(...)
@@ -35,7 +41,7 @@ local function request(...)
   if not reply then fail(rerr or "server closed the connection") end
   local size = reply:match("^OK (%d+)$")
   if not size then fail("server: ", reply) end
-  return math.tointeger(tonumber(size))
+  return integer(size)
 end
 
 if command == "size" then

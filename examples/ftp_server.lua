@@ -13,13 +13,19 @@ dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 
+-- A whole number from a string, or nil (math.tointeger, on every Lua).
+local function integer(s)
+  local n = tonumber(s)
+  return n and n % 1 == 0 and n or nil
+end
+
 local root = arg[1]
 if not root then
   io.stderr:write("usage: ftp_server.lua DIR [host] [port]\n")
   os.exit(2)
 end
 local host = arg[2] or "127.0.0.1"
-local port = math.tointeger(tonumber(arg[3] or 0))
+local port = integer(arg[3] or 0)
 local CHUNK = 65536
 
 local function log(...)
@@ -82,7 +88,7 @@ end
 
 function commands.PUT(conn, args)
   local name, size = args:match("^(.-) (%d+)$")
-  size = math.tointeger(tonumber(size))
+  size = integer(size)
   if not size then
     conn:write("ERR usage: PUT name size\n")
     return nil               -- we cannot tell where the bytes end: hang up

@@ -19,7 +19,7 @@ if #arg ~= 2 then
   io.stderr:write("usage: netcat.lua HOST PORT\n")
   os.exit(2)
 end
-local host, port = arg[1], math.tointeger(tonumber(arg[2]))  -- unix:/path: any port
+local host, port = arg[1], tonumber(arg[2])  -- unix:/path: any port
 
 local function fail(msg)
   io.stderr:write("netcat: ", msg, "\n")
@@ -27,16 +27,13 @@ local function fail(msg)
 end
 
 local status = duplex.run(function()
-  local conn, err = duplex.connect(host, port, { timeout = 10 })
-  if not conn then return fail(err) end
-  -- <close>: the descriptors get their flags back (O_NONBLOCK off) whatever
-  -- happens; 0 and 1 themselves stay open
-  local sock <close> = conn
+  local sock, err = duplex.connect(host, port, { timeout = 10 })
+  if not sock then return fail(err) end
   local rc = 0
 
   -- Ctrl-C, kill, a closed terminal: end as if the server had (shutdown:
-  -- reads see end of stream, writes fail), so that the <close> variables
-  -- run; a terminal left non-blocking would upset the shell
+  -- reads see end of stream, writes fail), so that the streams are closed
+  -- below; a terminal left non-blocking would upset the shell
   local signals = { INT = 130, TERM = 143, HUP = 129 }
   for name in pairs(signals) do
     duplex.onsignal(name, function()
@@ -44,8 +41,8 @@ local status = duplex.run(function()
       sock:shutdown("rw")
     end)
   end
-  local stdin <close> = assert(duplex.stream(0))
-  local stdout <close> = assert(duplex.stream(1))
+  local stdin = assert(duplex.stream(0))
+  local stdout = assert(duplex.stream(1))
 
   -- stdin -> socket, in a task of its own; at the end of stdin, half-close
   local up = duplex.spawn(function()
@@ -80,6 +77,11 @@ local status = duplex.run(function()
     end
   end
   up:cancel()            -- stdin may still be open: we are done with it
+  -- closed, the descriptors get their flags back (O_NONBLOCK off); 0 and 1
+  -- themselves stay open
+  stdout:close()
+  stdin:close()
+  sock:close()
   return rc
 end)
 

@@ -9,8 +9,14 @@ dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 
+-- A whole number from a string, or nil (math.tointeger, on every Lua).
+local function integer(s)
+  local n = tonumber(s)
+  return n and n % 1 == 0 and n or nil
+end
+
 local name, my_file, other_file = arg[1], arg[2], arg[3]
-local count = math.tointeger(tonumber(arg[4] or 5))
+local count = integer(arg[4] or 5)
 if not (name and my_file and other_file and count) then
   io.stderr:write("usage: peer.lua NAME my_port_file other_port_file [N]\n")
   os.exit(2)

@@ -18,6 +18,12 @@ dofile(((arg and arg[0] or ""):match("^(.*)[/\\]") or ".") .. "/repo_path.lua")
 
 local duplex = require "duplex"
 
+-- A whole number from a string, or nil (math.tointeger, on every Lua).
+local function integer(s)
+  local n = tonumber(s)
+  return n and n % 1 == 0 and n or nil
+end
+
 local WORKERS = 3        -- server tasks waiting on the socket together
 local TRIES = 3          -- client: sends of one message before giving up
 local WAIT = 1           -- client: seconds to wait for each echo
@@ -103,15 +109,15 @@ end
 
 local mode = arg[1]
 if mode == "server" then
-  local port = math.tointeger(tonumber(arg[3] or 0))
-  local count = arg[4] and math.tointeger(tonumber(arg[4]))
+  local port = integer(arg[3] or 0)
+  local count = arg[4] and integer(arg[4])
   if not port or (arg[4] and not count) then usage() end
   local host = arg[2] or "127.0.0.1"
   server(host, not host:match("^unix:") and port or nil, count)
 elseif mode == "client" then
   if #arg < 4 then usage() end
-  local port = arg[3] ~= "-" and math.tointeger(tonumber(arg[3])) or nil
-  client(arg[2], port, table.move(arg, 4, #arg, 1, {}))
+  local port = arg[3] ~= "-" and integer(arg[3]) or nil
+  client(arg[2], port, { select(4, (table.unpack or unpack)(arg)) })
 else
   usage()
 end

@@ -20,7 +20,7 @@ describe("duplex module", function()
 
   it("has _VERSION \"duplex \" .. LX_VERSION, the version written once in csrc/lduplex.h", function()
     local f = assert(io.open("csrc/lduplex.h"))
-    local version = f:read("a"):match('\n#define LX_VERSION "(%d+%.%d+%.%d+)"\n')
+    local version = f:read("*a"):match('\n#define LX_VERSION "(%d+%.%d+%.%d+)"\n')
     f:close()
     assert.is_string(version, "csrc/lduplex.h defines no LX_VERSION X.Y.Z")
     assert.equal("duplex " .. version, duplex._VERSION)
@@ -29,7 +29,7 @@ describe("duplex module", function()
   it("now() is a float clock that never goes back", function()
     local a = duplex.now()
     local b = duplex.now()
-    assert.equal("float", math.type(a))
+    assert.equal("float", helpers.mathtype(a))
     assert.is_true(b >= a)
   end)
 end)
@@ -42,7 +42,7 @@ describe("duplex.type", function()
     local values = {
       { "nil", nil }, { "boolean", true }, { "integer", 1 }, { "float", 1.5 },
       { "string", "client" }, { "table", {} }, { "function", print },
-      { "coroutine", coroutine.create(print) }, { "file", io.stdout },
+      { "coroutine", coroutine.create(function() end) }, { "file", io.stdout },
       { "table named like a client", fake },
     }
     for _, row in ipairs(values) do
@@ -94,12 +94,12 @@ describe("metatables", function()
     assert.are_not.equal(debug.getmetatable(c), debug.getmetatable(srv))
   end)
 
-  it("have __close and __gc", function()
+  it("have __close (Lua 5.4) and __gc", function()
     local c, p, srv = helpers.pair()
     finally(function() helpers.close(c, p, srv) end)
     for _, o in ipairs { srv, c } do
       local mt = debug.getmetatable(o)
-      assert.is_not_nil(mt.__close, mt.__name)
+      if helpers.lua54 then assert.is_not_nil(mt.__close, mt.__name) end
       assert.is_not_nil(mt.__gc, mt.__name)
       assert.is_not_nil(mt.__tostring, mt.__name)
     end
@@ -113,14 +113,19 @@ describe("metatables", function()
     end
   end)
 
-  it("<close> variables close the socket", function()
+  local close_vars = helpers.load54([[
     local c2, p2, s2
     do
-      c2, p2, s2 = helpers.pair()
+      c2, p2, s2 = ...
       local c <close> = c2
       local p <close> = p2
       local srv <close> = s2
     end
+    return c2, p2, s2
+  ]], "close_vars")
+  it("<close> variables close the socket", function()
+    if not close_vars then pending("Lua 5.4 only: <close>") end
+    local c2, p2, s2 = close_vars(helpers.pair())
     assert.equal("closed client", duplex.type(c2))
     assert.equal("closed client", duplex.type(p2))
     assert.equal("closed server", duplex.type(s2))
@@ -171,12 +176,13 @@ end)
 -- checkout in place of ~/duplex.
 describe("the module built by make, from a script outside the checkout", function()
   it("is found through the paths README gives", function()
+    if not helpers.lua54 then pending("README's block runs lua5.4 and its build") end
     local f = assert(io.open("README.md"))
-    local text = f:read("a")
+    local text = f:read("*a")
     f:close()
     local block = assert(text:match("A script of your own.-```sh\n(.-)```"), "README has no such block")
     local p = assert(io.popen("pwd"))
-    local here = p:read("l")
+    local here = p:read("*l")
     p:close()
     local script = os.tmpname()
     local out = os.tmpname()
@@ -185,10 +191,10 @@ describe("the module built by make, from a script outside the checkout", functio
     h:write('local duplex = require "duplex"\nprint(duplex._VERSION, duplex.type(assert(duplex.listen("127.0.0.1", 0))))\n')
     h:close()
     block = block:gsub("%$HOME/duplex", here):gsub("myserver%.lua", script)
-    local ok = os.execute(("cd /tmp && env -u LUA_PATH -u LUA_CPATH sh -c %s > %s 2>&1")
+    local ok = helpers.execute(("cd /tmp && env -u LUA_PATH -u LUA_CPATH sh -c %s > %s 2>&1")
       :format(helpers.shquote(block), out))
     local o = assert(io.open(out))
-    local got = o:read("a")
+    local got = o:read("*a")
     o:close()
     assert.is_true(ok, got)
     assert.equal(require("duplex")._VERSION .. "\tserver\n", got)

@@ -4,6 +4,7 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 local function pair()
   local c, p, srv = helpers.pair()
@@ -11,7 +12,7 @@ local function pair()
   return c, p
 end
 
-local has_python = os.execute("command -v python3 >/dev/null 2>&1") == true
+local has_python = helpers.execute("command -v python3 >/dev/null 2>&1") == true
 
 -- Start a python3 peer that connects to 127.0.0.1:port and runs body;
 -- `s` is its connected socket. Returns the process (closed at test end).
@@ -200,7 +201,7 @@ describe("a write timeout", function()
     assert.equal("ETIMEDOUT", code)
     assert.is_string(msg)
     assert.matches("write", msg, 1, true)
-    assert.equal("integer", math.type(n))
+    assert.equal("integer", helpers.mathtype(n))
     assert.is_true(n >= 0 and n < #data, "nwritten " .. tostring(n))
     assert.is_true(elapsed >= 0.09, "returned early: " .. elapsed)
     assert.is_true(elapsed < 1, "returned late: " .. elapsed)
@@ -230,7 +231,7 @@ describe("a write timeout", function()
     local r, _, code, n = c:write("head:", data, ":tail")
     assert.is_nil(r)
     assert.equal("ETIMEDOUT", code)
-    assert.equal("integer", math.type(n))
+    assert.equal("integer", helpers.mathtype(n))
     c:close()
     p:settimeout(5)
     local got = p:read("a")
@@ -266,7 +267,7 @@ describe("a socket's deadline", function()
     assert.equal(p, p:setoption("deadline", duplex.now() + 0.1))
     assert(c:write("one\ntwo\n"))
     local got = { p:read("l"), p:read("l") }          -- ready: no wait
-    local elapsed, r = helpers.timed(function() return table.pack(p:read("l")) end)
+    local elapsed, r = helpers.timed(function() return pack(p:read("l")) end)
     assert.same({ "one", "two" }, got)
     assert.same(read_failure(p, port), r)
     assert.is_true(elapsed < 3, "waited " .. elapsed)
@@ -281,11 +282,11 @@ describe("a socket's deadline", function()
     local at = duplex.now() - 1
     assert.equal(p, p:setoption("deadline", at))
     assert.equal(at, p:getoption("deadline"))
-    local elapsed, r = helpers.timed(function() return table.pack(p:read("l")) end)
+    local elapsed, r = helpers.timed(function() return pack(p:read("l")) end)
     assert.same(read_failure(p, port), r)
     assert.is_true(elapsed < 1, "waited " .. elapsed)
     assert.equal(p, p:setoption("deadline", 0))       -- 0 is long past too
-    assert.same(read_failure(p, port), table.pack(p:read(1)))
+    assert.same(read_failure(p, port), pack(p:read(1)))
     assert.equal(p, p:setoption("deadline", false))
     assert.is_false(p:getoption("deadline"))
   end)
@@ -294,7 +295,7 @@ describe("a socket's deadline", function()
     local _, p = pair()
     p:settimeout(0)
     assert.equal(p, p:setoption("deadline", duplex.now() + 10))
-    local r = table.pack(p:read("l"))
+    local r = pack(p:read("l"))
     assert.same({ nil, r[2], "EAGAIN", n = 3 }, r)
   end)
 
@@ -302,12 +303,12 @@ describe("a socket's deadline", function()
     local c, p = pair()
     p:settimeout(nil)
     local r = duplex.run(function()
-      local reader = duplex.spawn(function() return table.pack(p:read("l")) end)
+      local reader = duplex.spawn(function() return pack(p:read("l")) end)
       helpers.until_waiting(reader, "read")             -- it waits now
       assert.equal(p, p:setoption("deadline", duplex.now() - 1))
       assert(c:write("late but wanted\n"))
       local _, got = reader:join(5)
-      return { got = got, next = table.pack(p:read("l")) }
+      return { got = got, next = pack(p:read("l")) }
     end)
     assert.same({ "late but wanted", n = 1 }, r.got)
     assert.equal("ETIMEDOUT", r.next[3])               -- the next call has it
@@ -321,19 +322,19 @@ describe("a socket's deadline", function()
     finally(function() helpers.close(srv, u, a, b, s1, x, y, s2) end)
     assert.equal(srv, srv:setoption("deadline", duplex.now() - 1))
     assert.same({ nil, ("accept 127.0.0.1:%d: Connection timed out"):format(port), "ETIMEDOUT", n = 3 },
-      table.pack(srv:accept()))
+      pack(srv:accept()))
     local _, uport = u:getsockname()
     assert.equal(u, u:setoption("deadline", duplex.now() - 1))
     assert.same({ nil, ("recvfrom 127.0.0.1:%d: Connection timed out"):format(uport), "ETIMEDOUT", n = 3 },
-      table.pack(u:recvfrom()))
+      pack(u:recvfrom()))
     assert(a:write("moved before the deadline"))
     a:shutdown("w")
     assert.equal(b, b:setoption("deadline", duplex.now() - 1))
-    local r = table.pack(b:forward(x, 25))             -- ready bytes move; no wait needed
+    local r = pack(b:forward(x, 25))             -- ready bytes move; no wait needed
     assert.same({ 25, n = 1 }, r)
     assert.equal("moved before the deadline", y:read(25))
     local _, xpeer = x:getpeername()
-    local r2 = table.pack(x:forward(b))                -- into b; x has nothing: it must wait
+    local r2 = pack(x:forward(b))                -- into b; x has nothing: it must wait
     assert.same({ nil, ("forward 127.0.0.1:%d: Connection timed out"):format(xpeer), "ETIMEDOUT", 0, n = 4 }, r2)
   end)
 
@@ -345,7 +346,7 @@ describe("a socket's deadline", function()
     local p = assert(srv:accept(5))
     finally(function() helpers.close(c, p, srv) end)
     assert.equal(at, c:getoption("deadline"))
-    local r = table.pack(c:read("l"))                  -- the exchange's deadline, not 5 s
+    local r = pack(c:read("l"))                  -- the exchange's deadline, not 5 s
     assert.same({ nil, ("read 127.0.0.1:%d: Connection timed out"):format(port), "ETIMEDOUT", n = 3 }, r)
     assert.has_error(function() duplex.connect("127.0.0.1", port, { deadline = "soon" }) end,
       "bad argument #3 to 'connect' (option 'deadline': deadline must be a duplex.now() time or false)")

@@ -5,22 +5,17 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 -- Whether ::1 can be bound, probed without duplex so that an IPv6 bug in
 -- duplex fails the specs instead of turning them pending.
-local HAS_V6 = os.execute(
+local HAS_V6 = helpers.execute(
   [[python3 -c "import socket; socket.socket(socket.AF_INET6).bind(('::1', 0))" 2>/dev/null]]
 ) == true
 
--- A to-be-closed guard: `local _ <close> = defer(fn)` runs fn when the
--- scope ends, on error too (busted's finally keeps only one function).
-local function defer(fn)
-  return setmetatable({}, { __close = function() fn() end })
-end
-
 local function pid()
   local f = assert(io.open("/proc/self/stat"))
-  local n = f:read("n")
+  local n = f:read("*n")
   f:close()
   return n
 end
@@ -29,15 +24,15 @@ local function exists(path)
   local f = io.open(path, "r")
   if f then f:close() return true end
   -- a socket file cannot be opened; ask the shell
-  return os.execute("test -e '" .. path .. "'") == true
+  return helpers.execute("test -e '" .. path .. "'") == true
 end
 
 local function is_socket_file(path)
-  return os.execute("test -S '" .. path .. "'") == true
+  return helpers.execute("test -S '" .. path .. "'") == true
 end
 
 -- All results of a call, with their count, for assert.same.
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
 -- a -> b and b -> a, one line each way.
 local function exchange(a, b, tag)
@@ -53,22 +48,23 @@ describe("addresses", function()
 
   describe("IPv4", function()
     it("127.0.0.1: getsockname and getpeername on every end", function()
-      local srv <close> = assert(duplex.listen("127.0.0.1", 0))
+      local own = helpers.scope(); finally(own.close)
+      local srv = own(assert(duplex.listen("127.0.0.1", 0)))
       local host, port, family = srv:getsockname()
       assert.equal("127.0.0.1", host)
-      assert.equal("integer", math.type(port))
+      assert.equal("integer", helpers.mathtype(port))
       assert.is_true(port > 0 and port < 65536)
       assert.equal("inet", family)
 
-      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
-      local p <close> = assert(srv:accept(5))
+      local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 5 })))
+      local p = own(assert(srv:accept(5)))
       c:settimeout(5)
       p:settimeout(5)
 
       assert.same(all("127.0.0.1", port, "inet"), all(c:getpeername()))
       local chost, cport, cfamily = c:getsockname()
       assert.equal("127.0.0.1", chost)
-      assert.equal("integer", math.type(cport))
+      assert.equal("integer", helpers.mathtype(cport))
       assert.is_true(cport > 0 and cport < 65536)
       assert.equal("inet", cfamily)
       assert.same(all(c:getsockname()), all(p:getpeername()))
@@ -80,22 +76,23 @@ describe("addresses", function()
 
   describe("IPv6", function()
     it("::1: getsockname and getpeername on every end", function()
+      local own = helpers.scope(); finally(own.close)
       if not HAS_V6 then pending("no IPv6 on this machine") end
-      local srv <close> = assert(duplex.listen("::1", 0))
+      local srv = own(assert(duplex.listen("::1", 0)))
       local host, port, family = srv:getsockname()
       assert.equal("::1", host)
-      assert.equal("integer", math.type(port))
+      assert.equal("integer", helpers.mathtype(port))
       assert.equal("inet6", family)
 
-      local c <close> = assert(duplex.connect("::1", port, { timeout = 5 }))
-      local p <close> = assert(srv:accept(5))
+      local c = own(assert(duplex.connect("::1", port, { timeout = 5 })))
+      local p = own(assert(srv:accept(5)))
       c:settimeout(5)
       p:settimeout(5)
 
       assert.same(all("::1", port, "inet6"), all(c:getpeername()))
       local chost, cport, cfamily = c:getsockname()
       assert.equal("::1", chost)
-      assert.equal("integer", math.type(cport))
+      assert.equal("integer", helpers.mathtype(cport))
       assert.equal("inet6", cfamily)
       assert.same(all(c:getsockname()), all(p:getpeername()))
       assert.same(all("::1", port, "inet6"), all(p:getsockname()))
@@ -104,8 +101,9 @@ describe("addresses", function()
     end)
 
     it("v6only: an IPv6-only server on :: refuses IPv4", function()
+      local own = helpers.scope(); finally(own.close)
       if not HAS_V6 then pending("no IPv6 on this machine") end
-      local srv <close> = assert(duplex.listen("::", 0, { v6only = true }))
+      local srv = own(assert(duplex.listen("::", 0, { v6only = true })))
       assert.equal(true, srv:getoption("v6only"))
       local _, port = srv:getsockname()
       local c, msg, code = duplex.connect("127.0.0.1", port, { timeout = 2 })
@@ -113,15 +111,16 @@ describe("addresses", function()
       assert.equal("ECONNREFUSED", code)
       assert.equal("string", type(msg))
       -- over IPv6 it accepts
-      local c6 <close> = assert(duplex.connect("::1", port, { timeout = 5 }))
-      local p6 <close> = assert(srv:accept(5))
+      local c6 = own(assert(duplex.connect("::1", port, { timeout = 5 })))
+      local p6 = own(assert(srv:accept(5)))
       exchange(c6, p6)
     end)
   end)
 
   describe("host names", function()
     it("'localhost' listens on a loopback address and connects", function()
-      local srv <close> = assert(duplex.listen("localhost", 0))
+      local own = helpers.scope(); finally(own.close)
+      local srv = own(assert(duplex.listen("localhost", 0)))
       local host, port, family = srv:getsockname()
       if family == "inet" then
         assert.equal("127.0.0.1", host)
@@ -129,10 +128,10 @@ describe("addresses", function()
         assert.equal("inet6", family)
         assert.equal("::1", host)
       end
-      assert.equal("integer", math.type(port))
+      assert.equal("integer", helpers.mathtype(port))
 
-      local c <close> = assert(duplex.connect("localhost", port, { timeout = 5 }))
-      local p <close> = assert(srv:accept(5))
+      local c = own(assert(duplex.connect("localhost", port, { timeout = 5 })))
+      local p = own(assert(srv:accept(5)))
       c:settimeout(5)
       p:settimeout(5)
       assert.same(all(host, port, family), all(c:getpeername()))
@@ -142,17 +141,18 @@ describe("addresses", function()
 
   describe("'*' (every address)", function()
     it("accepts IPv4 connections to 127.0.0.1", function()
-      local srv <close> = assert(duplex.listen("*", 0))
+      local own = helpers.scope(); finally(own.close)
+      local srv = own(assert(duplex.listen("*", 0)))
       local host, port, family = srv:getsockname()
       if HAS_V6 then
         assert.same(all("::", port, "inet6"), all(host, port, family))
       else
         assert.same(all("0.0.0.0", port, "inet"), all(host, port, family))
       end
-      assert.equal("integer", math.type(port))
+      assert.equal("integer", helpers.mathtype(port))
 
-      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
-      local p <close> = assert(srv:accept(5))
+      local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 5 })))
+      local p = own(assert(srv:accept(5)))
       c:settimeout(5)
       p:settimeout(5)
       assert.same(all("127.0.0.1", port, "inet"), all(c:getpeername()))
@@ -170,14 +170,15 @@ describe("addresses", function()
     end)
 
     it("accepts both 127.0.0.1 and ::1 on the same server", function()
+      local own = helpers.scope(); finally(own.close)
       if not HAS_V6 then pending("no IPv6 on this machine") end
-      local srv <close> = assert(duplex.listen("*", 0))
+      local srv = own(assert(duplex.listen("*", 0)))
       local _, port = srv:getsockname()
 
-      local c4 <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
-      local p4 <close> = assert(srv:accept(5))
-      local c6 <close> = assert(duplex.connect("::1", port, { timeout = 5 }))
-      local p6 <close> = assert(srv:accept(5))
+      local c4 = own(assert(duplex.connect("127.0.0.1", port, { timeout = 5 })))
+      local p4 = own(assert(srv:accept(5)))
+      local c6 = own(assert(duplex.connect("::1", port, { timeout = 5 })))
+      local p6 = own(assert(srv:accept(5)))
       for _, s in ipairs({ c4, p4, c6, p6 }) do s:settimeout(5) end
 
       assert.same(all("127.0.0.1", port, "inet"), all(c4:getpeername()))
@@ -196,10 +197,11 @@ describe("addresses", function()
     end)
 
     it("'localhost' reaches a server on '*'", function()
-      local srv <close> = assert(duplex.listen("*", 0))
+      local own = helpers.scope(); finally(own.close)
+      local srv = own(assert(duplex.listen("*", 0)))
       local _, port = srv:getsockname()
-      local c <close> = assert(duplex.connect("localhost", port, { timeout = 5 }))
-      local p <close> = assert(srv:accept(5))
+      local c = own(assert(duplex.connect("localhost", port, { timeout = 5 })))
+      local p = own(assert(srv:accept(5)))
       c:settimeout(5)
       p:settimeout(5)
       exchange(c, p)
@@ -208,15 +210,16 @@ describe("addresses", function()
 
   describe("Unix domain sockets", function()
     it("unix:/path: getsockname returns path, nil, 'unix'", function()
+      local own = helpers.scope(); finally(own.close)
       local path = helpers.tmpname()
-      local _ <close> = defer(function() os.remove(path) end)
+      own(function() os.remove(path) end)
 
-      local srv <close> = assert(duplex.listen("unix:" .. path))
+      local srv = own(assert(duplex.listen("unix:" .. path)))
       assert.same(all(path, nil, "unix"), all(srv:getsockname()))
       assert.is_true(is_socket_file(path))
 
-      local c <close> = assert(duplex.connect("unix:" .. path, nil, { timeout = 5 }))
-      local p <close> = assert(srv:accept(5))
+      local c = own(assert(duplex.connect("unix:" .. path, nil, { timeout = 5 })))
+      local p = own(assert(srv:accept(5)))
       c:settimeout(5)
       p:settimeout(5)
       assert.same(all(path, nil, "unix"), all(c:getpeername()))
@@ -238,14 +241,15 @@ describe("addresses", function()
     end)
 
     it("unix:@name: the abstract namespace, no file created", function()
-      local name = ("duplex-spec-%d-%d"):format(pid(), math.random(1, 1 << 30))
-      local srv <close> = assert(duplex.listen("unix:@" .. name))
+      local own = helpers.scope(); finally(own.close)
+      local name = ("duplex-spec-%d-%d"):format(pid(), math.random(1, 2 ^ 30))
+      local srv = own(assert(duplex.listen("unix:@" .. name)))
       assert.same(all("@" .. name, nil, "unix"), all(srv:getsockname()))
       assert.is_false(exists("@" .. name))
       assert.is_false(exists("/" .. name))
 
-      local c <close> = assert(duplex.connect("unix:@" .. name, nil, { timeout = 5 }))
-      local p <close> = assert(srv:accept(5))
+      local c = own(assert(duplex.connect("unix:@" .. name, nil, { timeout = 5 })))
+      local p = own(assert(srv:accept(5)))
       c:settimeout(5)
       p:settimeout(5)
       assert.same(all("@" .. name, nil, "unix"), all(c:getpeername()))
@@ -262,13 +266,15 @@ describe("addresses", function()
 
   describe("connect opts.bind", function()
     it("binds the local host (string form)", function()
-      local srv <close>, port = helpers.server()
-      local c <close> = assert(duplex.connect("127.0.0.1", port,
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server())
+      local c = assert(duplex.connect("127.0.0.1", port,
         { timeout = 5, bind = "127.0.0.2" }))
-      local p <close> = assert(srv:accept(5))
+      own(c)
+      local p = own(assert(srv:accept(5)))
       local host, cport, family = c:getsockname()
       assert.equal("127.0.0.2", host)
-      assert.equal("integer", math.type(cport))
+      assert.equal("integer", helpers.mathtype(cport))
       assert.equal("inet", family)
       assert.same(all("127.0.0.2", cport, "inet"), all(p:getpeername()))
       c:settimeout(5)
@@ -277,14 +283,16 @@ describe("addresses", function()
     end)
 
     it("binds the local host and port ({host, port} form)", function()
+      local own = helpers.scope(); finally(own.close)
       -- a port that was free a moment ago: a listener that never accepted
       -- leaves no TIME_WAIT behind
       local tmp, free = helpers.server()
       tmp:close()
-      local srv <close>, port = helpers.server()
-      local c <close> = assert(duplex.connect("127.0.0.1", port,
+      local srv, port = own(helpers.server())
+      local c = assert(duplex.connect("127.0.0.1", port,
         { timeout = 5, bind = { "127.0.0.1", free } }))
-      local p <close> = assert(srv:accept(5))
+      own(c)
+      local p = own(assert(srv:accept(5)))
       assert.same(all("127.0.0.1", free, "inet"), all(c:getsockname()))
       assert.same(all("127.0.0.1", free, "inet"), all(p:getpeername()))
       c:settimeout(5)
@@ -304,7 +312,7 @@ describe("addresses", function()
       for i = 1, #r do
         local a = r[i]
         assert.equal("table", type(a))
-        assert.equal("integer", math.type(a.port))
+        assert.equal("integer", helpers.mathtype(a.port))
         assert.equal(80, a.port)
         if a.family == "inet" then
           assert.equal("127.0.0.1", a.host)

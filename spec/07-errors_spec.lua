@@ -7,19 +7,9 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
--- `local _ <close> = defer(fn)` runs fn when the scope ends, on error too.
-local function defer(fn)
-  return setmetatable({}, { __close = function() fn() end })
-end
-
--- `local _ <close> = closing(a, b, ...)` closes them all when the scope ends.
-local function closing(...)
-  local objs = table.pack(...)
-  return defer(function() helpers.close(table.unpack(objs, 1, objs.n)) end)
-end
-
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
 local function writefile(content)
   local name = os.tmpname()
@@ -31,8 +21,8 @@ end
 
 -- A python3 child running code with args (strings, passed on the command
 -- line); its stdout and stderr come back through proc:read. The script
--- kills itself after 60 s; `local py <close> = python(...)` kills it (by
--- pid) and removes the script when the test ends.
+-- kills itself after 60 s; py:close() (`local py = own(python(...))`) kills
+-- it (by pid) and removes the script.
 local PY_PROLOGUE = "import os, signal, socket, struct, sys, time\nsignal.alarm(60)\n"
 local function python(code, ...)
   local script = writefile(PY_PROLOGUE .. code)
@@ -40,34 +30,39 @@ local function python(code, ...)
   for i = 1, select("#", ...) do args[i] = helpers.shquote(select(i, ...)) end
   local proc = helpers.spawn_process("python3 -u " .. script .. " "
     .. table.concat(args, " ") .. " 2>&1")
-  return setmetatable(proc, { __close = function()
-    proc:close()
+  local close = proc.close
+  function proc:close()
+    close(self)
     os.remove(script)
-  end })
+  end
+  return proc
 end
 
 -- Command prefix for a child Lua that requires duplex from this checkout;
--- `env` execs lua5.4, so the pid stays the child's own.
-local LUA = ("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='%s;;' lua5.4")
-  :format(os.getenv("DUPLEX_CPATH") or "./build/?.so")
+-- `env` execs the interpreter, so the pid stays the child's own.
+local LUA = helpers.lua
 
 -- Run a Lua script in a child process (cmd_prefix may set limits); returns
 -- its whole output and how it ended.
 local function run_lua(code, wrapper)
   local script = writefile(code)
-  local _ <close> = defer(function() os.remove(script) end)
   local cmd = LUA .. " " .. script .. " 2>&1"
   if wrapper then cmd = wrapper(cmd) end
-  local proc <close> = setmetatable(helpers.spawn_process(cmd),
-    { __close = function(p) p:close() end })
-  local out = {}
-  for _ = 1, 1000 do
-    local line = proc:read("L")
-    if not line then break end
-    out[#out + 1] = line
-  end
-  local ok, how, code_ = proc:wait(30)
-  return table.concat(out), ok, how, code_
+  local proc = helpers.spawn_process(cmd)
+  local r = pack(pcall(function()
+    local out = {}
+    for _ = 1, 1000 do
+      local line = proc:read("L")
+      if not line then break end
+      out[#out + 1] = line
+    end
+    local ok, how, code_ = proc:wait(30)
+    return table.concat(out), ok, how, code_
+  end))
+  proc:close()
+  os.remove(script)
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
 end
 
 local function is_reset(code)
@@ -102,7 +97,8 @@ describe("errors", function()
 
   describe("EADDRINUSE", function()
     it("listen on a port that is listened on", function()
-      local srv <close>, port = helpers.server()
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server())
       local s2, msg, code = duplex.listen("127.0.0.1", port)
       assert.is_nil(s2)
       assert.equal("EADDRINUSE", code)
@@ -112,7 +108,8 @@ describe("errors", function()
     end)
 
     it("listen with reuseaddr = false", function()
-      local srv <close>, port = helpers.server({ reuseaddr = false })
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server({ reuseaddr = false }))
       local s2, msg, code = duplex.listen("127.0.0.1", port, { reuseaddr = false })
       assert.is_nil(s2)
       assert.equal("string", type(msg))
@@ -120,7 +117,8 @@ describe("errors", function()
     end)
 
     it("connect with opts.bind on a port that is listened on", function()
-      local srv <close>, port = helpers.server()
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server())
       local c, msg, code = duplex.connect("127.0.0.1", port,
         { timeout = 5, bind = { "127.0.0.1", port } })
       assert.is_nil(c)
@@ -134,9 +132,10 @@ describe("errors", function()
     -- against a full listen queue: Linux drops the SYN of a connection the
     -- queue cannot hold, and the client waits for a retransmission (1 s).
     it("connect to a server whose listen queue is full", function()
-      local srv <close>, port = helpers.server({ backlog = 1 })
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server({ backlog = 1 }))
       local held = {}
-      local _ <close> = defer(function()
+      own(function()
         for _, c in ipairs(held) do c:close() end
       end)
       local c, msg, code, elapsed
@@ -168,8 +167,9 @@ describe("errors", function()
     end)
 
     it("read: ETIMEDOUT after the deadline, and the partial line stays buffered", function()
+      local own = helpers.scope(); finally(own.close)
       local c, p, srv = helpers.pair()
-      local _ <close> = closing(c, p, srv)
+      own(function() helpers.close(c, p, srv) end)
       assert.equal(p, p:write("partial"))
       c:settimeout(0.2)
       local t0 = duplex.now()
@@ -186,8 +186,9 @@ describe("errors", function()
     end)
 
     it("read with timeout 0: EAGAIN at once, nothing lost", function()
+      local own = helpers.scope(); finally(own.close)
       local c, p, srv = helpers.pair()
-      local _ <close> = closing(c, p, srv)
+      own(function() helpers.close(c, p, srv) end)
       c:settimeout(0)
       local t0 = duplex.now()
       local r, msg, code = c:read("l")
@@ -209,8 +210,9 @@ describe("errors", function()
     end)
 
     it("readsome: ETIMEDOUT", function()
+      local own = helpers.scope(); finally(own.close)
       local c, p, srv = helpers.pair()
-      local _ <close> = closing(c, p, srv)
+      own(function() helpers.close(c, p, srv) end)
       c:settimeout(0.1)
       local r, msg, code = c:readsome()
       assert.is_nil(r)
@@ -219,7 +221,8 @@ describe("errors", function()
     end)
 
     it("accept: ETIMEDOUT with a timeout, EAGAIN with 0", function()
-      local srv <close> = helpers.server()
+      local own = helpers.scope(); finally(own.close)
+      local srv = own(helpers.server())
       local t0 = duplex.now()
       local r, msg, code = srv:accept(0.2)
       local elapsed = duplex.now() - t0
@@ -243,8 +246,9 @@ describe("errors", function()
 
   describe("EMSGSIZE", function()
     it("a line over maxline fails at once and stays buffered", function()
+      local own = helpers.scope(); finally(own.close)
       local c, p, srv = helpers.pair()
-      local _ <close> = closing(c, p, srv)
+      own(function() helpers.close(c, p, srv) end)
       assert.equal(c, c:setoption("maxline", 16))
       assert.equal(16, c:getoption("maxline"))
       local long = string.rep("0123456789", 4)        -- 40 bytes, no newline yet
@@ -272,8 +276,9 @@ describe("errors", function()
     end)
 
     it("readuntil over max: EMSGSIZE, data kept", function()
+      local own = helpers.scope(); finally(own.close)
       local c, p, srv = helpers.pair()
-      local _ <close> = closing(c, p, srv)
+      own(function() helpers.close(c, p, srv) end)
       local head = string.rep("h", 40)
       p:write(head)
       local r, msg, code = c:readuntil("\r\n\r\n", 16)
@@ -286,11 +291,12 @@ describe("errors", function()
     end)
 
     it("memory stays bounded: a reader over maxline stops taking data", function()
+      local own = helpers.scope(); finally(own.close)
       -- If the reader kept every byte, the writer could push all 64 MiB
       -- through; with a bounded buffer the socket buffers fill and the
       -- writer gets EAGAIN with the 4th value counting what went out.
       local c, p, srv = helpers.pair()
-      local _ <close> = closing(c, p, srv)
+      own(function() helpers.close(c, p, srv) end)
       c:setoption("maxline", 1024)
       c:settimeout(0)
       p:settimeout(0)
@@ -305,7 +311,7 @@ describe("errors", function()
         else
           assert.equal("string", type(msg))
           assert.equal("EAGAIN", code)
-          assert.equal("integer", math.type(n))
+          assert.equal("integer", helpers.mathtype(n))
           assert.is_true(n >= 0 and n < #chunk)
           total = total + n
           stalls = stalls + 1
@@ -325,8 +331,9 @@ describe("errors", function()
 
   describe("ECONNRESET and EPIPE", function()
     it("a duplex peer with linger 0 resets mid-stream", function()
+      local own = helpers.scope(); finally(own.close)
       local c, p, srv = helpers.pair()
-      local _ <close> = closing(c, p, srv)
+      own(function() helpers.close(c, p, srv) end)
       p:write("hello\n")
       assert.equal("hello", c:read("l"))
       assert.equal(p, p:setoption("linger", 0))
@@ -342,13 +349,14 @@ describe("errors", function()
       assert.is_nil(w)
       assert.equal("string", type(wmsg))
       assert.is_true(is_reset(wcode), tostring(wcode))
-      assert.equal("integer", math.type(n))
+      assert.equal("integer", helpers.mathtype(n))
       assert.equal(0, n)
     end)
 
     it("write first after a reset: EPIPE or ECONNRESET, then EPIPE", function()
+      local own = helpers.scope(); finally(own.close)
       local c, p, srv = helpers.pair()
-      local _ <close> = closing(c, p, srv)
+      own(function() helpers.close(c, p, srv) end)
       p:setoption("linger", 0)
       p:close()
       local w, msg, code, n = c:write("x")
@@ -364,8 +372,9 @@ describe("errors", function()
     end)
 
     it("a python peer with SO_LINGER 0 resets: read gets ECONNRESET", function()
-      local srv <close>, port = helpers.server()
-      local py <close> = python([[
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server())
+      local py = python([[
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
 s.sendall(b"hello\n")
 f = s.makefile("rb")
@@ -374,7 +383,8 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 s.close()
 print("reset")
 ]], port)
-      local c <close> = assert(srv:accept(10))
+      own(py)
+      local c = own(assert(srv:accept(10)))
       c:settimeout(10)
       assert.equal("hello", c:read("l"))
       c:write("go\n")
@@ -392,9 +402,10 @@ print("reset")
     end)
 
     it("a reset during a large write: the 4th value counts the bytes sent", function()
-      local srv <close>, port = helpers.server()
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server())
       local MiB = 1024 * 1024
-      local py <close> = python([[
+      local py = python([[
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
 got = 0
 while got < 1024 * 1024:
@@ -405,7 +416,8 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 s.close()
 print("reset", got)
 ]], port)
-      local c <close> = assert(srv:accept(10))
+      own(py)
+      local c = own(assert(srv:accept(10)))
       c:settimeout(20)
       local data = string.rep("d", 32 * MiB)
       local w, msg, code, n = c:write(data)
@@ -413,15 +425,16 @@ print("reset", got)
       assert.is_nil(w)
       assert.equal("string", type(msg))
       assert.is_true(is_reset(code), tostring(code))
-      assert.equal("integer", math.type(n))
+      assert.equal("integer", helpers.mathtype(n))
       assert.is_true(n >= MiB and n < #data, "nwritten " .. tostring(n))
     end)
   end)
 
   describe("SIGPIPE", function()
     it("writing to a closed peer does not kill this process", function()
+      local own = helpers.scope(); finally(own.close)
       local c, p, srv = helpers.pair()
-      local _ <close> = closing(c, p, srv)
+      own(function() helpers.close(c, p, srv) end)
       p:close()
       local chunk = string.rep("s", 65536)
       local codes = {}
@@ -430,7 +443,7 @@ print("reset", got)
         if not w then
           assert.equal("string", type(msg))
           assert.is_true(is_reset(code), tostring(code))
-          assert.equal("integer", math.type(n))
+          assert.equal("integer", helpers.mathtype(n))
           codes[#codes + 1] = code
         end
       end
@@ -443,7 +456,7 @@ print("reset", got)
 local function sigpipe(field)
   for line in io.lines("/proc/self/status") do
     local v = line:match("^" .. field .. ":%s*(%x+)")
-    if v then return (tonumber(v, 16) >> 12) & 1 end
+    if v then return math.floor(tonumber(v:sub(-4), 16) / 4096) % 2 end   -- bit 12
   end
 end
 print("ignored-before", sigpipe("SigIgn"), "caught-before", sigpipe("SigCgt"))
@@ -521,10 +534,11 @@ print("done")
     -- spec/shim/epollfail.c refuses new epoll registrations (as epoll does
     -- once max_user_watches is reached) while a flag file exists
     it("a wait epoll will not register: nil, msg, 'ENOSPC'; nothing is lost and the next call works", function()
+      local own = helpers.scope(); finally(own.close)
       local ch = require "spec.child_helpers"
       local so = assert(ch.shim("epollfail"))
       local flag = os.tmpname()
-      local _ <close> = defer(function() os.remove(flag) end)
+      own(function() os.remove(flag) end)
       local r = ch.run([[
 local out = {}
 duplex.run(function()
@@ -535,8 +549,8 @@ duplex.run(function()
   local p = assert(srv:accept(5))                  -- registered before the shortage
   assert(p:write("one\ntw"))
   out.first = { c:read("l") }                      -- no wait needed
-  out.read = table.pack(c:read("l"))               -- "tw" and a wait: refused
-  out.accept = table.pack(srv:accept(1))
+  out.read = pack(c:read("l"))                     -- "tw" and a wait: refused
+  out.accept = pack(srv:accept(1))
   out.sleep = duplex.sleep(0.01)                   -- timers need no registration
   os.remove(os.getenv("EPOLLFAIL_FLAG"))
   assert(p:write("o\n"))

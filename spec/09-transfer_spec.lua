@@ -8,16 +8,13 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 local MiB = 1024 * 1024
 local SIZE = 64 * MiB
 local TIMEOUT = 30            -- per call; a healthy run takes about a second
 
-local function defer(fn)
-  return setmetatable({}, { __close = function() fn() end })
-end
-
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
 -- The data: blocks of a prime length (so they do not line up with buffer
 -- sizes), each starting with its big-endian index so a lost, repeated or
@@ -28,17 +25,17 @@ local function make_data()
   local bytes, parts = {}, {}
   local x = 20240601
   for i = 1, BLOCK - 4 do
-    x = (x * 1103515245 + 12345) & 0x7fffffff
-    bytes[#bytes + 1] = (x >> 16) & 0xff
+    x = helpers.lcg(x)                 -- (x * 1103515245 + 12345) & 0x7fffffff
+    bytes[#bytes + 1] = math.floor(x / 65536) % 256
     if #bytes == 4096 or i == BLOCK - 4 then
-      parts[#parts + 1] = string.char(table.unpack(bytes))
+      parts[#parts + 1] = string.char(unpack(bytes))
       bytes = {}
     end
   end
   local body = "\0\n\r\n\255" .. table.concat(parts):sub(6)
   local blocks = {}
-  for i = 0, SIZE // BLOCK do
-    blocks[#blocks + 1] = string.pack(">I4", i) .. body
+  for i = 0, math.floor(SIZE / BLOCK) do
+    blocks[#blocks + 1] = helpers.be(i, 4) .. body
   end
   return table.concat(blocks):sub(1, SIZE)
 end
@@ -123,10 +120,12 @@ local function python(code, ...)
   for i = 1, select("#", ...) do args[i] = helpers.shquote(select(i, ...)) end
   local proc = helpers.spawn_process("python3 -u " .. script .. " "
     .. table.concat(args, " ") .. " 2>&1")
-  return setmetatable(proc, { __close = function()
-    proc:close()
+  local close = proc.close
+  function proc:close()        -- (helpers.scope closes it)
+    close(self)
     os.remove(script)
-  end })
+  end
+  return proc
 end
 
 -- python connects to PORT, receives until EOF, compares with the data,
@@ -176,14 +175,15 @@ describe("64 MiB transfer #timing", function()
     local seen = {}
     for i = 1, 65521 do seen[data:byte(i)] = true end
     for b = 0, 255 do assert.is_true(seen[b], "byte " .. b) end
-    assert.equal(string.pack(">I4", 1), data:sub(65522, 65525))
+    assert.equal("\0\0\0\1", data:sub(65522, 65525))
   end)
 
   describe("duplex -> python", function()
     local function send_with(writer)
-      local srv <close>, port = helpers.server()
-      local py <close> = python(PY_RECEIVER, port)
-      local c <close> = assert(srv:accept(10))
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server())
+      local py = own(python(PY_RECEIVER, port))
+      local c = own(assert(srv:accept(10)))
       c:settimeout(TIMEOUT)
       writer(c)
       assert.equal(c, c:shutdown("w"))
@@ -221,9 +221,10 @@ describe("64 MiB transfer #timing", function()
 
   describe("python -> duplex", function()
     local function receive_with(reader)
-      local py <close> = python(PY_SENDER)
-      local port = assert(math.tointeger(tonumber(py:read("l"))), "python gave no port")
-      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 10 }))
+      local own = helpers.scope(); finally(own.close)
+      local py = own(python(PY_SENDER))
+      local port = assert(helpers.tointeger(tonumber(py:read("l"))), "python gave no port")
+      local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 10 })))
       c:settimeout(TIMEOUT)
       local total, diff = reader(c)
       assert.is_nil(diff, "first difference at offset " .. tostring(diff))
@@ -279,9 +280,10 @@ describe("64 MiB transfer #timing", function()
 
   describe("both ways at once (tasks in duplex.run)", function()
     it("duplex sends and receives 64 MiB simultaneously with a python peer", function()
+      local own = helpers.scope(); finally(own.close)
       -- python sends the data from a thread while it receives and checks
-      local srv <close>, port = helpers.server()
-      local py <close> = python([[
+      local srv, port = own(helpers.server())
+      local py = python([[
 want = make_data()
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
 def send():
@@ -294,9 +296,10 @@ t.join()
 s.close()
 print(verdict(got, want))
 ]], port)
+      own(py)
 
       local total, diff = duplex.run(function()
-        local c <close> = assert(srv:accept(10))
+        local c = own(assert(srv:accept(10)))
         c:settimeout(TIMEOUT)
         local writer = duplex.spawn(function()
           assert(c:write(data))
@@ -314,16 +317,17 @@ print(verdict(got, want))
     end)
 
     it("between two duplex ends in one process", function()
+      local own = helpers.scope(); finally(own.close)
       local total, diff, back = duplex.run(function()
-        local srv <close>, port = helpers.server()
+        local srv, port = own(helpers.server())
         local writer = duplex.spawn(function()
-          local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 10 }))
+          local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 10 })))
           c:settimeout(TIMEOUT)
           assert.same(all(c), all(c:write(data)))
           assert.same(all(c), all(c:shutdown("w")))
           return c:read("a")
         end)
-        local p <close> = assert(srv:accept(10))
+        local p = own(assert(srv:accept(10)))
         p:settimeout(TIMEOUT)
         local sizes = { 1, 4096, 65537, MiB + 1 }
         local k = 0

@@ -6,16 +6,13 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
-local HAS_V6 = os.execute(
+local HAS_V6 = helpers.execute(
   [[python3 -c "import socket; socket.socket(socket.AF_INET6).bind(('::1', 0))" 2>/dev/null]]
 ) == true
 
-local function defer(fn)
-  return setmetatable({}, { __close = function() fn() end })
-end
-
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
 local function writefile(content)
   local name = os.tmpname()
@@ -45,18 +42,20 @@ def report(tag, data):
     print(tag, data.hex(), flush=True)
 ]]
 
--- A python3 child; `local py <close> = python(code, args...)` kills it by pid
--- if it outlives the test and removes its script.
+-- A python3 child; py:close() (`local py = own(python(code, args...))`)
+-- kills it by pid if it outlives the test and removes its script.
 local function python(code, ...)
   local script = writefile(PY_PROLOGUE .. code)
   local args = {}
   for i = 1, select("#", ...) do args[i] = helpers.shquote(select(i, ...)) end
   local proc = helpers.spawn_process("python3 -u " .. script .. " "
     .. table.concat(args, " ") .. " 2>&1")
-  return setmetatable(proc, { __close = function()
-    proc:close()
+  local close = proc.close
+  function proc:close()
+    close(self)
     os.remove(script)
-  end })
+  end
+  return proc
 end
 
 -- Reads the child's "TAG hex" lines until "END" (bounded): a list of
@@ -80,15 +79,16 @@ describe("interoperation", function()
 
   describe("a duplex server", function()
     it("echoes lines to a python client", function()
-      local srv <close>, port = helpers.server()
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server())
       local long = string.rep("0123456789abcdef", 6250)      -- 100000 bytes
       -- lines as hex arguments; "LONG" stands for long .. "\n" (too long for argv)
-      local sent = { "hello\n", "with crlf\r\n", "\n", "\0binary\1\255\n", "LONG", "caf\xc3\xa9\n" }
+      local sent = { "hello\n", "with crlf\r\n", "\n", "\0binary\1\255\n", "LONG", "caf\195\169\n" }
       local hexes = {}
       for i, l in ipairs(sent) do
         hexes[i] = l == "LONG" and l or (l:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end))
       end
-      local py <close> = python([[
+      local py = python([[
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
 f = s.makefile("rb")
 got = []        # reported at the end: nobody reads our stdout before that
@@ -102,8 +102,9 @@ f.close(); s.close()
 for tag, data in got:
     report(tag, data)
 print("END")
-]], port, table.unpack(hexes))
-      local c <close> = assert(srv:accept(10))
+]], port, unpack(hexes))
+      own(py)
+      local c = own(assert(srv:accept(10)))
       c:settimeout(10)
       local n = 0
       for line in c:lines() do
@@ -120,15 +121,16 @@ print("END")
         { "echo", "\n" },
         { "echo", "\0binary\1\255\n" },
         { "echo", long .. "\n" },
-        { "echo", "caf\xc3\xa9\n" },
+        { "echo", "caf\195\169\n" },
         { "rest", "last\nbye 7\n" },
       }, reports(py))
       assert.same(all(true, "exit", 0), all(py:wait(10)))
     end)
 
     it("reads the rest with read('a') after the python client's shutdown(SHUT_WR)", function()
-      local srv <close>, port = helpers.server()
-      local py <close> = python([[
+      local own = helpers.scope(); finally(own.close)
+      local srv, port = own(helpers.server())
+      local py = python([[
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
 s.sendall(b"HEAD\r\nbody line 1\nbody line 2\n\0tail without newline")  # rest: 45 bytes
 s.shutdown(socket.SHUT_WR)
@@ -136,7 +138,8 @@ report("reply", recv_all(s))
 s.close()
 print("END")
 ]], port)
-      local c <close> = assert(srv:accept(10))
+      own(py)
+      local c = own(assert(srv:accept(10)))
       c:settimeout(10)
       assert.equal("HEAD", c:read("l"))
       local rest = c:read("a")
@@ -151,17 +154,17 @@ print("END")
     end)
 
     it("serves nc (netcat), which shuts down its sending side at EOF", function()
-      if os.execute("command -v nc >/dev/null 2>&1") ~= true
-        or os.execute("nc -h 2>&1 | grep -q -- '-N'") ~= true then
+      local own = helpers.scope(); finally(own.close)
+      if helpers.execute("command -v nc >/dev/null 2>&1") ~= true
+        or helpers.execute("nc -h 2>&1 | grep -q -- '-N'") ~= true then
         pending("no OpenBSD nc with -N on this machine")
       end
-      local srv <close>, port = helpers.server()
+      local srv, port = own(helpers.server())
       local input = writefile("one\ntwo\r\nthree")
-      local _ <close> = defer(function() os.remove(input) end)
-      local nc <close> = setmetatable(helpers.spawn_process(
-        ("nc -N 127.0.0.1 %d < %s 2>&1"):format(port, helpers.shquote(input))),
-        { __close = function(p) p:close() end })
-      local c <close> = assert(srv:accept(10))
+      own(function() os.remove(input) end)
+      local nc = own(helpers.spawn_process(
+        ("nc -N 127.0.0.1 %d < %s 2>&1"):format(port, helpers.shquote(input))))
+      local c = own(assert(srv:accept(10)))
       c:settimeout(10)
       local got = {}
       for _ = 1, 10 do
@@ -209,9 +212,10 @@ print("END")
 ]]
 
     local function talk(host)
-      local py <close> = python(PY_LINE_SERVER, host)
-      local port = assert(math.tointeger(tonumber(py:read("l"))), "python gave no port")
-      local c <close> = assert(duplex.connect(host, port, { timeout = 10 }))
+      local own = helpers.scope(); finally(own.close)
+      local py = own(python(PY_LINE_SERVER, host))
+      local port = assert(helpers.tointeger(tonumber(py:read("l"))), "python gave no port")
+      local c = own(assert(duplex.connect(host, port, { timeout = 10 })))
       c:settimeout(10)
       assert.same(all(host, port, host == "::1" and "inet6" or "inet"), all(c:getpeername()))
       assert.equal("220 ready", c:read("l"))
@@ -241,7 +245,8 @@ print("END")
     end)
 
     it("reads the rest with read('a') after the python server's shutdown(SHUT_WR), and still writes", function()
-      local py <close> = python([[
+      local own = helpers.scope(); finally(own.close)
+      local py = python([[
 srv = socket.socket()
 srv.bind(("127.0.0.1", 0))
 srv.listen(1)
@@ -255,8 +260,9 @@ report("got", recv_all(s))
 s.close(); srv.close()
 print("END")
 ]])
-      local port = assert(math.tointeger(tonumber(py:read("l"))), "python gave no port")
-      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 10 }))
+      own(py)
+      local port = assert(helpers.tointeger(tonumber(py:read("l"))), "python gave no port")
+      local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 10 })))
       c:settimeout(10)
       assert.equal("line1", c:read("l"))
       assert.equal("rest of\nthe data", c:read("a"))
@@ -272,7 +278,8 @@ print("END")
     end)
 
     it("half-closes with shutdown('w'): the python server sees EOF and answers", function()
-      local py <close> = python([[
+      local own = helpers.scope(); finally(own.close)
+      local py = python([[
 import hashlib
 srv = socket.socket()
 srv.bind(("127.0.0.1", 0))
@@ -286,8 +293,9 @@ s.sendall(b"%d %s" % (len(data), hashlib.sha256(data).hexdigest().encode()))
 s.close(); srv.close()
 print("END")
 ]])
-      local port = assert(math.tointeger(tonumber(py:read("l"))), "python gave no port")
-      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 10 }))
+      own(py)
+      local port = assert(helpers.tointeger(tonumber(py:read("l"))), "python gave no port")
+      local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 10 })))
       c:settimeout(10)
       assert.equal(c, c:write("hello\n", "more\n"))
       assert.equal(c, c:shutdown("w"))
@@ -333,10 +341,10 @@ if not addr.startswith("\0"):
 print("END")
 ]]
 
-    local function serve_python(addr)
-      local srv <close> = assert(duplex.listen("unix:" .. addr))
-      local py <close> = python(PY_UNIX_CLIENT, addr)
-      local c <close> = assert(srv:accept(10))
+    local function serve_python(own, addr)
+      local srv = own(assert(duplex.listen("unix:" .. addr)))
+      local py = own(python(PY_UNIX_CLIENT, addr))
+      local c = own(assert(srv:accept(10)))
       c:settimeout(10)
       assert.equal("ping\n", c:read("a"))
       c:write("pong\n")
@@ -345,10 +353,10 @@ print("END")
       assert.same(all(true, "exit", 0), all(py:wait(10)))
     end
 
-    local function connect_python(addr)
-      local py <close> = python(PY_UNIX_SERVER, addr)
+    local function connect_python(own, addr)
+      local py = own(python(PY_UNIX_SERVER, addr))
       assert.equal("ready", py:read("l"))
-      local c <close> = assert(duplex.connect("unix:" .. addr, nil, { timeout = 10 }))
+      local c = own(assert(duplex.connect("unix:" .. addr, nil, { timeout = 10 })))
       c:settimeout(10)
       assert.same(all(addr, nil, "unix"), all(c:getpeername()))
       assert.equal("hello from python", c:read("l"))
@@ -360,25 +368,29 @@ print("END")
     end
 
     it("a python client reaches a duplex server on unix:/path", function()
+      local own = helpers.scope(); finally(own.close)
       local path = helpers.tmpname()
-      local _ <close> = defer(function() os.remove(path) end)
-      serve_python(path)
+      own(function() os.remove(path) end)
+      serve_python(own, path)
     end)
 
     it("a duplex client reaches a python server on unix:/path", function()
+      local own = helpers.scope(); finally(own.close)
       local path = helpers.tmpname()
-      local _ <close> = defer(function() os.remove(path) end)
-      connect_python(path)
+      own(function() os.remove(path) end)
+      connect_python(own, path)
     end)
 
     -- The abstract name is the bytes after "@", without padding: python
     -- binds and connects with the exact length, so both must agree.
     it("a python client reaches a duplex server on unix:@name", function()
-      serve_python(("@duplex-interop-%d"):format(math.random(1, 1 << 30)))
+      local own = helpers.scope(); finally(own.close)
+      serve_python(own, ("@duplex-interop-%d"):format(math.random(1, 2 ^ 30)))
     end)
 
     it("a duplex client reaches a python server on unix:@name", function()
-      connect_python(("@duplex-interop-%d"):format(math.random(1, 1 << 30)))
+      local own = helpers.scope(); finally(own.close)
+      connect_python(own, ("@duplex-interop-%d"):format(math.random(1, 2 ^ 30)))
     end)
   end)
 end)

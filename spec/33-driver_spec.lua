@@ -4,6 +4,7 @@
 -- returns, and the write cursor over many pieces and empty ones.
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 local KiB, MiB = 1024, 1024 * 1024
 
@@ -88,9 +89,9 @@ describe("the operation driver", function()
     local c = helpers.deferred_pair()
     a:settimeout(nil)                             -- no limit at all: the call saves the least
     duplex.run(function()
-      local plain = duplex.spawn(function() return table.pack(a:readuntil("\n")) end)
+      local plain = duplex.spawn(function() return pack(a:readuntil("\n")) end)
       c:setoption("idletimeout", 0.1)
-      local idle = duplex.spawn(function() return table.pack(c:readsome()) end)
+      local idle = duplex.spawn(function() return pack(c:readsome()) end)
       helpers.until_waiting(plain, "read")
       helpers.until_waiting(idle, "read")
       a:setoption("idletimeout", 0.1)             -- after the read began: not this call's
@@ -127,7 +128,7 @@ describe("the operation driver", function()
     want = table.concat(want)
     duplex.run(function()
       local reader = duplex.spawn(function() return p:read(#want) end)
-      assert.same({ c }, { c:write(table.unpack(pieces)) })
+      assert.same({ c }, { c:write(unpack(pieces)) })
       assert.same({ true, want }, { reader:join(5) })
     end)
   end)

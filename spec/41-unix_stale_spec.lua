@@ -12,14 +12,15 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 local defer = helpers.defer
 
-local has_python = os.execute("command -v python3 >/dev/null 2>&1") == true
+local has_python = helpers.execute("command -v python3 >/dev/null 2>&1") == true
 
 -- The kind of file at path ("socket", "file", "directory", "link") or nil.
 local function kind(path)
   local p = assert(io.popen("stat -c %F " .. helpers.shquote(path) .. " 2>/dev/null"))
-  local s = p:read("l")
+  local s = p:read("*l")
   p:close()
   if s == nil then return nil end
   if s == "socket" then return "socket" end
@@ -32,7 +33,7 @@ end
 -- A fresh path, removed (whatever it is) when the test ends.
 local function fresh_path()
   local path = helpers.tmpname()
-  defer(function() os.execute("rm -rf " .. helpers.shquote(path)) end)
+  defer(function() helpers.execute("rm -rf " .. helpers.shquote(path)) end)
   return path
 end
 
@@ -112,7 +113,7 @@ time.sleep(60)
   it("replaces the path of a socket that was bound, never listened, and closed", function()
     if not has_python then pending("python3 not installed") return end
     local path = fresh_path()
-    assert.is_true(os.execute("python3 -c " .. helpers.shquote(
+    assert.is_true(helpers.execute("python3 -c " .. helpers.shquote(
       "import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()")
       .. " " .. helpers.shquote(path)))
     assert.equal("socket", kind(path))
@@ -176,7 +177,7 @@ describe("listen on a Unix path in use", function()
       r.answer = c:read("l")
       c:close()
       live:close()
-      r.serve = table.pack(serving:join(5))
+      r.serve = pack(serving:join(5))
     end)
     assert.equal("live hello", r.answer)
     assert.same({ n = 2, true, true }, r.serve)
@@ -225,7 +226,7 @@ print("GOT", s.recv(100).decode(), flush=True)
     assert.equal("READY", proc:read("l"))
     local r, msg, code = duplex.listen("unix:" .. path)
     assert.equal("socket", kind(path))            -- never removed
-    assert.is_true(os.execute("python3 -c " .. helpers.shquote(
+    assert.is_true(helpers.execute("python3 -c " .. helpers.shquote(
       "import socket, sys; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'ping', sys.argv[1])")
       .. " " .. helpers.shquote(path)))
     assert.equal("GOT ping", proc:read("l"))
@@ -240,7 +241,7 @@ print("GOT", s.recv(100).decode(), flush=True)
     f:close()
     assert_in_use("unix:" .. path)
     f = assert(io.open(path, "rb"))
-    assert.equal("precious\n", f:read("a"))
+    assert.equal("precious\n", f:read("*a"))
     f:close()
   end)
 
@@ -250,16 +251,16 @@ print("GOT", s.recv(100).decode(), flush=True)
     assert_in_use("unix:" .. path)
     assert.equal("file", kind(path))
     os.remove(path)
-    assert.is_true(os.execute("mkdir " .. helpers.shquote(path)))
+    assert.is_true(helpers.execute("mkdir " .. helpers.shquote(path)))
     assert_in_use("unix:" .. path)
     assert.equal("directory", kind(path))
-    os.execute("rmdir " .. helpers.shquote(path))
+    helpers.execute("rmdir " .. helpers.shquote(path))
     -- a symbolic link to a stale socket: the link is not a socket
     local target = fresh_path()
-    assert.is_true(os.execute("python3 -c " .. helpers.shquote(
+    assert.is_true(helpers.execute("python3 -c " .. helpers.shquote(
       "import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()")
       .. " " .. helpers.shquote(target)))
-    assert.is_true(os.execute("ln -s " .. helpers.shquote(target) .. " " .. helpers.shquote(path)))
+    assert.is_true(helpers.execute("ln -s " .. helpers.shquote(target) .. " " .. helpers.shquote(path)))
     assert_in_use("unix:" .. path)
     assert.equal("link", kind(path))
     assert.equal("socket", kind(target))

@@ -216,7 +216,7 @@ describe("fork", function()
       c:settimeout(10)
       local said = c:read("l")
       duplex.run(function() duplex.sleep(0) end)  -- a byte of the worker's would be read here
-      local parent_got = { table.unpack(got) }
+      local parent_got = { unpack(got) }
       c:write("go\n")
       c:close()
       local wait = { lfork.wait(pid) }

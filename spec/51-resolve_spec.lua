@@ -746,7 +746,7 @@ describe("duplex.resolve", function()
       -- program that goes on after lua_close would.
       local dir = os.tmpname()
       os.remove(dir)
-      os.execute("mkdir -p " .. helpers.shquote(dir))
+      helpers.execute("mkdir -p " .. helpers.shquote(dir))
       local script = dir .. "/exit.lua"
       local f = assert(io.open(script, "w"))
       f:write([[
@@ -762,9 +762,9 @@ describe("duplex.resolve", function()
       pre = ((pre and pre ~= "") and (pre .. " ") or "") .. FAKEGAI .. " " .. linger
       local p = io.popen(("timeout -k 2 20 env LD_PRELOAD=%s FAKEGAI_SLOW=0.3 LINGER_MS=1000 %s %s 2>&1; echo \"exit $?\""):format(
         helpers.shquote(pre), helpers.lua, helpers.shquote(script)))
-      local out = p:read("a")
+      local out = p:read("*a")
       p:close()
-      os.execute("rm -rf " .. helpers.shquote(dir))
+      helpers.execute("rm -rf " .. helpers.shquote(dir))
       assert.equal("nil\tresolve exit.slow.test: Connection timed out\tETIMEDOUT\nexit 0\n", out)
     end)
   end)
@@ -775,7 +775,8 @@ describe("duplex.resolve", function()
     end
 
     local LFORK = [==[
-      local lfork = assert(package.loadlib("./build/shim/lfork.so", "luaopen_lfork"))()
+      local lfork = assert(package.loadlib((os.getenv("DUPLEX_SHIMS") or "build/shim") .. "/lfork.so",
+                                          "luaopen_lfork"))()
     ]==]
 
     it("a child forked outside run, while a thread of the parent's pool is busy, makes a pool of its own", function()

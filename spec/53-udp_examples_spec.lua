@@ -9,7 +9,7 @@ local slurp = helpers.slurp
 
 local quote = helpers.shquote
 local HAS_V6 = helpers.has_ipv6()
-local HAS_PY = os.execute("command -v python3 >/dev/null 2>&1") == true
+local HAS_PY = helpers.execute("command -v python3 >/dev/null 2>&1") == true
 
 
 local function example_cmd(script, args, limit)
@@ -23,9 +23,7 @@ end
 local function run(script, args, limit)
   local errf = os.tmpname()
   local t0 = require("duplex").now()
-  local p = io.popen(example_cmd(script, args, limit) .. " </dev/null 2>" .. quote(errf))
-  local out = p:read("a")
-  local _, _, code = p:close()
+  local out, _, _, code = helpers.readall(example_cmd(script, args, limit) .. " </dev/null 2>" .. quote(errf))
   local err = slurp(errf)
   os.remove(errf)
   return { code = code, out = out, err = err, elapsed = require("duplex").now() - t0 }
@@ -50,7 +48,7 @@ describe("examples/udp_echo.lua", function()
 
   it("a server on 127.0.0.1 port 0 echoes the client's messages, then stops after its count", function()
     local srv, line = start(example_cmd("udp_echo.lua", { "server", "127.0.0.1", "0", "4" }))
-    local port = line and math.tointeger(tonumber(line:match("^listening 127%.0%.0%.1 (%d+)$")))
+    local port = line and helpers.tointeger(tonumber(line:match("^listening 127%.0%.0%.1 (%d+)$")))
     assert.is_not_nil(port, "server said: " .. tostring(line))
     local r = run("udp_echo.lua", { "client", "127.0.0.1", tostring(port), "hello", "two words", "" })
     assert.same({ code = 0, out = "echo hello\necho two words\necho \n", err = "" },
@@ -65,7 +63,7 @@ describe("examples/udp_echo.lua", function()
   it("over IPv6 (::1)", function()
     if not HAS_V6 then pending("no IPv6 on this machine") end
     local srv, line = start(example_cmd("udp_echo.lua", { "server", "::1", "0", "1" }))
-    local port = line and math.tointeger(tonumber(line:match("^listening ::1 (%d+)$")))
+    local port = line and helpers.tointeger(tonumber(line:match("^listening ::1 (%d+)$")))
     assert.is_not_nil(port, "server said: " .. tostring(line))
     local r = run("udp_echo.lua", { "client", "::1", tostring(port), "six" })
     assert.same({ code = 0, out = "echo six\n", err = "" }, { code = r.code, out = r.out, err = r.err })
@@ -81,7 +79,7 @@ describe("examples/udp_echo.lua", function()
     assert.same({ code = 0, out = "echo a\necho b\n", err = "" }, { code = r.code, out = r.out, err = r.err })
     assert.equal("served 2", srv:read("l"))
     assert.same({ true, "exit", 0 }, { srv:wait(5) })
-    assert.is_false(os.execute("test -e " .. quote(path)) == true, "the server left " .. path)
+    assert.is_false(helpers.execute("test -e " .. quote(path)) == true, "the server left " .. path)
   end)
 
   it("no server: the client reports the refusal, naming the server, and exits 1", function()

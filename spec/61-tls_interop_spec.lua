@@ -13,6 +13,7 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 local pki = require "spec.tls_pki"
 
 local P = pki.get()
@@ -20,7 +21,7 @@ local sh = pki.shquote
 local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 local sopts, copts = pki.server_opts, pki.client_opts
 
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
 -- Make the resolver's pipe and OpenSSL's lazily made state now, so that no
 -- test counts them as its leak.
@@ -488,7 +489,7 @@ describe("python3 ssl peer #nomemcheck", function()
   local function py_server(mode, extra)
     local py = python(PY_SERVER, { P.server.crt, P.server.key, mode, extra })
     local port = assert(py:await("PORT (%d+)", 10))
-    return py, math.tointeger(tonumber(port))
+    return py, helpers.tointeger(tonumber(port))
   end
 
   it("SNI reaches the server for a name, not for an address", function()
@@ -604,7 +605,7 @@ out("END")
   it("duplex shutdown('w') on a full socket: python reads every byte, then a clean end", function()
     local rounds = 10
     local py = python(PY_LATER, { P.server.crt, P.server.key, tostring(rounds) }, { stdin = true })
-    local port = math.tointeger(tonumber(assert(py:await("PORT (%d+)", 10))))
+    local port = helpers.tointeger(tonumber(assert(py:await("PORT (%d+)", 10))))
     local r = duplex.run(function()
       local out = { waited = 0 }
       for i = 1, rounds do
@@ -703,7 +704,7 @@ print("alive " .. table.concat(codes, ","))
 ]])
     defer(function() os.remove(script) end)
     local p = io.popen(("timeout 20 %s %s %d %s 2>&1; echo status $?"):format(helpers.lua, script, port, sh(P.ca)))
-    local out = p:read("a")
+    local out = p:read("*a")
     p:close()
     py:wait(5)
     local codes = out:match("^alive ([%u,]+)\nstatus 0\n$")
@@ -726,7 +727,7 @@ except Exception:
     pass
 s.close()
 ]])
-    local port = math.tointeger(tonumber(assert(py:await("PORT (%d+)", 10))))
+    local port = helpers.tointeger(tonumber(assert(py:await("PORT (%d+)", 10))))
     local r = all(duplex.connect("127.0.0.1", port, { tls = copts(), timeout = 5 }))
     assert.same(all(nil, ("tls handshake 127.0.0.1:%d: wrong version number"):format(port), "EPROTO"), r)
   end)
@@ -876,7 +877,7 @@ t.sendall(b"secret reply to " + line)
 t.unwrap()
 out("UNWRAPPED")
 ]], { P.server.crt, P.server.key })
-    local port = math.tointeger(tonumber(assert(py:await("PORT (%d+)", 10))))
+    local port = helpers.tointeger(tonumber(assert(py:await("PORT (%d+)", 10))))
     local c = assert(duplex.connect("127.0.0.1", port, { timeout = 5 }))
     defer(function() c:close() end)
     c:settimeout(5)

@@ -12,19 +12,22 @@
 
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 local ch = require "spec.child_helpers"
 local S = require "spec.forward_scenarios"
 
 local MiB = 1024 * 1024
 local defer, run_cleanups = helpers.defer, helpers.run_cleanups
 
-local function all(...) return table.pack(...) end
+local function all(...) return pack(...) end
 
--- A child lua5.4 running scenario `name` with env (DUPLEX_SPLICE=mode and
+-- A child Lua (the one under test) running scenario `name` with env (DUPLEX_SPLICE=mode and
 -- the like) and preload (an LD_PRELOAD library, or none).
 local function in_child_with(env, preload, name, ...)
   local args = {}
-  for i, v in ipairs({ ... }) do args[i] = string.format("%q", v) end
+  for i, v in ipairs({ ... }) do   -- (%q makes a string of a number on 5.1)
+    args[i] = type(v) == "number" and ("%.17g"):format(v) or ("%q"):format(v)
+  end
   local body = ("emit(require('spec.forward_scenarios').%s(%s))"):format(name, table.concat(args, ", "))
   return (ch.run(body, env, 120, { preload = preload }))
 end
@@ -341,7 +344,7 @@ f:close()
     for _, mode in ipairs({ "off", "bulk", "always" }) do
       it("moves a file or a pipe through a socket into a file or a pipe (DUPLEX_SPLICE=" .. mode .. ") #nomemcheck", function()
         local dir = helpers.mktemp_dir("fwdstream")
-        defer(function() os.execute("rm -rf " .. helpers.shquote(dir)) end)
+        defer(function() helpers.execute("rm -rf " .. helpers.shquote(dir)) end)
         local q = function(name) return helpers.shquote(dir .. "/" .. name) end
         local want = S.data(3 * MiB + 17, 11)
         local f = assert(io.open(dir .. "/in", "wb"))
@@ -354,7 +357,7 @@ f:close()
         for _, shape in ipairs({ "%s < %s > %s", "cat %s | %s | cat > %s" }) do
           local cmd = shape == "%s < %s > %s" and shape:format(run, q("in"), q("out"))
             or shape:format(q("in"), run, q("out"))
-          assert.is_true(os.execute(cmd), cmd)
+          assert.is_true(helpers.execute(cmd), cmd)
           assert.equal(string.format("%d nil %d nil", #want, #want), helpers.slurp(dir .. "/counts"))
           assert.is_true(helpers.slurp(dir .. "/out") == want, "the bytes differ: " .. cmd)
         end

@@ -18,6 +18,7 @@
 --   timed(fn, ...)               seconds, fn's results
 --   until_waiting(task)          inside run: turns for the others until
 --                                task waits (spec/helpers.lua's, bounded)
+--   pack(...), unpack(t, i, j)   table.pack and table.unpack on every Lua
 -- and the child ends with os.exit(0), without closing the Lua state: see
 -- ch.run. A child that raises, or does not emit, fails the spec with its
 -- stdout and stderr.
@@ -28,22 +29,22 @@ local slurp = helpers.slurp
 local ch = {}
 
 local function sh_ok(cmd)
-  return os.execute(cmd) == true
+  return helpers.execute(cmd) == true
 end
 
 
 local function cwd()
   local p = assert(io.popen("pwd"))
-  local d = p:read("l")
+  local d = p:read("*l")
   p:close()
   return d
 end
 
--- The absolute path of build/shim/NAME.so (DUPLEX_SHIMS: the directory of
--- another interpreter's build, as the Makefile sets it), the test shim
--- spec/shim/NAME.c as `make shims` builds it (make test, asan, test-poll and
--- memcheck do; a spec never runs a compiler); or nil, why when it is missing
--- or older than its source.
+-- The absolute path of DIR/NAME.so, the test shim spec/shim/NAME.c as
+-- `make shims` builds it into DIR (DUPLEX_SHIMS, set by the Makefile:
+-- build/shim for 5.4, build/<version>/shim for the others; make test, asan,
+-- test-poll and memcheck build them; a spec never runs a compiler); or nil,
+-- why when it is missing or older than its source.
 function ch.shim(name)
   local dir = os.getenv("DUPLEX_SHIMS") or "build/shim"
   local rel, src = dir .. "/" .. name .. ".so", "spec/shim/" .. name .. ".c"
@@ -53,6 +54,7 @@ function ch.shim(name)
   if sh_ok(("test %s -nt %s"):format(helpers.shquote(src), helpers.shquote(rel))) then
     return nil, rel .. " is older than " .. src .. ": `make shims` builds it again"
   end
+  if rel:sub(1, 1) == "/" then return rel end
   return cwd() .. "/" .. rel
 end
 
@@ -63,11 +65,23 @@ end
 
 local PRELUDE = [==[
 local duplex = require "duplex"
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
+-- a number as Lua source: an integer as one; a float with 17 digits (and
+-- ".0" where it has no fraction: still a float on 5.3 and 5.4)
+local function num(v)
+  if v ~= v then return "(0/0)" end
+  if v == math.huge then return "math.huge" elseif v == -math.huge then return "-math.huge" end
+  if math.type and math.type(v) == "integer" then return string.format("%d", v) end
+  local s = string.format("%.17g", v)
+  if math.type and not s:find("[.eE]") then s = s .. ".0" end
+  return s
+end
 local function ser(v, out)
   local t = type(v)
   if t == "string" then out[#out + 1] = string.format("%q", v)
   elseif t == "number" then
-    out[#out + 1] = math.type(v) == "integer" and string.format("%d", v) or string.format("%a", v)
+    out[#out + 1] = num(v)
   elseif t == "boolean" or t == "nil" then out[#out + 1] = tostring(v)
   elseif t == "table" then
     out[#out + 1] = "{"
@@ -98,15 +112,15 @@ local function count_dir(dir)
 end
 local function mypid()
   local f = io.open("/proc/self/stat")
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
-  return math.tointeger(pid)
+  return pid
 end
 local function nthreads() return count_dir("/proc/" .. mypid() .. "/task") end
 -- Inside duplex.run: does the loop wait with epoll (else: the poll build)?
 local function uses_epoll()
   local p = io.popen("ls -l /proc/" .. mypid() .. "/fd 2>/dev/null")
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return out:find("eventpoll", 1, true) ~= nil
 end
@@ -117,8 +131,8 @@ local function fdcount()
 end
 local function timed(fn, ...)
   local t0 = duplex.now()
-  local r = table.pack(fn(...))
-  return duplex.now() - t0, table.unpack(r, 1, r.n)
+  local r = pack(fn(...))
+  return duplex.now() - t0, unpack(r, 1, r.n)
 end
 local function until_waiting(task)
   local waiting, deadline = require("duplex.core").waiting, duplex.now() + 5
@@ -142,7 +156,7 @@ if not emitted then io.stderr:write("child: nothing emitted\n") end
 os.exit(ok and 0 or 1, false)
 ]==]
 
--- Run body in a child lua5.4 with fakegai preloaded and env (a table of
+-- Run body in a child Lua (helpers.lua: the interpreter under test) with fakegai preloaded and env (a table of
 -- variables) set, for at most `limit` seconds: returns the emitted value,
 -- the whole stdout, stderr and the exit code. Raises (with both outputs)
 -- when the child failed or emitted nothing.
@@ -151,7 +165,7 @@ function ch.run(body, env, limit, opts)
   local so = opts.preload or assert(ch.fakegai())
   local dir = os.tmpname()
   os.remove(dir)
-  assert(os.execute("mkdir -p " .. helpers.shquote(dir)))
+  assert(helpers.execute("mkdir -p " .. helpers.shquote(dir)))
   local script = dir .. "/child.lua"
   local f = assert(io.open(script, "wb"))
   f:write(PRELUDE, body, "\n", POSTLUDE)
@@ -165,12 +179,11 @@ function ch.run(body, env, limit, opts)
   local cmd = ("timeout -k 2 %d env LD_PRELOAD=%s %s %s %s 2>%s"):format(
     limit or 20, helpers.shquote(pre), table.concat(vars, " "), helpers.lua,
     helpers.shquote(script), helpers.shquote(dir .. "/err"))
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local _, _, code = p:close()
+  local out, _, _, code = helpers.readall(cmd)
   local err = slurp(dir .. "/err") or ""
-  os.execute("rm -rf " .. helpers.shquote(dir))
+  helpers.execute("rm -rf " .. helpers.shquote(dir))
   local text = out:match("\n@@RESULT@@([^\n]*)\n")
+  local load = loadstring or load
   if opts.raw then return text and load("return " .. text)(), out, err, code end
   if code ~= 0 or not text then
     error(("child failed (exit %s)\nstdout:\n%s\nstderr:\n%s"):format(tostring(code), out, err), 2)

@@ -65,7 +65,7 @@ local function report(proc)
     local line = proc:read("l")
     if not line then break end
     local what, hash, n = line:match("^(%a+) (%x+) (%d+)$")
-    if what then out[what] = { hash, math.tointeger(tonumber(n)) } end
+    if what then out[what] = { hash, helpers.tointeger(tonumber(n)) } end
   end
   proc:wait(10)
   return out
@@ -81,7 +81,7 @@ function S.roundtrip(up, down, family)
   local ok, err = pcall(duplex.run, function()
     local spath = dir and dir .. "/s.sock"
     local srvp = peer(script, "server", spath or "inet", down, 2)
-    local sport = math.tointeger(tonumber(srvp:read("l"):match("^port (%d+)")))
+    local sport = helpers.tointeger(tonumber(srvp:read("l"):match("^port (%d+)")))
     local lst, lport
     if dir then
       lst = assert(duplex.listen("unix:" .. dir .. "/l.sock"))
@@ -100,7 +100,7 @@ function S.roundtrip(up, down, family)
     res = { up = upr, down = downr, client = report(clip), server = report(srvp) }
   end)
   os.remove(script)
-  if dir then os.execute("rm -rf " .. helpers.shquote(dir)) end
+  if dir then helpers.execute("rm -rf " .. helpers.shquote(dir)) end
   assert(ok, err)
   return res
 end
@@ -109,11 +109,11 @@ end
 local function data(n, seed)
   local t, x = {}, seed
   for i = 1, 4096 do
-    x = (x * 1103515245 + 12345) & 0x7fffffff
-    t[i] = string.char((x >> 16) & 0xff)
+    x = helpers.lcg(x)                   -- (x * 1103515245 + 12345) & 0x7fffffff
+    t[i] = string.char(math.floor(x / 65536) % 256)
   end
   local block = table.concat(t)
-  return block:rep(n // #block + 1):sub(1, n)
+  return block:rep(math.floor(n / #block) + 1):sub(1, n)
 end
 S.data = data
 

@@ -2,19 +2,195 @@
 -- Everything here uses loopback and port 0 only. Constructors raise when the
 -- module fails; only track_fds's hooks assert.
 -- Run specs from the repository root: `busted --lua=lua5.4 spec/NAME_spec.lua`
--- (relative paths below, such as ./build, are resolved from there).
+-- (relative paths below, such as ./build, are resolved from there), or
+-- `make test LUA=lua5.3|lua5.1|luajit`: the specs are one source for Lua
+-- 5.1, 5.3, 5.4 and LuaJIT; the helpers under "Lua versions" below hide
+-- what differs.
 
 local duplex = require "duplex"
 
 local helpers = {}
 
 -- Interpreter command for child Lua processes that `require "duplex"` from
--- this checkout: helpers.lua .. " script.lua". DUPLEX_CPATH (set by
--- `make asan`) selects another build. `env` execs lua5.4, so the command
+-- this checkout: helpers.lua .. " script.lua". The interpreter is the one
+-- under test, DUPLEX_LUA (the Makefile's LUA; default lua5.4), and
+-- DUPLEX_CPATH (set by the Makefile: build/<version>/?.so, or by `make
+-- asan`) selects its build. `env` execs the interpreter, so the command
 -- also works after `exec` (spawn_process) and keeps the child's own pid.
 local cpath = os.getenv("DUPLEX_CPATH") or "./build/?.so"
+helpers.interpreter = os.getenv("DUPLEX_LUA") or "lua5.4"
+helpers.cpath = cpath
 helpers.lua = string.format(
-  'env LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="%s;;" lua5.4', cpath)
+  'env LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="%s;;" %s', cpath, helpers.interpreter)
+
+-- Lua versions -------------------------------------------------------------
+
+-- Which Lua runs the specs: 5.4 has <close>; 5.3 and 5.4 have integers
+-- and the bitwise operators; PUC 5.1 (not LuaJIT) cannot yield across
+-- pcall, metamethods and `for ... in` iterators.
+helpers.lua54 = _VERSION == "Lua 5.4"
+helpers.luajit = rawget(_G, "jit") ~= nil
+helpers.puc51 = _VERSION == "Lua 5.1" and not helpers.luajit
+
+helpers.pack = table.pack or function(...) return { n = select("#", ...), ... } end
+helpers.unpack = table.unpack or unpack
+
+-- math.type where there is one (5.3, 5.4); where every number is a double
+-- (5.1, LuaJIT) a finite number without fraction counts as an integer.
+local mathtype = math.type or function(v)
+  if type(v) ~= "number" then return nil end
+  return (v == math.floor(v) and v - v == 0) and "integer" or "float"
+end
+helpers.mathtype = mathtype
+
+-- math.tointeger: v if it is an integer (an integral float too), else nil.
+helpers.tointeger = math.tointeger or function(v)
+  if type(v) == "number" and mathtype(v) == "integer" then return v end
+  return nil
+end
+
+-- Integer arithmetic in place of the operators 5.1 and LuaJIT lack, for
+-- non-negative integers below 2^53: a // b, a & b, a >> n, a << n, and
+-- bit n (0: the lowest) of a hexadecimal string of any length (a /proc
+-- signal mask: 64 bits, more than a double holds exactly).
+function helpers.idiv(a, b) return math.floor(a / b) end
+function helpers.band(a, b)
+  local r, bit = 0, 1
+  while a > 0 and b > 0 do
+    if a % 2 == 1 and b % 2 == 1 then r = r + bit end
+    a, b, bit = math.floor(a / 2), math.floor(b / 2), bit * 2
+  end
+  return r
+end
+function helpers.shr(a, n) return math.floor(a / 2 ^ n) end
+function helpers.shl(a, n) return a * 2 ^ n end
+function helpers.hexbit(hex, n)
+  local digit = tonumber(hex:sub(-1 - math.floor(n / 4), -1 - math.floor(n / 4)), 16) or 0
+  return math.floor(digit / 2 ^ (n % 4)) % 2 == 1
+end
+
+-- The generator x -> (x * 1103515245 + 12345) mod 2^31 exactly, also where
+-- numbers are doubles (the product needs 61 bits): the specs' seeded bytes.
+function helpers.lcg(x)
+  local lo, hi = 1103515245 % 65536, math.floor(1103515245 / 65536)
+  return (x * lo + (x * hi % 32768) * 65536 + 12345) % 2147483648
+end
+
+-- A big-endian unsigned integer of `width` bytes (string.pack(">I4", n))
+-- and a little-endian one (string.pack("<I4", n)).
+function helpers.be(n, width)
+  local t = {}
+  for i = width, 1, -1 do t[i] = string.char(n % 256); n = math.floor(n / 256) end
+  return table.concat(t)
+end
+function helpers.le(n, width)
+  return helpers.be(n, width):reverse()
+end
+
+-- os.execute's results as 5.2 and later give them: true|nil, "exit"|"signal",
+-- code (5.1 and LuaJIT return the wait status).
+function helpers.execute(cmd)
+  local a, how, code = os.execute(cmd)
+  if type(a) ~= "number" then return a, how, code end
+  if a % 256 == 0 then
+    code = math.floor(a / 256)
+    return code == 0 or nil, "exit", code
+  end
+  return nil, "signal", a % 128
+end
+
+-- Whether io.popen's close tells how the command ended (5.2 and later).
+helpers.close_status = _VERSION ~= "Lua 5.1"
+
+-- Run the shell command cmd and read all its stdout: the text, then how it
+-- ended as io.popen's close says it on 5.2 and later (true|nil,
+-- "exit"|"signal", code). Where close does not tell (5.1, LuaJIT) the
+-- shell's $? is read after the text (a signal N then shows as 128+N).
+function helpers.readall(cmd)
+  if helpers.close_status then
+    local p = assert(io.popen(cmd))
+    local out = p:read("*a")
+    return out, p:close()
+  end
+  local p = assert(io.popen(("sh -c %s; printf '\\n@@status %%d' $?"):format(helpers.shquote(cmd))))
+  local out = p:read("*a")
+  p:close()
+  local text, st = out:match("^(.*)\n@@status (%d+)$")
+  st = tonumber(st)
+  if not st then return out, nil, "exit", -1 end
+  if st > 128 then return text, nil, "signal", st - 128 end
+  return text, st == 0 or nil, "exit", st
+end
+
+-- load(text, name, "t", env) on every Lua (5.1 and LuaJIT: loadstring and
+-- setfenv).
+function helpers.load(text, name, env)
+  if rawget(_G, "setfenv") and rawget(_G, "loadstring") then
+    local f, err = loadstring(text, name)
+    if f and env then setfenv(f, env) end
+    return f, err
+  end
+  return load(text, name, "t", env)
+end
+
+-- A function compiled from src where the running Lua is 5.4, else nil:
+-- the specs of what only 5.4 has (a <close> variable), which then show as
+-- pending. src sees the globals of env (default: the caller's _ENV, where
+-- busted's assert and friends live), not the caller's locals: pass what
+-- it needs as arguments (`local duplex, helpers = ...`).
+function helpers.load54(src, name, env)
+  if not helpers.lua54 then return nil end
+  if env == nil then
+    local f = debug.getinfo(2, "f").func
+    for i = 1, math.huge do
+      local k, v = debug.getupvalue(f, i)
+      if k == nil then break end
+      if k == "_ENV" then env = v; break end
+    end
+  end
+  return assert(load(src, "=" .. (name or "load54"), "t", env or _G))
+end
+
+-- body(...) under a to-be-closed variable whose __close calls
+-- on_close(err), on Lua 5.4 (compiled by load54); elsewhere plain body(...):
+-- on_close is then never called, and a spec expects what it records only
+-- on 5.4 (helpers.lua54 and {...} or {}).
+local with_close54 = helpers.load54([[
+  local on_close, body = ...
+  local guard <close> = setmetatable({}, { __close = function(_, err) on_close(err) end })
+  return body(select(3, ...))
+]], "with_close", _G)
+function helpers.with_close(on_close, body, ...)
+  if with_close54 then return with_close54(on_close, body, ...) end
+  return body(...)
+end
+
+-- Objects a test closes when it ends, in place of <close> variables (5.4
+-- only): `local own = helpers.scope(); finally(own.close)` (busted keeps
+-- one finally per test), then own(x, ...) registers x (anything with a
+-- close method, or a function to call) and returns x, ...; own.close
+-- closes them last-in first-out (nil is skipped, a second close is
+-- harmless).
+function helpers.scope()
+  local list = {}
+  local scope = {}
+  function scope.close()
+    local first_err
+    for i = #list, 1, -1 do
+      local x = list[i]
+      list[i] = nil
+      local ok, err = pcall(function()
+        if type(x) == "function" then x() else x:close() end
+      end)
+      if not ok and first_err == nil then first_err = err end
+    end
+    if first_err ~= nil then error(first_err, 0) end
+  end
+  return setmetatable(scope, { __call = function(_, x, ...)
+    if x ~= nil then list[#list + 1] = x end
+    return x, ...
+  end })
+end
 
 -- Quote s for /bin/sh.
 function helpers.shquote(s)
@@ -62,7 +238,7 @@ function helpers.fdcount()
   else
     -- `ls` must list our descriptors, not its own: name our pid.
     local f = assert(io.open("/proc/self/stat"))
-    local pid = f:read("n")
+    local pid = f:read("*n")
     f:close()
     local p = assert(io.popen("ls /proc/" .. pid .. "/fd"))
     for _ in p:lines() do n = n + 1 end
@@ -126,9 +302,33 @@ end
 local function proc_state(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
+  if not s then return nil end               -- (gone between open and read)
   return s:match(".*%)%s+(%a)")
+end
+
+-- For io.popen(line) of a shell command that execs what it runs (so that
+-- its pid is the command's): line, and where io.popen's close does not
+-- tell how it ended (5.1, LuaJIT) a file that a shell around it writes $?
+-- into (a signal N: 128+N); that shell's own stderr is /dev/null (dash
+-- would say "Terminated" there). helpers.closed_status(statusfile,
+-- pipe:close()) then gives 5.2's true|nil, "exit"|"signal", code.
+function helpers.with_status(cmd)
+  if helpers.close_status then return cmd, nil end
+  local statusfile = os.tmpname()
+  local inner = ("sh -c %s; echo $? >%s"):format(
+    helpers.shquote("exec 2>&3 3>&-; " .. cmd), helpers.shquote(statusfile))
+  return "exec sh -c " .. helpers.shquote(inner) .. " 3>&2 2>/dev/null", statusfile
+end
+
+function helpers.closed_status(statusfile, ...)
+  if not statusfile then return ... end
+  local st = tonumber(helpers.slurp(statusfile) or "")
+  os.remove(statusfile)
+  if not st then return nil, "exit", -1 end
+  if st > 128 then return nil, "signal", st - 128 end
+  return st == 0 or nil, "exit", st
 end
 
 -- Run the shell command cmd in the background; its stdout is readable with
@@ -139,11 +339,18 @@ end
 --   proc:kill([sig])     -> signals pid (default TERM) if not yet reaped
 --   proc:close()         -> kill, then wait; safe to call twice (for finally)
 function helpers.spawn_process(cmd)
-  local pipe = assert(io.popen("echo $$; exec " .. cmd, "r"))
-  local pid = assert(math.tointeger(tonumber(pipe:read("l"))), "no pid")
+  local line, statusfile = helpers.with_status("echo $$; exec " .. cmd)
+  local pipe = assert(io.popen(line, "r"))
+  local pid = assert(helpers.tointeger(tonumber(pipe:read("*l"))), "no pid")
   local proc = { pid = pid, reaped = false }
 
-  function proc:read(...) return pipe:read(...) end
+  function proc:read(fmt, ...)
+    if fmt == "L" and helpers.puc51 then    -- (5.1 has no "L": a line, "\n" put back)
+      local line = pipe:read("*l")
+      return line and line .. "\n"
+    end
+    return pipe:read(helpers.iofmt(fmt, ...))
+  end
 
   function proc:kill(sig)
     if not self.reaped then
@@ -152,7 +359,7 @@ function helpers.spawn_process(cmd)
   end
 
   function proc:wait(timeout)
-    if self.reaped then return table.unpack(self.status, 1, 3) end
+    if self.reaped then return helpers.unpack(self.status, 1, 3) end
     if timeout then
       local deadline = duplex.now() + timeout
       while true do
@@ -162,9 +369,9 @@ function helpers.spawn_process(cmd)
         os.execute("sleep 0.02")
       end
     end
-    self.status = table.pack(pipe:close())
+    self.status = helpers.pack(helpers.closed_status(statusfile, pipe:close()))
     self.reaped = true
-    return table.unpack(self.status, 1, 3)
+    return helpers.unpack(self.status, 1, 3)
   end
 
   function proc:close()
@@ -179,11 +386,21 @@ function helpers.spawn_process(cmd)
   return proc
 end
 
+-- The formats of io's read as every Lua takes them: "l" -> "*l" (5.1 wants
+-- the star; the others allow it).
+function helpers.iofmt(...)
+  local t = helpers.pack(...)
+  for i = 1, t.n do
+    if type(t[i]) == "string" and t[i]:sub(1, 1) ~= "*" then t[i] = "*" .. t[i] end
+  end
+  return helpers.unpack(t, 1, t.n)
+end
+
 -- The whole content of a file, or nil; and a file written whole.
 function helpers.slurp(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -197,7 +414,7 @@ end
 -- A new directory /tmp/duplex-TAG.XXXXXX (the caller removes it).
 function helpers.mktemp_dir(tag)
   local p = assert(io.popen("mktemp -d /tmp/duplex-" .. tag .. ".XXXXXX"))
-  local d = p:read("l")
+  local d = p:read("*l")
   p:close()
   assert(d and d:find("^/tmp/duplex%-"), "mktemp -d failed")
   return d
@@ -206,8 +423,8 @@ end
 -- Run fn() and return its results plus the seconds it took (monotonic).
 function helpers.timed(fn)
   local t0 = duplex.now()
-  local r = table.pack(fn())
-  return duplex.now() - t0, table.unpack(r, 1, r.n)
+  local r = helpers.pack(fn())
+  return duplex.now() - t0, helpers.unpack(r, 1, r.n)
 end
 
 -- Inside duplex.run: give the other tasks turns (sleep(0)) until pred()

@@ -31,6 +31,7 @@
 -- Each leaf NAME is P[NAME] = { crt = path, key = path }.
 
 local duplex = require "duplex"
+local helpers = require "spec.helpers"     -- (what differs between Lua versions)
 
 local M = {}
 
@@ -43,9 +44,9 @@ M.shquote = shquote
 
 local function mypid()
   local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
+  local pid = f:read("*n")
   f:close()
-  return math.tointeger(pid)
+  return helpers.tointeger(pid)
 end
 M.mypid = mypid
 
@@ -59,7 +60,7 @@ M.exists = exists
 local function readfile(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -181,10 +182,10 @@ function M.get()
   local dir = base .. "/duplex-tls-pki-" .. mypid()
   if not exists(dir .. "/done") then
     os.execute("rm -rf " .. shquote(dir))
-    assert(os.execute("mkdir -p " .. shquote(dir)))
+    assert(helpers.execute("mkdir -p " .. shquote(dir)))
     local script = dir .. "/gen.sh"
     writefile(script, SCRIPT)
-    local ok = os.execute("sh " .. shquote(script) .. " " .. shquote(dir))
+    local ok = helpers.execute("sh " .. shquote(script) .. " " .. shquote(dir))
     if not ok then
       error("making the test PKI failed:\n" .. (readfile(dir .. "/gen.log") or "?"))
     end
@@ -206,8 +207,9 @@ M.nap = nap
 local function proc_state(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
+  if not s then return nil end               -- (gone between open and read)
   return s:match(".*%)%s+(%a)")
 end
 
@@ -236,11 +238,13 @@ function M.spawn(cmd, opts)
   -- (curl hangs under it); duplex children are started otherwise.
   local line = string.format("echo $$ > %s; exec env -u LD_PRELOAD timeout -s KILL %d %s >>%s 2>&1 %s",
     shquote(pidfile), life, cmd, shquote(out), opts.stdin and "" or "</dev/null")
+  local statusfile
+  line, statusfile = helpers.with_status(line)
   local pipe = assert(io.popen(line, opts.stdin and "w" or "r"))
   local pid
   for _ = 1, 500 do
     local s = readfile(pidfile)
-    pid = s and math.tointeger(tonumber(s:match("%d+")))
+    pid = s and helpers.tointeger(tonumber(s:match("%d+")))
     if pid then break end
     os.execute("sleep 0.01")
   end
@@ -261,13 +265,13 @@ function M.spawn(cmd, opts)
   end
 
   function proc:wait(t)
-    if self.reaped then return table.unpack(self.status, 1, 3) end
+    if self.reaped then return helpers.unpack(self.status, 1, 3) end
     local deadline = duplex.now() + (t or 10)
     while self:alive() do
       if duplex.now() >= deadline then return nil, "timeout" end
       nap(0.02)
     end
-    local ok, how, code = pipe:close()
+    local ok, how, code = helpers.closed_status(statusfile, pipe:close())
     self.status = { ok, how, code }
     self.reaped = true
     return ok, how, code
@@ -307,7 +311,7 @@ function M.spawn(cmd, opts)
     end
   end
 
-  return setmetatable(proc, { __close = function(p) p:close() end })
+  return setmetatable(proc, { __close = function(p) p:close() end })   -- (<close>: 5.4)
 end
 
 --- openssl s_server on 127.0.0.1 with a kernel-chosen port: proc, port.
@@ -320,7 +324,7 @@ function M.s_server(args, opts)
     proc:close()
     error("s_server did not start (" .. why .. "): " .. tostring(out))
   end
-  return proc, math.tointeger(tonumber(port))
+  return proc, helpers.tointeger(tonumber(port))
 end
 
 -- The python3 prologue of every python peer: a deadline of its own.
@@ -410,7 +414,7 @@ end
 
 --- Whether a command is available.
 function M.have(cmd)
-  return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
+  return helpers.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
 end
 
 return M

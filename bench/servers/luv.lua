@@ -3,7 +3,7 @@ local uv = require "luv"
 local common = dofile(arg[0]:gsub("[^/]*$", "") .. "common.lua")
 local mode, port = common.args()
 local RESP, RESP_CLOSE, wants_close = common.RESP, common.RESP_CLOSE, common.wants_close
-local HIGH = 1 << 20 -- stop reading while more than this waits to be written
+local HIGH = 2 ^ 20 -- stop reading while more than this waits to be written
 
 local server = uv.new_tcp()
 assert(server:bind("127.0.0.1", port))

@@ -16,6 +16,14 @@ function auxlib.typename(x)
 end
 local typename = auxlib.typename
 
+--- Whether v is an integer: its math.type (5.3 and later); where every
+--- number is a double (5.1, LuaJIT), a finite number without fraction.
+local mathtype, floor = math.type, math.floor
+function auxlib.isinteger(v)
+  if mathtype then return mathtype(v) == "integer" end
+  return type(v) == "number" and v == floor(v) and v - v == 0   -- (inf - inf is nan)
+end
+
 --- Raise "bad argument #n to 'fname' (why)". level is error's, counted
 --- from the function that calls argerror: 2 (the default) blames its
 --- caller; a helper that checks for a public function passes 3.

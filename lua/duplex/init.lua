@@ -1,4 +1,4 @@
--- duplex: BSD client-server sockets for Lua 5.4.
+-- duplex: BSD client-server sockets for Lua 5.1, 5.3, 5.4 and LuaJIT 2.1.
 --
 -- The module table. Its parts: duplex.core (C: sockets, datagrams, lookups,
 -- the dispatcher), duplex.sched (tasks, join, cancel, run, onerror,

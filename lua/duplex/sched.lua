@@ -11,7 +11,8 @@ local spawn_raw, current, suspend, wake, alive, now =
   core.spawn, core.current, core.suspend, core.wake, core.alive, core.now
 local checktype, checkself, checktimeout, argerror =
   auxlib.checktype, auxlib.checkself, auxlib.checktimeout, auxlib.argerror
-local pack, unpack = table.pack, table.unpack
+local unpack = table.unpack or unpack          -- (5.1 and LuaJIT: unpack)
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 
 local sched = { core = core }
 
@@ -165,8 +166,9 @@ function Task:join(timeout)
   return unpack(self.result, 1, self.result.n)
 end
 
---- End the task: its wait is abandoned, its <close> variables closed, and
---- join returns false, "canceled". Returns true.
+--- End the task: its wait is abandoned (what the wait held released), its
+--- <close> variables closed (Lua 5.4), and join returns false,
+--- "canceled". Returns true.
 function Task:cancel()
   checkself(self, Task, "cancel")
   if not self.result then cancel_id(self.id) end

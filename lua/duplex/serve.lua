@@ -15,8 +15,8 @@ local client, server = core.client_methods, core.server_methods
 local go_guarded, guarded = core.go_guarded, core.guarded
 local current, now = core.current, core.now
 local idle_client = core.idle
-local typename, argerror, checktype, checktimeout =
-  auxlib.typename, auxlib.argerror, auxlib.checktype, auxlib.checktimeout
+local typename, argerror, checktype, checktimeout, isinteger =
+  auxlib.typename, auxlib.argerror, auxlib.checktype, auxlib.checktimeout, auxlib.isinteger
 local run, report, cond = sched.run, sched.report, sync.cond
 
 local M = { core = core }
@@ -107,7 +107,7 @@ local function check_opts(opts)
     end
   end
   local m = opts.maxclients
-  if m ~= nil and (math.type(m) ~= "integer" or m < 1) then
+  if m ~= nil and (not isinteger(m) or m < 1) then
     argerror(2, "serve", "option 'maxclients' must be a positive integer", 3)
   end
   local t = opts.idletimeout

@@ -7,10 +7,10 @@
 local core = require "duplex.core"
 local auxlib = require "duplex.auxlib"
 
-local current, suspend, wake, alive, now =
-  core.current, core.suspend, core.wake, core.alive, core.now
-local checkself, checktimeout, argcheck =
-  auxlib.checkself, auxlib.checktimeout, auxlib.argcheck
+local current, suspend, wake, alive, now, hold =
+  core.current, core.suspend, core.wake, core.alive, core.now, core.hold
+local checkself, checktimeout, argcheck, isinteger =
+  auxlib.checkself, auxlib.checktimeout, auxlib.argcheck, auxlib.isinteger
 
 local sync = { core = core }
 
@@ -42,28 +42,36 @@ local function unlink(self, e)
   e.prev, e.next, e.listed = nil, nil, nil
 end
 
--- A waiter. It closes however its wait ends: if still listed (timed out,
--- or its task cancelled mid-wait) it unlinks itself; if it was given a
--- signal but its task was cancelled before it could take it, the signal
--- passes on to the next waiter, so no wake-up is ever lost.
+-- A waiter. However its wait ends it is released: if still listed (timed
+-- out, or its task cancelled mid-wait) it unlinks itself; if it was given
+-- a signal but its task was cancelled before it could take it, the signal
+-- passes on to the next waiter, so no wake-up is ever lost. A wait that
+-- returns releases it itself; while it waits it is its task's held value
+-- (core.hold), which the scheduler releases through __cancel when the
+-- task is cancelled (every Lua: no to-be-closed variable needed).
 local Waiter = {}
-Waiter.__close = function(e)
+local function release(e)
   if e.listed then unlink(e.cond, e)
   elseif e.signaled and not e.done then e.cond:signal() end
 end
+Waiter.__cancel = release
 
 -- Wait until signalled or until the deadline (nil: none).
 local function wait(self, deadline, method)
   local me = current()
   if not me then error(method .. ": not inside a duplex task", 3) end
-  local entry <close> = setmetatable({ id = me, cond = self }, Waiter)
+  local entry = setmetatable({ id = me, cond = self }, Waiter)
   push(self, entry)
+  hold(entry)
   while not entry.signaled do
     local left = deadline and math.max(0, deadline - now())
     if not suspend(left) and not entry.signaled then
+      hold(nil)
+      release(entry)
       return nil, method .. ": timed out", "ETIMEDOUT"
     end
   end
+  hold(nil)
   entry.done = true
   return true
 end
@@ -119,7 +127,7 @@ Queue.__index = Queue
 
 --- A FIFO of at most n values (nil is not a value here).
 function sync.queue(n)
-  argcheck(math.type(n) == "integer" and n >= 1, 1, "queue", "capacity must be a positive integer")
+  argcheck(isinteger(n) and n >= 1, 1, "queue", "capacity must be a positive integer")
   return setmetatable({ items = {}, first = 1, count = 0, cap = n,
                         notfull = sync.cond(), notempty = sync.cond() }, Queue)
 end
@@ -161,6 +169,7 @@ function Queue:get(timeout)
   return v
 end
 
+-- #q (Lua 5.2 and later: 5.1 and LuaJIT take no __len from a table).
 function Queue:__len() return self.count end
 function Queue:__tostring()
   return string.format("duplex.queue (%d of %d)", self.count, self.cap)

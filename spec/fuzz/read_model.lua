@@ -38,10 +38,18 @@
 
 local duplex = require "duplex"
 
-local seed = math.tointeger(tonumber(arg and arg[1] or os.getenv("FUZZ_SEED") or ""))
+-- (one source for Lua 5.1, 5.3, 5.4 and LuaJIT)
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
+local function integer(s)             -- math.tointeger(tonumber(s))
+  local n = tonumber(s)
+  return n and n % 1 == 0 and n or nil
+end
+
+local seed = integer(arg and arg[1] or os.getenv("FUZZ_SEED") or "")
   or (os.time() * 1000 + math.floor(duplex.now() * 1000) % 1000)
 local SECONDS = tonumber(os.getenv("FUZZ_SECONDS") or "") or 60
-local MAX_OPS = math.tointeger(tonumber(os.getenv("FUZZ_OPS") or "")) or math.maxinteger
+local MAX_OPS = integer(os.getenv("FUZZ_OPS") or "") or math.maxinteger or 2 ^ 53
 local VERBOSE = os.getenv("FUZZ_VERBOSE") ~= nil
 local LONG = 10          -- seconds: a read that should be answered never waits this long
 local HANG = 15          -- seconds one op may take before the watchdog calls it a hang
@@ -260,7 +268,7 @@ end
 local function make_plan(stream)
   local plan, i = {}, 1
   local small = random(3) == 1
-  local least = (#stream + 399) // 400      -- at most ~400 writes: the writer ends soon
+  local least = math.floor((#stream + 399) / 400)      -- at most ~400 writes: the writer ends soon
   while i <= #stream do
     local n = math.max(least, small and random(1, 5) or random(1, random(2) == 1 and 40 or 2000))
     local chunk = stream:sub(i, i + n - 1)
@@ -380,11 +388,11 @@ local function run_op(p, m)
     for i = 1, random(random(3)) do fmts[i] = pick_format() end
     expected, hang = candidates(function(eof) return eval_read(R, eof, m.maxline, fmts) end, m.will_close)
     desc = "read(" .. fmtlist(fmts) .. ")"
-    call = function() return table.pack(p:read(table.unpack(fmts))) end
+    call = function() return pack(p:read(unpack(fmts))) end
   elseif k <= 58 then
     expected, hang = candidates(function(eof) return eval_read(R, eof, m.maxline, { 0 }) end, m.will_close)
     desc = "read(0)"
-    call = function() return table.pack(p:read(0)) end
+    call = function() return pack(p:read(0)) end
   elseif k <= 83 then
     local d = pick_delim(R)
     local max
@@ -395,12 +403,12 @@ local function run_op(p, m)
     local eff = max or m.maxline
     expected, hang = candidates(function(eof) return eval_until(R, eof, d, eff) end, m.will_close)
     desc = string.format("readuntil(%s, %s)", lit(d), tostring(max))
-    call = function() return table.pack(p:readuntil(d, max)) end
+    call = function() return pack(p:readuntil(d, max)) end
   else
     local max = random(4) == 1 and nil or random(1, 50)
     hang = #R == 0 and not m.will_close
     desc = string.format("readsome(%s)", tostring(max))
-    call = function() return table.pack(p:readsome(max)) end
+    call = function() return pack(p:readsome(max)) end
     expected = "some"
     m.some_max = max or 65536
   end
@@ -471,7 +479,7 @@ local function drain(p, m)
       mismatch(string.format("drain: read(\"a\") gave %s (%s %s), the rest is %s",
         show(got), tostring(msg), tostring(code), show(rest)))
     end
-    local again = table.pack(p:read("l"))
+    local again = pack(p:read("l"))
     if again.n ~= 1 or again[1] ~= nil then mismatch("drain: read(\"l\") after the end gave " .. show(again[1])) end
   else
     local got, n = {}, 0

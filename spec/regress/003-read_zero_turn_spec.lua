@@ -12,6 +12,7 @@
 -- returns "" without waiting for data.
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 describe("regression 003: read(0) while another task waits to read the same client", function()
   after_each(helpers.run_cleanups)
@@ -27,14 +28,14 @@ describe("regression 003: read(0) while another task waits to read the same clie
       c:settimeout(nil)
       local done = { a = false }
       local a = duplex.spawn(function()
-        local r = table.pack(c:read("l"))
+        local r = pack(c:read("l"))
         done.a = true
         return r
       end)
       helpers.until_waiting(a, "read")   -- A waits in the reader FIFO
       assert.is_false(done.a)
       local z, after_a = zero(c, p, done)
-      local ra = table.pack(a:join(2))   -- A never woke: "join: timed out"
+      local ra = pack(a:join(2))   -- A never woke: "join: timed out"
       if not done.a then a:cancel() end
       return ra, z, after_a
     end)
@@ -42,7 +43,7 @@ describe("regression 003: read(0) while another task waits to read the same clie
 
   local function write_then_read0(c, p, done)
     assert(p:write("hello\n"))          -- in c's kernel buffer at once (loopback)
-    local z = table.pack(c:read(0))
+    local z = pack(c:read(0))
     return z, done.a
   end
 

@@ -41,9 +41,7 @@ local function call_in_child(kind, method, arg)
   local script = string.format("local KIND, METHOD, ARG = %q, %q, %q\n", kind, method, arg)
     .. child
   local cmd = string.format("timeout -k 2 20 %s -e %s 2>&1", helpers.lua, helpers.shquote(script))
-  local pipe = assert(io.popen(cmd))
-  local out = pipe:read("a")
-  local ok, how, code = pipe:close()
+  local out, ok, how, code = helpers.readall(cmd)
   return out, { ok, how, code }
 end
 

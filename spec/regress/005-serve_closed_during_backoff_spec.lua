@@ -15,6 +15,7 @@ local helpers = require "spec.helpers"
 
 local script = [[
 local duplex = require "duplex"
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local emfile, other = 0, {}
 duplex.onerror(function(err)
   err = tostring(err)
@@ -48,7 +49,7 @@ end
 local function say(...) io.stdout:write(...); io.stdout:write("\n"); io.stdout:flush() end
 
 -- 1. serve in a task of its own, joined
-local r1 = table.pack(pcall(duplex.run, function()
+local r1 = pack(pcall(duplex.run, function()
   local srv = assert(duplex.listen("127.0.0.1", 0))
   local _, port = srv:getsockname()
   local serving = duplex.spawn(function()
@@ -58,14 +59,14 @@ local r1 = table.pack(pcall(duplex.run, function()
   wait_report(0)
   srv:close()                             -- while serve sleeps after EMFILE
   for _, c in ipairs(clients) do c:close() end
-  local r = table.pack(serving:join(5))
+  local r = pack(serving:join(5))
   return r.n, r[1], r[2]
 end))
 say("task: ", tostring(r1[1]), ", ", tostring(r1[2]), ", ", tostring(r1[3]), ", ", tostring(r1[4]))
 
 -- 2. serve as run's main function
 local before = emfile
-local r2 = table.pack(pcall(duplex.run, function()
+local r2 = pack(pcall(duplex.run, function()
   local srv = assert(duplex.listen("127.0.0.1", 0))
   local _, port = srv:getsockname()
   duplex.spawn(function()
@@ -85,9 +86,7 @@ describe("regression 005: server:serve when the server is closed during its back
   it("returns true, in a task and as run's main function", function()
     local cmd = "timeout -k 2 30 sh -c " .. helpers.shquote("ulimit -n 40 && exec "
       .. helpers.lua .. " -e " .. helpers.shquote(script)) .. " 2>&1"
-    local pipe = assert(io.popen(cmd))
-    local out = pipe:read("a")
-    local ok, how, code = pipe:close()
+    local out, ok, how, code = helpers.readall(cmd)
     -- serve's task returned (1 value) true; run returned serve's true
     assert.equal("task: true, 2, true, true\nrun: true, true\nother reports: 0\ndone\n", out)
     assert.same({ true, "exit", 0 }, { ok, how, code }, out)

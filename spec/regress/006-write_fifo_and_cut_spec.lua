@@ -20,13 +20,14 @@
 -- code, the intruding write then goes straight in instead of failing).
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 local MiB = 1024 * 1024
 
 -- 8 MiB of lower-case letters in a 251-byte cycle (no "XYZ", no "B").
 local function message()
   local unit = {}
-  for i = 0, 250 do unit[#unit + 1] = string.char(97 + (i * 7 + i // 26) % 26) end
+  for i = 0, 250 do unit[#unit + 1] = string.char(97 + (i * 7 + math.floor(i / 26)) % 26) end
   local u = table.concat(unit)
   return string.rep(u, math.ceil(8 * MiB / #u)):sub(1, 8 * MiB)
 end
@@ -110,7 +111,7 @@ describe("regression 006: writes from other writers while a message is partly se
       local bok, ok, err = b:join(5)
       for _, s in ipairs(early) do got[#got + 1] = s end
       local rd = reader(p, got, #DATA - #table.concat(early))
-      local ra = table.pack(a:join(10))
+      local ra = pack(a:join(10))
       local ok_rd = rd:join(10)
       p:settimeout(0.2)                       -- what comes after A's message, if anything
       local extra = p:read(3)
@@ -136,22 +137,22 @@ describe("regression 006: writes from other writers while a message is partly se
       local go_on = false
       local a = duplex.spawn(function()
         c:settimeout(0.2)
-        res.a1 = table.pack(c:write(DATA))   -- the peer does not read: times out
+        res.a1 = pack(c:write(DATA))   -- the peer does not read: times out
         c:settimeout(5)
         wait_until(function() return go_on end, "go_on")
-        res.a2 = table.pack(c:write(DATA:sub(res.a1[4] + 1)))   -- the rest
+        res.a2 = pack(c:write(DATA:sub(res.a1[4] + 1)))   -- the rest
       end)
       wait_until(function() return res.a1 ~= nil end, "A's write timed out")
       drain_now(p, got)                       -- room again for a small write
-      local b1 = duplex.spawn(function() return table.pack(c:write("B")) end)
+      local b1 = duplex.spawn(function() return pack(c:write("B")) end)
       res.b1 = select(2, b1:join(5))
-      res.main1 = table.pack(c:write("M"))   -- run's main task is another task too
+      res.main1 = pack(c:write("M"))   -- run's main task is another task too
       local rd = reader(p, got, #DATA + 1 - #table.concat(got))
       go_on = true
       assert.is_true(a:join(10))
-      local b2 = duplex.spawn(function() return table.pack(c:write("B")) end)
+      local b2 = duplex.spawn(function() return pack(c:write("B")) end)
       res.b2 = select(2, b2:join(5))
-      res.rd = table.pack(rd:join(10))
+      res.rd = pack(rd:join(10))
       return res
     end)
     local n = r.a1[4]
@@ -176,11 +177,11 @@ describe("regression 006: writes from other writers while a message is partly se
       helpers.until_waiting(a, "write")       -- A has sent part of it and waits
       assert.same({ true }, { a:cancel() })
       drain_now(p, got)                       -- room again for a small write
-      local b = duplex.spawn(function() return table.pack(c:write("B")) end)
+      local b = duplex.spawn(function() return pack(c:write("B")) end)
       res.b = select(2, b:join(5))
-      res.main = table.pack(c:write("M"))   -- run's main task is another task too
+      res.main = pack(c:write("M"))   -- run's main task is another task too
       duplex.sleep(0.05)
-      local b2 = duplex.spawn(function() return table.pack(c:write("later")) end)
+      local b2 = duplex.spawn(function() return pack(c:write("later")) end)
       res.b2 = select(2, b2:join(5))
       -- everything the peer receives, until nothing comes for 0.2 s
       p:settimeout(0.2)

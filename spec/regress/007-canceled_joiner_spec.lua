@@ -8,6 +8,7 @@
 -- onerror exactly once, as for a task nobody joins).
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 describe("regression 007: a joiner cancelled before the joined task fails", function()
   local old_onerror
@@ -21,7 +22,7 @@ describe("regression 007: a joiner cancelled before the joined task fails", func
     old_onerror = duplex.onerror(function(err, traceback)
       reports[#reports + 1] = { err = tostring(err), traceback = traceback }
     end)
-    local r = table.pack(duplex.run(function()
+    local r = pack(duplex.run(function()
       local t = duplex.spawn(function()
         duplex.sleep(0.1)
         error("boom-7c21")
@@ -37,7 +38,7 @@ describe("regression 007: a joiner cancelled before the joined task fails", func
       assert.same({ false, "canceled" }, { j:join(1) })
       -- t fails meanwhile, nobody joining it
       helpers.wait_until(function() return tostring(t) == "duplex.task (done)" end)
-      local tj = table.pack(t:join(5))   -- (t has ended: this join does not wait)
+      local tj = pack(t:join(5))   -- (t has ended: this join does not wait)
       return tj[1], type(tj[2]) == "string" and tj[2]:match("boom%-7c21") or tj[2]
     end))
     assert.same({ n = 2, false, "boom-7c21" }, r)

@@ -6,11 +6,13 @@
 -- pool and gave them to new tasks as they were (hook, identity and all).
 -- Fix: every task runs in a coroutine of its own, never reused.
 local duplex = require "duplex"
+local helpers = require "spec.helpers"
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 
 describe("regression 008: a new task inherits nothing from a finished one", function()
   it("gets a coroutine of its own, without the hook a finished task set", function()
     -- what a fresh coroutine has (no hook, unless busted runs under one)
-    local fresh = table.pack(debug.gethook(coroutine.create(function() end)))
+    local fresh = pack(debug.gethook(coroutine.create(function() end)))
     local r = duplex.run(function()
       local first = duplex.spawn(function()
         local co = coroutine.running()
@@ -22,7 +24,7 @@ describe("regression 008: a new task inherits nothing from a finished one", func
       local ok1, co1, hookset1, mask1, hook1 = first:join(5)
       local second = duplex.spawn(function()
         local co = coroutine.running()
-        return co, table.pack(debug.gethook())
+        return co, pack(debug.gethook())
       end)
       local ok2, co2, hook2 = second:join(5)
       return { ok1 = ok1, co1 = co1, hookset1 = hookset1, mask1 = mask1, hook1 = hook1,
@@ -33,10 +35,15 @@ describe("regression 008: a new task inherits nothing from a finished one", func
     assert.is_true(r.ok2)
     assert.equal("thread", type(r.co1))
     assert.equal("thread", type(r.co2))
-    assert.same({ runs_in_first_tasks_coroutine = false, has_first_tasks_hook = false },
-      { runs_in_first_tasks_coroutine = rawequal(r.co1, r.co2),
-        has_first_tasks_hook = rawequal(r.hook1, r.hook2[1]) })
-    assert.same(fresh, r.hook2)
+    assert.is_false(rawequal(r.co1, r.co2), "runs in the first task's coroutine")
+    -- (LuaJIT has one hook for all its coroutines: there the second task
+    -- sees the first one's, whatever the scheduler does)
+    if not helpers.luajit then
+      assert.same({ runs_in_first_tasks_coroutine = false, has_first_tasks_hook = false },
+        { runs_in_first_tasks_coroutine = rawequal(r.co1, r.co2),
+          has_first_tasks_hook = rawequal(r.hook1, r.hook2[1]) })
+      assert.same(fresh, r.hook2)
+    end
   end)
 
   it("tasks spawned one after another each run in a distinct coroutine", function()

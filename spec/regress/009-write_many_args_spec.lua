@@ -7,6 +7,7 @@
 -- batch ended, so its cost is linear; batches are at most IOV_MAX long.
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 -- Inside duplex.run: write every string of `parts` with one c:write call
 -- while a task reads the peer concurrently. Returns the CPU seconds the
@@ -28,7 +29,7 @@ local function write_all(parts)
       return table.concat(got)
     end)
     local t0 = os.clock()
-    local r, msg, code, nw = c:write(table.unpack(parts))
+    local r, msg, code, nw = c:write(unpack(parts))
     cpu = os.clock() - t0
     assert.same({ c }, { r, msg, code, nw })
     local ok, s = reader:join(10)
@@ -61,6 +62,9 @@ end
 
 describe("regression 009: write with many arguments", function()
   it("sends 400,000 one-byte arguments whole, at a cost linear in their number #timing", function()
+    if not pcall(unpack, {}, 1, 400000) then
+      pending("this Lua cannot pass 400,000 arguments (5.1 and LuaJIT: a C stack of 8,000 slots)")
+    end
     -- the least of five runs each: a run of a few milliseconds is easily
     -- disturbed on a shared machine (one CI run measured 0.001 s, then 0.016 s)
     local small = least_cpu(one_byte_args(100000), 5)
@@ -75,7 +79,7 @@ describe("regression 009: write with many arguments", function()
 
   it("sends 5,000 distinct 3-byte arguments intact and in order", function()
     local parts = {}
-    for i = 1, 5000 do parts[i] = string.pack(">I3", i * 2654435761 % 16777216) end
+    for i = 1, 5000 do parts[i] = helpers.be(i * 2654435761 % 16777216, 3) end
     local _, got = write_all(parts)
     assert.equal(15000, #got)
     for i = 1, 5000 do

@@ -15,10 +15,8 @@ local helpers = require "spec.helpers"
 -- stderr) and how it ended, as io.popen's close reports it. Bounded:
 -- `timeout` kills the child after 10 s.
 local function child(script)
-  local pipe = assert(io.popen("timeout -k 2 10 " .. helpers.lua .. " -e "
-    .. helpers.shquote(script) .. " 2>&1"))
-  local out = pipe:read("a")
-  local ok, how, code = pipe:close()
+  local out, ok, how, code = helpers.readall("timeout -k 2 10 " .. helpers.lua .. " -e "
+    .. helpers.shquote(script) .. " 2>&1")
   return (out:gsub("\n$", "")), how, code, ok
 end
 
@@ -26,6 +24,8 @@ end
 -- that every argument arrived in order.
 local head = [[
 local duplex = require "duplex"
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
 local N = tonumber(...) or 5000
 local t = {}
 for i = 1, N do t[i] = "v" .. i end
@@ -50,20 +50,20 @@ describe("regression 012: tasks started with many arguments", function()
     expect([[
 print(duplex.run(function(...)
   return select("#", ...), (select(N, ...))
-end, table.unpack(t, 1, N)))
+end, unpack(t, 1, N)))
 ]], 5000)
   end)
 
   it("run passes 5,000 arguments intact and in order", function()
     expect([[
-print(duplex.run(check, table.unpack(t, 1, N)))
+print(duplex.run(check, unpack(t, 1, N)))
 ]], 5000)
   end)
 
   it("spawn passes 5,000 arguments to its task (joined inside run)", function()
     expect([[
 print(duplex.run(function()
-  local task = duplex.spawn(check, table.unpack(t, 1, N))
+  local task = duplex.spawn(check, unpack(t, 1, N))
   local ok, n, last = task:join(5)
   assert(ok, n)
   return n, last
@@ -73,18 +73,18 @@ end))
 
   it("run and spawn pass 60 arguments without corrupting memory", function()
     expect([[
-local a = table.pack(duplex.run(function()
+local a = pack(duplex.run(function()
   local tasks = {}
-  for k = 1, 20 do tasks[k] = duplex.spawn(check, table.unpack(t, 1, N)) end
+  for k = 1, 20 do tasks[k] = duplex.spawn(check, unpack(t, 1, N)) end
   for k = 1, 20 do
     local ok, n, last = tasks[k]:join(5)
     assert(ok and n == N and last == "v" .. N, tostring(n) .. " " .. tostring(last))
   end
   collectgarbage()
-  return check(table.unpack(t, 1, N))
+  return check(unpack(t, 1, N))
 end))
 collectgarbage()
-print(table.unpack(a, 1, a.n))
+print(unpack(a, 1, a.n))
 ]], 60)
   end)
 end)

@@ -11,7 +11,7 @@ local helpers = require "spec.helpers"
 -- Clock ticks per second for /proc/PID/stat.
 local function clk_tck()
   local p = assert(io.popen("getconf CLK_TCK"))
-  local n = tonumber(p:read("l"))
+  local n = tonumber(p:read("*l"))
   p:close()
   return n or 100
 end
@@ -19,7 +19,7 @@ end
 -- utime + stime of process pid, in seconds.
 local function cpu_seconds(pid)
   local f = assert(io.open("/proc/" .. pid .. "/stat"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   -- fields after the command name (which may hold spaces) start at 3
   local rest = assert(s:match(".*%)%s+(.*)"))
@@ -32,7 +32,7 @@ end
 local function state(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s:match(".*%)%s+(%a)")
 end
@@ -41,7 +41,7 @@ local function sleeps_idle(expr)
   local proc = helpers.spawn_process(helpers.lua .. " -e "
     .. helpers.shquote('require("duplex").sleep(' .. expr .. ')'))
   finally(function() proc:close() end)
-  os.execute("sleep 1")
+  helpers.execute("sleep 1")
   local st = state(proc.pid)
   assert.is_truthy(st, "the child ended early")
   assert.is_true(st ~= "Z", "the child ended early")

@@ -10,6 +10,7 @@
 -- here" instead of blocking.
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 -- Run the scenario: `failing` is spawned and raises; a ticker task runs
 -- every 10 ms meanwhile. Returns the seconds run took and the ticks.
@@ -44,7 +45,7 @@ describe("regression 014: waiting where no task runs", function()
     duplex.onerror(function(err)
       reports = reports + 1
       if tostring(err):find("task boom", 1, true) then
-        result = table.pack(pcall(duplex.sleep, 2.5))
+        result = pack(pcall(duplex.sleep, 2.5))
       end
     end)
     local took = run_with_ticker(function()
@@ -64,7 +65,7 @@ describe("regression 014: waiting where no task runs", function()
     local result
     duplex.onerror(function(err)
       if tostring(err):find("task boom", 1, true) then
-        result = table.pack(pcall(function() return c:read("l") end))
+        result = pack(pcall(function() return c:read("l") end))
       end
     end)
     local took = run_with_ticker(function()
@@ -79,13 +80,15 @@ describe("regression 014: waiting where no task runs", function()
   end)
 
   it("raises inside a <close> handler of a failed task instead of blocking", function()
+    if not helpers.lua54 then pending("Lua 5.4 only: <close>") end
     local result
     local took = run_with_ticker(function()
-      local x <close> = setmetatable({}, { __close = function()
-        result = table.pack(pcall(duplex.sleep, 2.5))
-      end })
-      duplex.sleep(0.05)
-      error("task boom")
+      helpers.with_close(function()
+        result = pack(pcall(duplex.sleep, 2.5))
+      end, function()
+        duplex.sleep(0.05)
+        error("task boom")
+      end)
     end)
     assert.is_truthy(result, "the <close> handler did not run")
     assert.is_false(result[1], "duplex.sleep(2.5) in __close returned " .. tostring(result[2]))

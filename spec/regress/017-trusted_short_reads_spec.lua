@@ -15,6 +15,7 @@
 -- the accept are reported by the registration and read at once.
 local duplex = require "duplex"
 local helpers = require "spec.helpers"
+local pack, unpack = helpers.pack, helpers.unpack
 
 local function python_peer(script, ...)
   local args = {}
@@ -27,23 +28,25 @@ describe("regression 017: reads trusted to have drained the socket", function()
   helpers.track_fds()
 
   it("the end of stream that came with the last bytes is read at once", function()
+    local own = helpers.scope(); finally(own.close)
     local r = duplex.run(function()
       local srv, port = helpers.server()
       local main = helpers.current()
       local peer = duplex.spawn(function()
-        local conn <close> = assert(srv:accept(5))
+        local conn = own(assert(srv:accept(5)))
         helpers.until_waiting(main, "read")
         assert(conn:write("hi\n"))            -- the client waits for this one
         helpers.until_waiting(main, "timer")  -- in peer:join, "hi" read
         assert(conn:write("bye\n"))           -- then bytes and FIN together
+        conn:close()
       end)
-      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 2 }))
+      local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 2 })))
       c:settimeout(2)
-      local first = table.pack(c:read("l"))   -- waited: c is registered, drained
+      local first = pack(c:read("l"))   -- waited: c is registered, drained
       assert(peer:join(5))
       duplex.sleep(0.05)                      -- one edge for "bye\n" and the FIN
       local t0 = duplex.now()
-      local last, eof = table.pack(c:read("l")), table.pack(c:read("l"))
+      local last, eof = pack(c:read("l")), pack(c:read("l"))
       srv:close()
       return { first = first, last = last, eof = eof, took = duplex.now() - t0 }
     end)
@@ -54,6 +57,7 @@ describe("regression 017: reads trusted to have drained the socket", function()
   end)
 
   it("bytes behind TCP urgent data are read without waiting (python3 peer)", function()
+    local own = helpers.scope(); finally(own.close)
     local r = duplex.run(function()
       local srv, port = helpers.server()
       local proc = python_peer([[
@@ -68,12 +72,12 @@ s.sendall(b"world\n")
 s.recv(1)
 ]], port)
       helpers.defer(function() proc:close() end)
-      local c <close> = assert(srv:accept(5))
+      local c = own(assert(srv:accept(5)))
       c:settimeout(2)
-      local hi = table.pack(c:read("l"))       -- waited: registered, drained
+      local hi = pack(c:read("l"))       -- waited: registered, drained
       assert(c:write("ok\n"))
       duplex.sleep(0.2)                        -- all three sends arrive
-      local line = table.pack(c:read("l"))
+      local line = pack(c:read("l"))
       assert(c:write("."))
       srv:close()
       return { hi = hi, line = line }
@@ -84,6 +88,7 @@ s.recv(1)
   end)
 
   it("bytes after ones that carried descriptors on a Unix socket are read (python3 peer)", function()
+    local own = helpers.scope(); finally(own.close)
     local path = helpers.tmpname()
     local r = duplex.run(function()
       local srv = assert(duplex.listen("unix:" .. path))
@@ -99,12 +104,12 @@ s.sendall(b"cd\n")
 s.recv(1)
 ]], path)
       helpers.defer(function() proc:close() end)
-      local c <close> = assert(srv:accept(5))
+      local c = own(assert(srv:accept(5)))
       c:settimeout(2)
-      local hi = table.pack(c:read("l"))      -- waited: registered, drained
+      local hi = pack(c:read("l"))      -- waited: registered, drained
       assert(c:write("ok\n"))
       duplex.sleep(0.2)                        -- both sends arrive
-      local line = table.pack(c:read("l"))
+      local line = pack(c:read("l"))
       assert(c:write("."))
       srv:close()
       return { hi = hi, line = line }
@@ -115,15 +120,16 @@ s.recv(1)
   end)
 
   it("a request queued before the accept is read at once", function()
+    local own = helpers.scope(); finally(own.close)
     local r = duplex.run(function()
       local srv, port = helpers.server()
-      local c <close> = assert(duplex.connect("127.0.0.1", port, { timeout = 2 }))
+      local c = own(assert(duplex.connect("127.0.0.1", port, { timeout = 2 })))
       assert(c:write("GET / HTTP/1.0\r\n\r\n"))
       duplex.sleep(0.05)                      -- queued on the accepted socket
-      local conn <close> = assert(srv:accept(2))
+      local conn = own(assert(srv:accept(2)))
       conn:settimeout(2)
       local t0 = duplex.now()
-      local head = table.pack(conn:readuntil("\r\n\r\n"))
+      local head = pack(conn:readuntil("\r\n\r\n"))
       srv:close()
       return { head = head, took = duplex.now() - t0 }
     end)

@@ -47,11 +47,15 @@
 
 local duplex = require "duplex"
 
+-- (one source for Lua 5.1, 5.3, 5.4 and LuaJIT)
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
+
 local function size_of(s)
   if s == nil then return nil end
   local n, unit = tostring(s):match("^(%d+)([KkMm]?)$")
   assert(n, "bad size: " .. tostring(s))
-  n = math.tointeger(tonumber(n))
+  n = tonumber(n)
   if unit == "K" or unit == "k" then n = n * 1024 end
   if unit == "M" or unit == "m" then n = n * 1024 * 1024 end
   return n
@@ -61,7 +65,7 @@ local BYTES = size_of(arg[1] or os.getenv("SHORTIO_BYTES")) or 16 * 1024 * 1024
 local PARTS = os.getenv("SHORTIO_PARTS") or "abcde"
 local OPTIMEOUT = tonumber(os.getenv("SHORTIO_OPTIMEOUT") or "10")
 local PARTLIMIT = tonumber(os.getenv("SHORTIO_PARTLIMIT") or "300")
-local SHIM_MAX = math.tointeger(tonumber(os.getenv("SHORTIO_MAX") or "7"))
+local SHIM_MAX = tonumber(os.getenv("SHORTIO_MAX") or "7")
 local PRELOAD = os.getenv("LD_PRELOAD") or ""
 
 local now = duplex.now
@@ -75,15 +79,15 @@ end
 -- Errors inside tasks reach us through join; keep stderr quiet.
 duplex.onerror(function() end)
 
--- A deterministic generator of its own (xorshift), independent of
--- math.random's algorithm.
+-- A deterministic generator of its own (x -> (x * 1103515245 + 12345) mod
+-- 2^31, exact where numbers are doubles too), independent of math.random's
+-- algorithm; its high bits pick.
 local function rng(seed)
-  local x = seed
+  local x = seed % 2147483648
+  local lo, hi = 1103515245 % 65536, math.floor(1103515245 / 65536)
   return function(n)          -- an integer in 1..n
-    x = x ~ (x << 13)
-    x = x ~ (x >> 7)
-    x = x ~ (x << 17)
-    return (x >> 1) % n + 1
+    x = (x * lo + (x * hi % 32768) * 65536 + 12345) % 2147483648
+    return math.floor(x / 65536) % n + 1
   end
 end
 
@@ -168,11 +172,15 @@ end
 
 local function make_data(n)
   local parts = {}
-  local pack, rnd = string.pack, math.random
-  math.randomseed(20240601, 7)
-  for i = 1, (n + 63) // 64 do
-    parts[i] = pack("<jjjjjjjj", rnd(0), rnd(0), rnd(0), rnd(0),
-                    rnd(0), rnd(0), rnd(0), rnd(0))
+  local char, rnd, floor = string.char, math.random, math.floor
+  math.randomseed(20240601)
+  for i = 1, math.floor((n + 62) / 63) do        -- 63 bytes: 21 draws of 3
+    local b = {}
+    for k = 1, 61, 3 do
+      local v = rnd(0, 16777215)
+      b[k], b[k + 1], b[k + 2] = v % 256, floor(v / 256) % 256, floor(v / 65536)
+    end
+    parts[i] = char(unpack(b))
   end
   local s = table.concat(parts)
   if #s > n then s = s:sub(1, n) end
@@ -187,7 +195,7 @@ local function part_a()
   local deadline = now() + PARTLIMIT
   local stats = {}
   local t_start = now()
-  local res = table.pack(duplex.run(function()
+  local res = pack(duplex.run(function()
     local c, p, srv = pair()
     local writer = duplex.spawn(function()
       local r = rng(0xA11CE)
@@ -211,7 +219,7 @@ local function part_a()
             len = len + l
           end
           desc = string.format("write of 100 pieces, %d bytes", len)
-          ok, msg, code, done = c:write(table.unpack(pieces))
+          ok, msg, code, done = c:write(unpack(pieces))
           if ok then pos = pos + len end
         else
           local l = math.min(sizes[r(#sizes)], n - pos + 1)
@@ -292,8 +300,8 @@ local function part_a()
       end
       return table.concat(parts)
     end)
-    local w = table.pack(writer:join())
-    local rd = table.pack(reader:join())
+    local w = pack(writer:join())
+    local rd = pack(reader:join())
     close_all(c, p, srv)
     return w, rd
   end))
@@ -503,7 +511,7 @@ local function part_b()
   local lines = make_lines()
   local deadline = now() + PARTLIMIT
   local t_start = now()
-  local res = table.pack(duplex.run(function()
+  local res = pack(duplex.run(function()
     local c, p, srv = pair()
     local echo = duplex.spawn(echo_side, p, lines, deadline)
     local writer = duplex.spawn(function()
@@ -524,9 +532,9 @@ local function part_b()
       end
       return true
     end)
-    local w = table.pack(writer:join())
-    local e = table.pack(echo:join())
-    local rd = table.pack(reader:join())
+    local w = pack(writer:join())
+    local e = pack(echo:join())
+    local rd = pack(reader:join())
     close_all(c, p, srv)
     return w, e, rd
   end))
@@ -568,8 +576,8 @@ local function part_c()
   local py = PY:gsub("TIMEOUT", tostring(OPTIMEOUT * 3))
   -- the peer is not the code under test: keep it out of the shim
   local pipe = assert(io.popen("echo $$; exec env -u LD_PRELOAD python3 -c " .. shquote(py), "r"))
-  local pid = math.tointeger(tonumber(pipe:read("l")))
-  local port = math.tointeger(tonumber(pipe:read("l")))
+  local pid = tonumber(pipe:read("*l"))
+  local port = tonumber(pipe:read("*l"))
   local c
   local t_start = now()
   local ok, err = pcall(function()
@@ -602,11 +610,11 @@ local function part_c()
   if c then c:close() end
   local took = now() - t_start
   if not ok and pid then os.execute("kill " .. pid .. " 2>/dev/null") end
-  local echoed_n = pipe:read("l")
+  local echoed_n = pipe:read("*l")
   pipe:close()
   if not ok then error(err, 0) end
   local total = lines_total(lines)
-  if math.tointeger(tonumber(echoed_n)) ~= total then
+  if tonumber(echoed_n) ~= total then
     error(string.format("c: the peer echoed %s bytes, expected %d", tostring(echoed_n), total), 0)
   end
   return string.format("%d lines (%d bytes) each way intact in %.2fs", #lines, total, took)
@@ -663,10 +671,10 @@ end
 
 -- part d: a proxy's two forwards (client:forward) between two pairs.
 local function part_d()
-  local up, down = make_data(BYTES // 8), make_data(BYTES // 32):reverse()
+  local up, down = make_data(math.floor(BYTES / 8)), make_data(math.floor(BYTES / 32)):reverse()
   local deadline = now() + PARTLIMIT
   local t_start = now()
-  local counts = table.pack(duplex.run(function()
+  local counts = pack(duplex.run(function()
     local a, b, s1 = pair()                  -- a: the client; b: the proxy's side
     local c, d, s2 = pair()                  -- c: the proxy's side; d: the server
     local fwd = { duplex.spawn(function() return { b:forward(c) } end),
@@ -694,7 +702,7 @@ end
 -- part e: TLS both ways (the records cross the socket a few bytes at a time).
 local function part_e()
   local P = require("spec.tls_pki").get()
-  local up, down = make_data(BYTES // 8), make_data(BYTES // 32):reverse()
+  local up, down = make_data(math.floor(BYTES / 8)), make_data(math.floor(BYTES / 32)):reverse()
   local deadline = now() + PARTLIMIT
   local t_start = now()
   duplex.run(function()
