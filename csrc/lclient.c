@@ -156,6 +156,14 @@ const lx_class lx_client_class = {
   .label = client_label, .reason = client_reason, .release = client_release,
 };
 
+void lx_client_push(lua_State *L, lx_client *c, size_t used, size_t len) {
+  c->pushing = 1;
+  lua_pushlstring(L, dx_buf_take(&c->rb, used), len);
+  c->pushing = 0;
+  if (c->s.w.fd < 0) dx_buf_free(&c->rb);      /* closed meanwhile */
+  else dx_buf_settle(&c->rb);
+}
+
 void lx_client_release(lx_state *S, lx_client *c) {
   dx_stream_close(&c->st, c->s.w.fd);     /* TLS: close_notify once, never waiting */
   if (c->adopted && c->s.w.fd >= 0) {        /* duplex.stream: give it back */
@@ -166,7 +174,7 @@ void lx_client_release(lx_state *S, lx_client *c) {
     }
   }
   lx_sock_close(S, &c->s);
-  dx_buf_free(&c->rb);
+  if (!c->pushing) dx_buf_free(&c->rb);
 }
 
 /* close, __close and __gc: idempotent */
@@ -179,7 +187,9 @@ static int c_close(lua_State *L) {
 
 static int c_gc(lua_State *L) {
   lx_state *S = lx_state_of(L);
-  lx_client_release(S, check_client(L, S));
+  lx_client *c = check_client(L, S);
+  c->pushing = 0;              /* none runs: one that raised left it set */
+  lx_client_release(S, c);
   return 0;
 }
 

@@ -24,6 +24,8 @@ typedef struct lx_client {
   unsigned char accepted;     /* came from accept: the server side */
   unsigned char unanswered;   /* read bytes since it last wrote: in the
                                  middle of a request, not between two */
+  unsigned char pushing;      /* a read copies out of rb (lx_client_push):
+                                 a close meanwhile leaves rb to it */
   int oldflags;               /* duplex.stream: the flags close restores */
   int streamfd;               /* duplex.stream of a descriptor that is no
                                  socket: its number, for messages (also once
@@ -35,6 +37,11 @@ typedef struct lx_client {
 
 extern const lx_class lx_client_class;
 
+/* Push len bytes of the used ones taken out of c's buffer (used >= len),
+ * and settle it. Before 5.3 (and on LuaJIT) making a string may run the
+ * collector, and a finalizer close this client, BEFORE the bytes are
+ * copied: its buffer is then freed only after the copy. */
+void lx_client_push(lua_State *L, lx_client *c, size_t used, size_t len);
 /* A new closed client on the stack. */
 lx_client *lx_client_new(lua_State *L);
 /* Close c (TLS: close_notify, never waiting) and free what it holds: what

@@ -73,6 +73,14 @@ static const char *method_name(lua_State *L, int level) {
   return name;
 }
 
+/* Was the function at level - 1 called by a C function (pcall)? */
+static int called_from_c(lua_State *L, int level) {
+  lua_Debug ar;
+  if (!lua_getstack(L, level, &ar)) return 1;
+  lua_getinfo(L, "S", &ar);
+  return strcmp(ar.what, "C") == 0;
+}
+
 /* As 5.4 names a function called without a name: where a loaded module
  * holds it ("duplex.core.resolve"); else NULL. */
 static const char *module_name(lua_State *L, int level) {
@@ -111,10 +119,11 @@ int lx_argerror(lua_State *L, int arg, const char *extramsg) {
     }
     lua_getinfo(L, "n", &ar);
   }
-  if (ar.name == NULL && (ar.name = method_name(L, level - 1)) != NULL)
-    ar.namewhat = "method";
+  if (ar.name == NULL && !called_from_c(L, level) &&
+      (ar.name = method_name(L, level - 1)) != NULL)
+    ar.namewhat = "method";              /* a tail call: most are c:m(...) */
   else if (ar.name == NULL)
-    ar.name = module_name(L, level - 1);
+    ar.name = module_name(L, level - 1);  /* pcall(c.m, c, ...): as 5.4 counts */
   if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0) {
     arg--;
     if (arg == 0) {

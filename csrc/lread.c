@@ -92,8 +92,7 @@ static int fail_read(lua_State *L, lx_call *k, int code) {
   if (!k->broke) return lx_sockfail(L, k->sock, k->op->name, code);
   /* the bytes are taken before a string is made: making one may run a
    * finalizer that reads this client */
-  lua_pushlstring(L, dx_buf_take(&c->rb, n), n);
-  dx_buf_settle(&c->rb);
+  lx_client_push(L, c, n, n);
   lx_sockfail(L, k->sock, k->op->name, code);
   lua_rotate(L, -4, -1);
   return 4;
@@ -103,9 +102,12 @@ static int fail_read(lua_State *L, lx_call *k, int code) {
 static int push_one(lua_State *L, lx_call *k) {
   lx_client *c = (lx_client *)k->sock;
   if (k->used) c->unanswered = 1;
-  if (k->ended) luaL_pushfail(L);
-  else lua_pushlstring(L, dx_buf_take(&c->rb, k->used), k->vlen);
-  dx_buf_settle(&c->rb);
+  if (k->ended) {
+    luaL_pushfail(L);
+    dx_buf_settle(&c->rb);
+  } else {
+    lx_client_push(L, c, k->used, k->vlen);
+  }
   return 1;
 }
 
@@ -166,8 +168,7 @@ static int push_read(lua_State *L, lx_call *k) {
   int i, top;
   if (k->base == 2) return push_one(L, k);
   if (k->used) c->unanswered = 1;
-  lua_pushlstring(L, dx_buf_take(&c->rb, k->used), k->used);
-  dx_buf_settle(&c->rb);
+  lx_client_push(L, c, k->used, k->used);
   top = lua_gettop(L);
   all = lua_tolstring(L, top, &len);
   for (i = 2; i <= k->base; i++) {

@@ -305,8 +305,10 @@ describe("client method arguments:", function()
       ba:format(1, "readsome", "duplex.client expected, got duplex.server") },
     { "write: self a server", function(o) o.c.write(o.srv, "x") end,
       ba:format(1, "write", "duplex.client expected, got duplex.server") },
+    -- (a file handle is named by its metatable's __name, which 5.1's lacks)
     { "write: self a file", function(o) o.c.write(io.stderr, "") end,
-      ba:format(1, "write", "duplex.client expected, got FILE*") },
+      ba:format(1, "write", "duplex.client expected, got " ..
+        (debug.getmetatable(io.stderr).__name or "userdata")) },
     { "lines: self a server", function(o) o.c.lines(o.srv) end,
       ba:format(1, "lines", "duplex.client expected, got duplex.server") },
     { "shutdown: self a server", function(o) o.c.shutdown(o.srv) end,

@@ -26,13 +26,14 @@ end
 local function pack(...) return { n = select("#", ...), ... } end
 local unpack = helpers.unpack
 
--- A queue's count: #q where # takes a table's __len (Lua 5.2 and later); on
--- 5.1 and LuaJIT, whose # ignores it, the metamethod itself (a spec of its
--- own is pending there).
+-- A queue's count: q:len() on every version, and #q the same where # takes
+-- a table's __len (Lua 5.2 and later; a spec of its own is pending on 5.1
+-- and LuaJIT).
 local LEN_WORKS = #setmetatable({}, { __len = function() return 1 end }) == 1
 local function qlen(q)
-  if LEN_WORKS then return #q end
-  return getmetatable(q).__len(q)
+  local n = q:len()
+  if LEN_WORKS then assert.equal(n, #q) end
+  return n
 end
 
 -- pcall(fn) must fail with a message that contains `text` (plain).

@@ -155,4 +155,27 @@ describe("on " .. (rawget(_G, "jit") and jit.version or _VERSION), function()
     end
     helpers.close(p, srv)
   end)
+  it("duplex.pcall: a task waits inside it on every version; errors and nesting as pcall", function()
+    local c, p, srv = helpers.pair()
+    local got = {}
+    duplex.run(function()
+      local reader = duplex.spawn(function()
+        got.read = { duplex.pcall(function(n) return p:read(n), "more" end, 1) }
+        got.err = { duplex.pcall(function() p:read(1); error({ code = 7 }) end) }
+        got.nested = { duplex.pcall(duplex.pcall, function() return p:read(2) end) }
+        got.after = { p:read(1) }
+      end)
+      for _, piece in ipairs { "a", "b", "cd", "e" } do
+        helpers.until_waiting(reader, "read", p)
+        assert(c:write(piece))
+      end
+      reader:join()
+    end)
+    assert.same({ true, "a", "more" }, got.read)
+    assert.same({ false, { code = 7 } }, got.err)
+    assert.same({ true, true, "cd" }, got.nested)
+    assert.same({ "e" }, got.after)
+    assert.same({ false, "outside" }, { duplex.pcall(error, "outside", 0) })
+    helpers.close(c, p, srv)
+  end)
 end)

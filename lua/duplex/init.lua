@@ -43,6 +43,7 @@ local duplex = {
   spawn = sched.spawn,
   onerror = sched.onerror,
   onsignal = sched.onsignal,
+  pcall = sched.pcall,
   cond = sync.cond,
   queue = sync.queue,
 }

@@ -204,4 +204,21 @@ function sched.run(fn, ...)
   return unpack(r, 2, r.n)
 end
 
+--- duplex.pcall(f, ...): pcall, inside which a task may wait. PUC Lua 5.1
+-- cannot yield across pcall, so there f runs in a coroutine of its own
+-- that the task lends itself to (core.resume_as) while it runs; its waits
+-- pass through the task's own yield. Elsewhere it is pcall itself.
+local resume_as, yield, status = core.resume_as, coroutine.yield, coroutine.status
+local function lent_pcall(f, ...)
+  if current() == nil then return pcall(f, ...) end    -- not a task: nothing waits
+  local co = coroutine.create(function(...) return f(...) end)
+  local r = pack(resume_as(co, ...))
+  while status(co) ~= "dead" do                          -- a wait, or a bare yield
+    r = pack(resume_as(co, yield(unpack(r, 2, r.n))))
+  end
+  return unpack(r, 1, r.n)
+end
+local puc51 = _VERSION == "Lua 5.1" and rawget(_G, "jit") == nil
+sched.pcall = puc51 and lent_pcall or pcall
+
 return sched

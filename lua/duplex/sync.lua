@@ -169,8 +169,10 @@ function Queue:get(timeout)
   return v
 end
 
--- #q (Lua 5.2 and later: 5.1 and LuaJIT take no __len from a table).
+-- #q (Lua 5.2 and later: 5.1 and LuaJIT take no __len from a table), and
+-- q:len() on every version.
 function Queue:__len() return self.count end
+Queue.len = Queue.__len
 function Queue:__tostring()
   return string.format("duplex.queue (%d of %d)", self.count, self.cap)
 end
