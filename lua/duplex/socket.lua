@@ -151,7 +151,8 @@ function socket.select(recvt, sendt, timeout)
       if not r then break end
       local any = #r > 0 or #w > 0
       for _, s in ipairs(waiting) do
-        if s.pending and s.pending.done then add(wout, s); any = true end
+        local pend = s.pending
+        if pend and (pend.done or pend.retry) then add(wout, s); any = true end
       end
     until any or (deadline and now() >= deadline)
   else

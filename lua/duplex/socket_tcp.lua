@@ -19,7 +19,7 @@ local floor, huge, min = math.floor, math.huge, math.min
 local type, tostring, tonumber, setmetatable = type, tostring, tonumber, setmetatable
 local find, gsub, sub = string.find, string.gsub, string.sub
 
-local BACKLOG = 32           -- listen's default in LuaSocket
+local BACKLOG = 128          -- bind listens at once; listen(n) asks for more
 local SLICE = 524288         -- send copies at most this much at a time
 local MAXLINE = 2^53         -- LuaSocket reads lines of any length
 
@@ -201,6 +201,17 @@ function M.listen(self, backlog)
     local ok, e = M.bind(self, anyhost(self), 0)
     if not ok then return nil, e end
   end
+  backlog = tonumber(backlog)
+  if backlog and backlog > BACKLOG then     -- a longer queue: listen again, same address
+    local h, p = self.d:getsockname()
+    local o = self.opts
+    self.d:close()
+    local d, msg, code = duplex.listen(h, p, { backlog = floor(backlog), reuseaddr = true,
+      reuseport = o.reuseport or nil, v6only = find(h, ":", 1, true) and o.v6only ~= false or nil,
+      nodelay = o.nodelay or false })
+    if not d then self.d = nil; return nil, err(msg, code) end
+    self.d = d
+  end
   setclass(self, "tcp{server}")
   return num(1)
 end
@@ -224,20 +235,23 @@ function M.accept(self)
   return newclient(self.fam, c, self.opts)
 end
 
--- A connect that could not finish at once with timeout 0 goes on in a
--- task of its own (inside duplex.run); select sees the object writable
--- when it ended, and the next connect says how.
+-- A connect that could not finish at once with timeout 0 (duplex gives
+-- up such an attempt) goes on in a task of its own inside duplex.run:
+-- select sees the object writable when it ended, and the next connect
+-- says how ("already connected", as LuaSocket). Outside duplex.run
+-- nothing can run it meanwhile: select reports the object writable after
+-- a short wait, and the next connect tries again (1 when it succeeds).
 local function pendingconnect(self, host, port, opts)
-  local pend = {}
-  opts.timeout = nil
+  local pend = { host = host, port = port, opts = opts }
   local ok = pcall(duplex.spawn, function()
-    pend.c, pend.msg, pend.code = duplex.connect(host, port, opts)
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.timeout = nil
+    pend.c, pend.msg, pend.code = duplex.connect(host, port, o)
     pend.done = true
+    if pend.dropped and pend.c then pend.c:close() end
   end)
-  if not ok then                  -- outside duplex.run: nothing runs it meanwhile
-    pend.c, pend.msg, pend.code = duplex.connect(host, port, opts)
-    pend.done = true
-  end
+  if not ok then pend.retry = true end
   self.pending = pend
   return nil, "timeout"
 end
@@ -258,6 +272,13 @@ function M.connect(self, host, port)
   host = tostring(host)
   if self.closed then setclass(self, "tcp{client}"); return nil, "closed" end
   local pend = self.pending
+  if pend and pend.retry then
+    local c, msg, code = duplex.connect(pend.host, pend.port, pend.opts)
+    if c then connected(self, c); return num(1) end
+    if code == "EAGAIN" then return nil, "timeout" end
+    self.pending = nil
+    return nil, err(msg, code)
+  end
   if pend then
     if not pend.done then return nil, "timeout" end
     if pend.c then connected(self, pend.c); return nil, "already connected" end
