@@ -201,12 +201,12 @@ function M.listen(self, backlog)
     local ok, e = M.bind(self, anyhost(self), 0)
     if not ok then return nil, e end
   end
-  backlog = tonumber(backlog)
-  if backlog and backlog > BACKLOG then     -- a longer queue: listen again, same address
+  backlog = floor(tonumber(backlog) or 32)
+  if backlog ~= BACKLOG then                -- the queue asked for: listen again, same address
     local h, p = self.d:getsockname()
     local o = self.opts
     self.d:close()
-    local d, msg, code = duplex.listen(h, p, { backlog = floor(backlog), reuseaddr = true,
+    local d, msg, code = duplex.listen(h, p, { backlog = backlog < 0 and 0 or backlog, reuseaddr = true,
       reuseport = o.reuseport or nil, v6only = find(h, ":", 1, true) and o.v6only ~= false or nil,
       nodelay = o.nodelay or false })
     if not d then self.d = nil; return nil, err(msg, code) end
@@ -275,12 +275,12 @@ function M.connect(self, host, port)
   if pend and pend.retry then
     local c, msg, code = duplex.connect(pend.host, pend.port, pend.opts)
     if c then connected(self, c); return num(1) end
-    if code == "EAGAIN" then return nil, "timeout" end
+    if code == "EAGAIN" then return nil, "Operation already in progress" end
     self.pending = nil
     return nil, err(msg, code)
   end
   if pend then
-    if not pend.done then return nil, "timeout" end
+    if not pend.done then return nil, "Operation already in progress" end
     if pend.c then connected(self, pend.c); return nil, "already connected" end
     self.pending = nil
     return nil, err(pend.msg, pend.code)
@@ -307,7 +307,7 @@ end
 
 function M.close(self)
   check(self, ANY, "tcp{any}")
-  if self.d then self.d:close() end
+  if self.d and not self.fdover then self.d:close() end
   dropplaceholder(self)
   local pend = self.pending
   if pend then pend.dropped = true; if pend.c then pend.c:close() end end
@@ -334,14 +334,23 @@ function M.getfd(self)
   return num(fd or -1)
 end
 
--- LuaSec's way to take a socket over. The face cannot hand its
--- descriptor away (duplex owns it): another number makes the object
--- closed for I/O ("closed"), its own number gives it back.
+-- LuaSec's way to take a socket over (getfd, then setfd(-1)): another
+-- number makes the object closed for I/O ("closed") and its close leaves
+-- the descriptor alone; the duplex object is kept for ever (given), so
+-- that no collection closes the descriptor under its new owner. Bytes
+-- duplex had buffered stay there. Its own number gives it back.
+local given = {}
 function M.setfd(self, fd)
   check(self, ANY, "tcp{any}")
   fd = tonumber(fd) or aux.argerror(2, "setfd", "number expected")
   local s = self.d or self.res
-  if s and s:fileno() == fd then self.fdover = nil else self.fdover = fd end
+  if s and s:fileno() == fd then
+    self.fdover = nil
+    given[s] = nil
+  else
+    self.fdover = fd
+    if s then given[s] = true end
+  end
 end
 
 function M.dirty(self)
