@@ -33,6 +33,10 @@ local http = has_luasocket and require "socket.http"
 local ltn12 = has_luasocket and require "ltn12"
 local smtp = has_luasocket and findfile("mime") and require "socket.smtp"
 
+-- The lookup pool's descriptors, made by the first lookup inside a task
+-- and kept, are made now: no test counts them as its leak.
+duplex.run(function() duplex.resolve("localhost") end)
+
 -- Cleanups, in reverse order, after each test (busted keeps one finally
 -- per test; the tasks of duplex.run are coroutines it does not know).
 local cleanups
@@ -70,6 +74,8 @@ local function both(name, fn)
 end
 
 describe("duplex.socket's shape", function()
+  helpers.track_fds()
+
   case("names its objects and classes as LuaSocket does", function()
     local t, u = face.tcp(), face.udp()
     assert.matches("^tcp{master}: 0x%x+$", tostring(t))
@@ -141,6 +147,8 @@ describe("duplex.socket's shape", function()
 end)
 
 describe("duplex.socket's TCP", function()
+  helpers.track_fds()
+
   both("receives lines without any CR, and a partial line at close", function()
     local c, a = facepair()
     assert.equal(15, c:send("one\r\ntw\ro\nthree"))
@@ -294,6 +302,8 @@ describe("duplex.socket's TCP", function()
 end)
 
 describe("duplex.socket's select", function()
+  helpers.track_fds()
+
   both("says nil, nil, 'timeout' as empty tables when nothing is ready", function()
     local c, a = facepair()
     local r, w, e = face.select({ a, c }, nil, 0.01)
@@ -354,6 +364,8 @@ describe("duplex.socket's select", function()
 end)
 
 describe("duplex.socket's other functions", function()
+  helpers.track_fds()
+
   both("sleeps, and tells the wall clock", function()
     local t0 = face.gettime()
     assert.is_nil(face.sleep(0.01))
@@ -395,6 +407,8 @@ describe("duplex.socket's other functions", function()
 end)
 
 describe("duplex.socket's UDP", function()
+  helpers.track_fds()
+
   both("sends to, receives from, connects and unconnects", function()
     local s, u = face.udp(), face.udp()
     defer(function() s:close(); u:close() end)
