@@ -89,8 +89,9 @@ trap 'echo "interrupted" >&2; exit 130' INT TERM
 server_cmd() { # name mode: sets SCMD
   case $1 in
     c)         SCMD=("$BIN/c_server" "$2" 0) ;;
-    duplex|luasocket|luv|cqueues)
+    duplex|luasocket|luv|cqueues|copas)
                SCMD=("$LUA" "$HERE/servers/$1.lua" "$2" 0) ;;
+    copas_face) SCMD=("$LUA" "$HERE/servers/copas.lua" "$2" 0 face) ;;
     *) return 1 ;;
   esac
 }

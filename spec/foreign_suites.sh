@@ -9,7 +9,7 @@
 #   SRC/copas        (lunarmodules/copas)
 #   SRC/timerwheel   (Tieske/timerwheel.lua)
 #
-#   bash spec/foreign_suites.sh SRC [pair|copas|all]     (from the repo root)
+#   bash spec/foreign_suites.sh SRC [pair|copas|all [real|face|both]]   (from the repo root)
 #
 # testclnt needs a LuaSocket built with LUASOCKET_DEBUG (send and receive
 # then return the time they took); Debian's is not, so the real side is
@@ -23,6 +23,7 @@
 set -u
 SRC=${1:?usage: foreign_suites.sh SRC [pair|copas|all]}
 WHAT=${2:-all}
+SIDES=${3:-both}
 SRC=$(cd "$SRC" && pwd)
 ROOT=$(pwd)
 LUA=${LUA:-lua5.4}
@@ -122,12 +123,12 @@ run_copas() {   # side init
 if [ "$WHAT" = pair ] || [ "$WHAT" = all ]; then
   make_counted_client
   echo "== LuaSocket's test pair (testsrvr.lua + testclnt.lua, without connect_timeout)"
-  run_pair real "$(init_real "")"
-  run_pair face "$(init_face "" "._DEBUG = true")"
+  [ "$SIDES" = face ] || run_pair real "$(init_real "")"
+  [ "$SIDES" = real ] || run_pair face "$(init_face "" "._DEBUG = true")"
 fi
 if [ "$WHAT" = copas ] || [ "$WHAT" = all ]; then
   [ -f "$SRC/copas/tests/certs/clientA.pem" ] || make -s -C "$SRC/copas" certs >/dev/null 2>&1
   echo "== copas's tests (those that stay on this machine)"
-  run_copas real "$(init_real "$COPAS_PATH;")"
-  run_copas face "$(init_face "$COPAS_PATH;" "")"
+  [ "$SIDES" = face ] || run_copas real "$(init_real "$COPAS_PATH;")"
+  [ "$SIDES" = real ] || run_copas face "$(init_face "$COPAS_PATH;" "")"
 fi

@@ -155,21 +155,31 @@ function aux.apply(self, d, stream)
   self.applied, self.ab, self.at = true, b, t
 end
 
--- The wall clock in seconds, as LuaSocket's gettime: os.time() kept to
--- the monotonic clock's fractions. The estimate starts at the beginning
--- of the current second and moves forward whenever os.time() shows it
--- is behind, so it is never ahead of the wall clock and soon within a
--- few milliseconds of it; a clock set back is followed at once.
+-- The wall clock in seconds, as LuaSocket's gettime: the monotonic clock
+-- plus an offset taken once, so that differences are exact. Lua itself
+-- tells the wall clock to the second only; the offset comes from
+-- `date +%s.%N` (once, at the first call), else from os.time() (never
+-- ahead of the wall clock, up to a second behind). A wall clock set
+-- afterwards by more than a second is followed.
 local now, time = duplex.now, os.time
 local base
+
+local function calibrate()
+  local p = io.popen and io.popen("date +%s.%N 2>/dev/null")
+  local w = p and tonumber(p:read("*l") or "")
+  if p then p:close() end
+  if w and math.abs(w - time()) < 2 then return w - now() end
+  return time() - now()
+end
+
 function aux.gettime()
   local m = now()
-  local w = time()
-  if not base then base = w - m end
+  if not base then base = calibrate() end
   local t = base + m
-  if t < w or t >= w + 1 then
-    base = w - m
-    t = w + 0.0
+  local w = time()
+  if t < w - 1 or t >= w + 2 then        -- the wall clock was set
+    base = calibrate()
+    t = base + m
   end
   return t
 end
