@@ -105,6 +105,10 @@ local function add(out, s)
 end
 
 local poll, now = core.poll, duplex.now
+-- select's descriptor lists, reused from call to call (less garbage per
+-- call; a task that waits in select holds them: poll copies them first)
+local rfds_, rsocks_, wfds_, wsocks_ = {}, {}, {}, {}
+local busy = false
 
 -- select(recvt, sendt [, timeout]) -> readable, writable [, "timeout"]
 function socket.select(recvt, sendt, timeout)
@@ -114,7 +118,15 @@ function socket.select(recvt, sendt, timeout)
     timeout = tonumber(timeout) or error("bad argument #3 to 'select' (number expected, got "
       .. type(timeout) .. ")", 2)
   end
-  local rfds, rsocks, wfds, wsocks, rout, wout = {}, {}, {}, {}, {}, {}
+  local shared = not busy             -- another task may be waiting with them
+  local rfds, rsocks, wfds, wsocks
+  if shared then
+    busy = true
+    rfds, rsocks, wfds, wsocks = rfds_, rsocks_, wfds_, wsocks_
+  else
+    rfds, rsocks, wfds, wsocks = {}, {}, {}, {}
+  end
+  local rout, wout = {}, {}
   local nr, nw, waiting = 0, 0, nil
   if recvt then
     local i, s = 1, recvt[1]
@@ -137,6 +149,8 @@ function socket.select(recvt, sendt, timeout)
       s = sendt[i]
     end
   end
+  for k = nr + 1, #rfds do rfds[k], rsocks[k] = nil, nil end   -- the last call's rest
+  for k = nw + 1, #wfds do wfds[k], wsocks[k] = nil, nil end
   local t = timeout
   if t == nil or t < 0 then t = nil end
   if #rout > 0 or #wout > 0 then t = 0 end
@@ -158,9 +172,17 @@ function socket.select(recvt, sendt, timeout)
   else
     r, w, msg = poll(rfds, wfds, t)
   end
-  if not r then error("select failed: " .. tostring(w), 2) end
+  if not r then
+    if shared then busy = false end
+    error("select failed: " .. tostring(w), 2)
+  end
   for k = 1, #r do add(rout, rsocks[r[k]]) end
   for k = 1, #w do add(wout, wsocks[w[k]]) end
+  if shared then
+    for k = 1, nr do rsocks[k] = false end      -- hold no socket past the call
+    for k = 1, nw do wsocks[k] = false end
+    busy = false
+  end
   if #rout == 0 and #wout == 0 then return rout, wout, "timeout" end
   return rout, wout
 end

@@ -17,7 +17,8 @@ local tcp = {}
 local num, err, check = aux.num, aux.err, aux.check
 local floor, huge, min = math.floor, math.huge, math.min
 local type, tostring, tonumber, setmetatable = type, tostring, tonumber, setmetatable
-local find, gsub, sub = string.find, string.gsub, string.sub
+local find, gsub, sub, byte = string.find, string.gsub, string.sub, string.byte
+local getmetatable = getmetatable
 
 local BACKLOG = 128          -- bind listens at once; listen(n) asks for more
 local SLICE = 524288         -- send copies at most this much at a time
@@ -434,8 +435,11 @@ local function receive(self, pat, prefix)
     if line then
       local n = #line
       self.recvd = self.recvd + n
-      if sub(line, n) == "\n" then
-        line = nocr(sub(line, 1, n - 1))
+      if byte(line, n) == 10 then
+        local cr = find(line, "\r", 1, true)
+        if not cr then line = sub(line, 1, n - 1)
+        elseif cr == n - 1 then line = sub(line, 1, n - 2)       -- CRLF: one copy
+        else line = gsub(sub(line, 1, n - 1), "\r", "") end
         if prefix ~= "" then return prefix .. line end
         return line
       end
@@ -488,7 +492,13 @@ local function withelapsed(t0, a, b, c)
   return a, b, c, aux.gettime() - t0
 end
 
+local CLIENTMT                -- tcp{client}'s metatable, for the fast paths
+
 function M.receive(self, pat, prefix)
+  if getmetatable(self) == CLIENTMT and (pat == nil or pat == "*l") and prefix == nil
+     and not aux.M._DEBUG then
+    return receive(self, "*l", "")           -- the common case, checked at once
+  end
   check(self, CLIENT, "tcp{client}")
   if prefix == nil then prefix = ""
   elseif type(prefix) == "number" then prefix = tostring(prefix)
@@ -541,6 +551,21 @@ local function send(self, data, i, j)
 end
 
 function M.send(self, data, i, j)
+  if getmetatable(self) == CLIENTMT and i == nil and j == nil and type(data) == "string"
+     and #data <= SLICE and not aux.M._DEBUG then
+    local d = self.d
+    if d and not self.fdover and #data > 0 then   -- the common case: one write
+      aux.apply(self, d, true)
+      local ok, msg, code, n = d:write(data)
+      if ok then
+        self.sent = self.sent + #data
+        return num(#data)
+      end
+      n = n or 0
+      self.sent = self.sent + n
+      return nil, err(msg, code), num(n)
+    end
+  end
   check(self, CLIENT, "tcp{client}")
   if type(data) == "number" then data = tostring(data)
   elseif type(data) ~= "string" then aux.argerror(2, "send", "string expected, got " .. type(data)) end
@@ -555,6 +580,7 @@ M.setsockname = M.bind
 
 mts = aux.family({ "tcp{master}", "tcp{client}", "tcp{server}" }, M,
                  { __tostring = aux.tostring })
+CLIENTMT = mts["tcp{client}"]
 
 tcp.methods, tcp.classes, tcp.new = M, mts, newtcp
 
