@@ -22,6 +22,8 @@ for _, name in ipairs({ "socket", "socket.core", "socket.http", "socket.url", "s
   package.loaded[name] = nil
 end
 local face = require "duplex.socket"
+-- install() ignores SIGPIPE as LuaSocket does (through onsignal): put it back.
+teardown(function() duplex.onsignal("PIPE", nil) end)
 local has_luasocket = findfile("socket") and findfile("ltn12")
 local socket = has_luasocket and face.install() or face
 -- Debian's lua-copas (1.2.0) and lua-coxpcall are installed for Lua 5.1

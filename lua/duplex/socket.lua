@@ -369,6 +369,12 @@ function socket.install()
     error("duplex.socket: LuaSocket's own socket.core was loaded first", 2)
   end
   loaded["socket.core"] = socket
+  -- LuaSocket ignores SIGPIPE when it loads, and code on it relies on that
+  -- where it writes to a socket by other means (LuaSec, over getfd); duplex's
+  -- own writes never raise it. The face does the same, through onsignal
+  -- (a program's own PIPE handler stays).
+  local old = duplex.onsignal("PIPE", nothing)
+  if type(old) == "function" then duplex.onsignal("PIPE", old) end
   return require "socket"
 end
 
