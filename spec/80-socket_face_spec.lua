@@ -467,7 +467,14 @@ class H(http.server.BaseHTTPRequestHandler):
         n = int(self.headers["Content-Length"])
         data = self.rfile.read(n)
         self.body(200, b"%d:%s" % (len(data), data[-8:]))
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+if len(sys.argv) > 2:          # TLS: certificate, key
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+else:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 ]]
@@ -550,6 +557,27 @@ describe("LuaSocket's socket.http on the face", function()
     local got = {}
     assert.equal(1, ltn12.pump.all(socket.source("until-closed", a), (ltn12.sink.table(got))))
     assert.equal(sent, table.concat(got))
+  end)
+end)
+
+describe("LuaSec's ssl.https over the face", function()
+  local has_luasec = has_luasocket and has_python and findfile("ssl")
+    and package.searchpath("ssl", package.cpath) ~= nil
+  if not has_luasec then
+    it("needs lua-sec and python3", function() pending("lua-sec or python3 missing") end)
+    return
+  end
+
+  -- LuaSec takes the face's descriptor over (getfd, setfd(-1)) and does
+  -- its own I/O on it: blocking, so outside duplex.run.
+  case("GETs a body over TLS", function()
+    local P = require("spec.tls_pki").get()
+    local port = python_server(HTTP_SERVER, P.server.crt, P.server.key)
+    local https = require "ssl.https"
+    local body, code = https.request("https://127.0.0.1:" .. port .. "/big/200000")
+    assert.equal(200, code)
+    assert.equal(200000, #body)
+    assert.equal("0123456789abcdef", body:sub(1, 16))
   end)
 end)
 
