@@ -59,7 +59,8 @@ $(OUT): $(SRCS) $(HDRS) $(BACKENDS) Makefile
 	$(CC) $(CFLAGS) $(LDFLAGS_SO) -o $@ $(SRCS) $(TLS_LIBS)
 
 # Install what is missing on Debian (as root), or say the exact command.
-DEPS_PKGS = lua5.4 liblua5.4-dev $(LUA_DEBS) pkg-config lua-busted luarocks python3 netcat-openbsd libssl-dev openssl curl
+DEPS_PKGS = lua5.4 liblua5.4-dev $(LUA_DEBS) pkg-config lua-busted luarocks python3 netcat-openbsd libssl-dev openssl curl \
+            lua-socket lua-copas lua-coxpcall lua-sec
 deps:
 	@command -v dpkg-query >/dev/null || exit 0; \
 	missing=""; for p in $(DEPS_PKGS); do \
