@@ -429,7 +429,9 @@ end
 local function receive(self, pat, prefix)
   local d = self.d
   if not d or self.fdover then return nil, "closed", prefix end
-  aux.apply(self, d, true)
+  if not (self.applied and self.ab == self.block and self.at == self.total) then
+    aux.apply(self, d, true)
+  end
   if pat == "*l" or pat == nil then
     local line, msg, code, partial = d:read("L")
     if line then
@@ -551,11 +553,13 @@ local function send(self, data, i, j)
 end
 
 function M.send(self, data, i, j)
-  if getmetatable(self) == CLIENTMT and i == nil and j == nil and type(data) == "string"
-     and #data <= SLICE and not aux.M._DEBUG then
+  if getmetatable(self) == CLIENTMT and (i == nil or i == 1) and j == nil
+     and type(data) == "string" and #data <= SLICE and not aux.M._DEBUG then
     local d = self.d
     if d and not self.fdover and #data > 0 then   -- the common case: one write
-      aux.apply(self, d, true)
+      if not (self.applied and self.ab == self.block and self.at == self.total) then
+        aux.apply(self, d, true)
+      end
       local ok, msg, code, n = d:write(data)
       if ok then
         self.sent = self.sent + #data
