@@ -59,7 +59,8 @@ $(OUT): $(SRCS) $(HDRS) $(BACKENDS) Makefile
 	$(CC) $(CFLAGS) $(LDFLAGS_SO) -o $@ $(SRCS) $(TLS_LIBS)
 
 # Install what is missing on Debian (as root), or say the exact command.
-DEPS_PKGS = lua5.4 liblua5.4-dev $(LUA_DEBS) pkg-config lua-busted luarocks python3 netcat-openbsd socat libssl-dev openssl curl
+DEPS_PKGS = lua5.4 liblua5.4-dev $(LUA_DEBS) pkg-config lua-busted luarocks python3 netcat-openbsd socat libssl-dev openssl curl \
+            lua-socket lua-copas lua-coxpcall lua-sec
 deps:
 	@command -v dpkg-query >/dev/null || exit 0; \
 	missing=""; for p in $(DEPS_PKGS); do \
@@ -131,7 +132,7 @@ check-tiers:
 # before it (lduplex.c, the entry, last); a call planted from the lowest
 # into the highest must be refused (spec/core/check_layers.sh).
 LAYERS = lcompat lxaux lsock ldrive lresolve lclient lread lwrite lforward ltls lconnect \
-         lserver ludp ldgram lsched lwait lsignal lserve lduplex
+         lserver ludp ldgram lsched lwait lselect lsignal lserve lduplex
 check-layers:
 	@bash spec/core/check_layers.sh "$(CC) $(CFLAGS)" $(LAYERS)
 

@@ -99,7 +99,7 @@ trap 'echo "interrupted" >&2; exit 130' INT TERM
 server_cmd() { # name mode: sets SCMD; on failure, says why on stdout
   case $1 in
     c)         SCMD=("$BIN/c_server" "$2" 0) ;;
-    duplex|luasocket|luv|cqueues)
+    duplex|luasocket|luv|cqueues|copas)
                SCMD=("$LUA" "$HERE/servers/$1.lua" "$2" 0) ;;
     duplex_jit)
       command -v "$LUAJIT" >/dev/null || { echo "$LUAJIT not found (apt-get install luajit2)"; return 1; }
@@ -107,6 +107,7 @@ server_cmd() { # name mode: sets SCMD; on failure, says why on stdout
         { echo "no $DUPLEX_JIT_BUILD/duplex/core.so (make LUA=luajit at the top)"; return 1; }
       # env execs LuaJIT: the PID started is the server's
       SCMD=(env "LUA_CPATH=$DUPLEX_JIT_BUILD/?.so;;" "$LUAJIT" "$HERE/servers/duplex.lua" "$2" 0) ;;
+    copas_face) SCMD=("$LUA" "$HERE/servers/copas.lua" "$2" 0 face) ;;
     *) echo "unknown server $1"; return 1 ;;
   esac
 }

@@ -12,6 +12,7 @@
 #include "lread.h"
 #include "lresolve.h"
 #include "lsched.h"
+#include "lselect.h"
 #include "lserve.h"
 #include "lserver.h"
 #include "lsignal.h"
@@ -113,6 +114,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_resolve(L);
   lx_open_sched(L);
   lx_open_wait(L);
+  lx_open_select(L);
   lx_open_signal(L);
   lx_open_serve(L);
   lx_open_resume(L);                       /* last: it wraps what the others made */

@@ -332,8 +332,18 @@ static int c_readsome(lua_State *L) {
   return lx_drive_on(L, S, &c->s, &op_some, lx_deadline(c->s.timeout));
 }
 
+/* buffered() -> how many bytes were received and not read yet (0 once
+ * closed): what LuaSocket's dirty() asks (duplex.socket). */
+static int c_buffered(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  lx_client *c = (lx_client *)lx_checksock(L, S, &lx_client_class);
+  lua_pushinteger(L, c->s.w.fd < 0 ? 0 : (lua_Integer)dx_buf_len(&c->rb));
+  return 1;
+}
+
 static const luaL_Reg methods[] = {
   {"read", c_read},
+  {"buffered", c_buffered},
   {"readuntil", c_readuntil},
   {"readsome", c_readsome},
   {NULL, NULL}
