@@ -9,7 +9,7 @@ local duplex = require "duplex"
 local core = require "duplex.core"
 local helpers = require "spec.helpers"
 
-local has_python = os.execute("command -v python3 >/dev/null 2>&1") == true
+local has_python = helpers.execute("command -v python3 >/dev/null 2>&1") == true
 -- package.searchpath, which PUC Lua 5.1 lacks.
 local function searchpath(name, path)
   name = name:gsub("%.", "/")
@@ -399,7 +399,10 @@ describe("duplex.socket's other functions", function()
     assert.same({ nil, "failed" }, { f(nil) })
     assert.is_true(closed)
     assert.same({ 1, "failed" }, { f(1) })
-    assert.has_error(face.protect(function() error("plain", 0) end), "plain")
+    -- (where copas is loaded on 5.1 and LuaJIT, its own protect replaces
+    -- LuaSocket's and names its position: the error ends with "plain")
+    local ok, err = pcall(face.protect(function() error("plain", 0) end))
+    assert.same({ false, "plain" }, { ok, (tostring(err):match("^[^\n]*"):match("plain$")) })
     assert.same({ "b", "c" }, { face.skip(1, "a", "b", "c") })
     assert.same({ nil, "x" }, { face.protect(function() face.try(nil, "x") end)() })
   end)

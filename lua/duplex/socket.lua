@@ -19,7 +19,8 @@ local tcp = require "duplex.socket_tcp"
 local udp = require "duplex.socket_udp"
 
 local floor, type, tostring, tonumber = math.floor, type, tostring, tonumber
-local select_, getmetatable, setmetatable, error, pcall = select, getmetatable, setmetatable, error, pcall
+local select_, getmetatable, setmetatable, error = select, getmetatable, setmetatable, error
+local pcall = duplex.pcall      -- a task may wait inside it on every Lua
 local rawmt = debug.getmetatable
 
 local socket = {
@@ -344,7 +345,7 @@ local function unwrap(ok, ...)
 end
 
 -- protect(f): f's errors from newtry as nil, message; others raised
--- again. On Lua 5.2+ and LuaJIT the protected function may yield.
+-- again. The protected function may wait (duplex.pcall: PUC 5.1 too).
 function socket.protect(f)
   return function(...)
     return unwrap(pcall(f, ...))
