@@ -162,15 +162,22 @@ local function resolvehost(self, host, port, timeout)
   return r[1].host
 end
 
+-- bind's and connect's host and port, checked as LuaSocket checks them.
+local function checkaddress(fname, host, port)
+  if type(host) ~= "string" and type(host) ~= "number" then
+    aux.argerror(2, fname, "string expected, got " .. type(host))
+  end
+  if port == nil then aux.argerror(3, fname, "string expected, got no value") end
+  return tostring(host)
+end
+
 local function dropplaceholder(self)
   if self.res then self.res:close(); self.res = nil end
 end
 
 function M.bind(self, host, port)
   check(self, MASTER, "tcp{master}")
-  if type(host) ~= "string" and type(host) ~= "number" then aux.argerror(2, "bind", "string expected, got " .. type(host)) end
-  if port == nil then aux.argerror(3, "bind", "string expected, got no value") end
-  host = tostring(host)
+  host = checkaddress("bind", host, port)
   if self.closed then return nil, "closed" end
   if self.d then return nil, "Invalid argument" end
   local p = aux.port(port)
@@ -268,9 +275,7 @@ end
 
 function M.connect(self, host, port)
   check(self, ANY, "tcp{any}")
-  if type(host) ~= "string" and type(host) ~= "number" then aux.argerror(2, "connect", "string expected, got " .. type(host)) end
-  if port == nil then aux.argerror(3, "connect", "string expected, got no value") end
-  host = tostring(host)
+  host = checkaddress("connect", host, port)
   if self.closed then setclass(self, "tcp{client}"); return nil, "closed" end
   local pend = self.pending
   if pend and pend.retry then
