@@ -24,7 +24,6 @@
 #include <string.h>
 
 #define SLOT_MASK ((1 << LX_SLOT_BITS) - 1)
-#define LX_KIND(S, slot) ((S)->detached[slot] & ~LX_HELD)
 
 /* What a waiting task is resumed with: nothing where the driver's yield
  * has a continuation; where it has none (LX_NO_YIELDK), what it yielded,

@@ -14,6 +14,9 @@ enum {
   LX_TASK_DETACHED,           /* go: done only when it fails */
   LX_TASK_GUARDED             /* go_guarded: its guard closes, then ended(guard, ok, ...) */
 };
+/* A task's kind (LX_TASK_*), without its LX_HELD mark. */
+#define LX_KIND(S, slot) ((S)->detached[slot] & ~LX_HELD)
+
 
 /* With fn and its arguments at 1..top (a guarded task: ended, guard, fn,
  * ...), start a task of that kind; push its id (1 result). */

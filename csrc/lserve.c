@@ -46,7 +46,7 @@ static int k_guarded(lua_State *L) {
   if (!S->loop_ok) return 2;
   lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_GUARDS);
   for (slot = 1; slot < dx_loop_nslots(&S->loop) && slot < S->ndetached; slot++) {
-    if (!dx_loop_alive(&S->loop, slot) || (S->detached[slot] & ~LX_HELD) != LX_TASK_GUARDED) continue;
+    if (!dx_loop_alive(&S->loop, slot) || LX_KIND(S, slot) != LX_TASK_GUARDED) continue;
     lua_rawgeti(L, 4, 2 * (lua_Integer)slot - 1);
     if (lua_rawequal(L, -1, 1)) {
       lua_rawgeti(L, 4, 2 * (lua_Integer)slot);
