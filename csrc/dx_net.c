@@ -154,6 +154,30 @@ int dx_addr_unix(const char *spec, dx_addr *out) {
   return 0;
 }
 
+/* Decimal digits of v (0..65535) at out; returns the end. */
+static char *put_u16(char *out, unsigned v) {
+  char tmp[5];
+  int n = 0;
+  do tmp[n++] = (char)('0' + v % 10); while ((v /= 10) != 0);
+  while (n > 0) *out++ = tmp[--n];
+  return out;
+}
+
+/* inet_ntop for IPv4 by hand: glibc's goes through sprintf, and a failed
+ * read's message names its peer on every would-block poll (copas, with
+ * timeout 0), where that was most of the cost. */
+static void ipv4_text(const void *in4, char *host, size_t hostlen) {
+  const unsigned char *b = in4;
+  char buf[16], *p = buf;
+  int i;
+  for (i = 0; i < 4; i++) {
+    if (i) *p++ = '.';
+    p = put_u16(p, b[i]);
+  }
+  *p = '\0';
+  if ((size_t)(p - buf) < hostlen) memcpy(host, buf, (size_t)(p - buf) + 1);
+}
+
 void dx_addr_text(const dx_addr *a, char *host, size_t hostlen, int *port,
                   const char **family) {
   const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
@@ -161,13 +185,13 @@ void dx_addr_text(const dx_addr *a, char *host, size_t hostlen, int *port,
   host[0] = '\0';
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-    inet_ntop(AF_INET, &s4->sin_addr, host, (socklen_t)hostlen);
+    ipv4_text(&s4->sin_addr, host, hostlen);
     *port = ntohs(s4->sin_port);
     *family = "inet";
   } else if (sa->sa_family == AF_INET6) {
     const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
     if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {    /* an IPv4 peer of a dual-stack socket */
-      inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], host, (socklen_t)hostlen);
+      ipv4_text(&s6->sin6_addr.s6_addr[12], host, hostlen);
       *family = "inet";
     } else {
       inet_ntop(AF_INET6, &s6->sin6_addr, host, (socklen_t)hostlen);
@@ -196,13 +220,30 @@ void dx_addr_text(const dx_addr *a, char *host, size_t hostlen, int *port,
 }
 
 void dx_addr_label(const dx_addr *a, char *out, size_t outlen) {
-  char host[112];
+  char host[112], full[128], *p = full;
   const char *family;
   int port;
+  size_t n;
   dx_addr_text(a, host, sizeof host, &port, &family);
-  if (port < 0) snprintf(out, outlen, "%s", host);
-  else if (strcmp(family, "inet6") == 0) snprintf(out, outlen, "[%s]:%d", host, port);
-  else snprintf(out, outlen, "%s:%d", host, port);
+  n = strlen(host);
+  if (port >= 0 && strcmp(family, "inet6") == 0) {     /* [host]:port */
+    *p++ = '[';
+    memcpy(p, host, n);
+    p += n;
+    *p++ = ']';
+  } else {
+    memcpy(p, host, n);
+    p += n;
+  }
+  if (port >= 0) {
+    *p++ = ':';
+    p = put_u16(p, (unsigned)port);
+  }
+  n = (size_t)(p - full);                  /* cut to fit, as snprintf would */
+  if (outlen == 0) return;
+  if (n > outlen - 1) n = outlen - 1;
+  memcpy(out, full, n);
+  out[n] = '\0';
 }
 
 /* --- sockets ----------------------------------------------------------- */

@@ -86,16 +86,22 @@ static int receive_until(lua_State *L, lx_call *k, lx_scanner scan) {
  * the stream itself broke (a reset, a TLS end without close_notify): no
  * more bytes will come, so the bytes received are handed over with the
  * failure, as a fourth result: nil, msg, code, partial. */
-static int fail_read(lua_State *L, lx_call *k, int code) {
+typedef int (*lx_failure)(lua_State *L, lx_sock *s, const char *op, int code);
+
+static int fail_with(lua_State *L, lx_call *k, int code, lx_failure push) {
   lx_client *c = (lx_client *)k->sock;
   size_t n = dx_buf_len(&c->rb);
-  if (!k->broke) return lx_sockfail(L, k->sock, k->op->name, code);
+  if (!k->broke) return push(L, k->sock, k->op->name, code);
   /* the bytes are taken before a string is made: making one may run a
    * finalizer that reads this client */
   lx_client_push(L, c, n, n);
-  lx_sockfail(L, k->sock, k->op->name, code);
+  push(L, k->sock, k->op->name, code);
   lua_rotate(L, -4, -1);
   return 4;
+}
+
+static int fail_read(lua_State *L, lx_call *k, int code) {
+  return fail_with(L, k, code, lx_sockfail);
 }
 
 /* Take what try found and settle; push the value (or nil): 1 result. */
@@ -332,6 +338,90 @@ static int c_readsome(lua_State *L) {
   return lx_drive_on(L, S, &c->s, &op_some, lx_deadline(c->s.timeout));
 }
 
+/* --- core.socketline(client): LuaSocket's "*l" ---------------------------------- */
+
+/* For duplex.socket (LuaSocket's face), whose receive("*l") this is: the
+ * line up to "\n" with every "\r" in it dropped, and how many bytes it
+ * took; an unterminated rest at the end of the stream stays buffered and
+ * the result is nil; failures as read's. Done here because the same in
+ * Lua (a read("L"), then find and sub) cost three times the read. */
+static int scan_sline(lua_State *L, lx_call *k, lx_client *c) {
+  const char *p = dx_buf_peek(&c->rb), *nl;
+  size_t len = dx_buf_len(&c->rb), from = (size_t)k->k[1];
+  (void)L;
+  if (from < len && (nl = memchr(p + from, '\n', len - from)) != NULL) {
+    k->vlen = (size_t)(nl - p);
+    k->used = k->vlen + 1;
+    return 1;
+  }
+  if (c->eof) {
+    k->ended = 1;
+    return 1;
+  }
+  if (len > c->maxline) return -EMSGSIZE;
+  k->k[1] = (lua_Integer)len;
+  return 0;
+}
+
+static int try_sline(lua_State *L, lx_call *k) {
+  return receive_until(L, k, scan_sline);
+}
+
+static int push_sline(lua_State *L, lx_call *k) {
+  lx_client *c = (lx_client *)k->sock;
+  const char *p = dx_buf_peek(&c->rb), *cr;
+  size_t n = k->vlen, used = k->used;
+  if (k->ended) return push_one(L, k);
+  c->unanswered = 1;
+  cr = memchr(p, '\r', n);
+  if (cr == NULL || cr == p + n - 1) {          /* none, or one before "\n" */
+    lx_client_push(L, c, used, cr ? n - 1 : n);
+  } else {
+    luaL_Buffer b;
+    size_t i;
+    const char *s;
+    lx_client_push(L, c, used, n);              /* taken out before any copy */
+    s = lua_tostring(L, -1);
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++)
+      if (s[i] != '\r') luaL_addchar(&b, s[i]);
+    luaL_pushresult(&b);
+    lua_remove(L, -2);
+  }
+  lua_pushinteger(L, (lua_Integer)used);
+  return 2;
+}
+
+/* nil, reason, code: no place in the message, as duplex.socket shows
+ * LuaSocket's strings for codes ("timeout" for a would-block poll, which
+ * copas makes before every wait: formatting a place was most of its cost). */
+static int bare_failure(lua_State *L, lx_sock *s, const char *op, int code) {
+  const char *why = s->cls->reason ? s->cls->reason(s, code) : NULL;
+  (void)op;
+  luaL_pushfail(L);
+  if (why) lua_pushstring(L, why);
+  else if (code == -EAGAIN || code == -ETIMEDOUT) lua_pushliteral(L, "timeout");
+  else lua_pushstring(L, dx_strerror(code));
+  lua_pushstring(L, dx_errname(code));
+  return 3;
+}
+
+static int fail_sline(lua_State *L, lx_call *k, int code) {
+  return fail_with(L, k, code, bare_failure);
+}
+
+static const lx_op op_sline = {
+  .name = "receive", .dir = LX_READERS, .sockarg = 1, .try = try_sline,
+  .push = push_sline, .fail = fail_sline, .stall = stall_read,
+};
+
+static int c_socketline(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  lx_client *c = (lx_client *)lx_checksock(L, S, &lx_client_class);
+  lua_settop(L, 1);
+  return lx_drive_on(L, S, &c->s, &op_sline, lx_deadline(c->s.timeout));
+}
+
 /* buffered() -> how many bytes were received and not read yet (0 once
  * closed): what LuaSocket's dirty() asks (duplex.socket). */
 static int c_buffered(lua_State *L) {
@@ -355,4 +445,7 @@ void lx_open_read(lua_State *L) {
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, methods, 1);
   lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, c_socketline, 1);
+  lua_setfield(L, -3, "socketline");
 }

@@ -168,6 +168,23 @@ describe("duplex.socket's TCP", function()
     assert.same({ nil, "closed", "" }, { a:receive("*l") })
   end)
 
+  case("waits for a line that comes a byte at a time, drops its CRs, counts its bytes", function()
+    duplex.run(function()
+      local c, a = facepair()
+      local text = "a\rb\r\r\nnext\n"
+      duplex.spawn(function()
+        for i = 1, #text do
+          assert.equal(i, c:send(text, i, i))     -- the last index sent
+          duplex.sleep(0)                      -- the reader waits between bytes
+        end
+      end)
+      assert.equal("ab", a:receive())
+      assert.equal(6, a:getstats())            -- every byte taken: CRs and LF too
+      assert.equal("next", a:receive("*l"))
+      assert.equal(11, a:getstats())
+    end)
+  end)
+
   both("returns *a at close, then nil, 'closed'", function()
     local c, a = facepair()
     c:send("all of it")
