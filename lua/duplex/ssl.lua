@@ -282,20 +282,26 @@ end
 
 -- --- handshake -------------------------------------------------------------------
 
+-- The handshake failed: false, what LuaSec says [, duplex's reason],
+-- now and at every later dohandshake.
+local function failed(self, e, why)
+  self.state, self.failure, self.why = "failed", e, why
+  if why == nil then return false, e end
+  return false, e, why
+end
+
 local function fail(self, msg, code, want)
   if code == "EAGAIN" or code == "ETIMEDOUT" then
-    self.want = want or "read"
+    self.wanting = want or "read"
     return false, want == "write" and "wantwrite" or "wantread"
   end
-  self.state = "failed"
-  self.want = nil
+  self.wanting = nil
   local why = type(msg) == "string" and (match(msg, "^tls handshake [^ ]*: (.*)$") or msg) or "closed"
-  self.failure = why
-  if code == "ECERT" then return false, "certificate verify failed", why end
+  if code == "ECERT" then return failed(self, "certificate verify failed", why) end
   if code == "ECONNRESET" or code == "EPIPE" or code == "ECANCELED" or code == "EBADF" then
-    return false, "closed", why
+    return failed(self, "closed", why)
   end
-  return false, aux.err(msg, code) == "closed" and "closed" or why
+  return failed(self, aux.err(msg, code) == "closed" and "closed" or why)
 end
 
 local function timeout(self)
@@ -312,7 +318,7 @@ function C.dohandshake(self)
   local st = self.state
   if st == "connected" then return true end
   if st == "closed" then return false, "closed" end
-  if st == "failed" then return false, self.failure or "closed" end
+  if st == "failed" then return failed(self, self.failure, self.why) end
   local d = self.d
   local ok, msg, code, want
   if st == "new" then
@@ -321,10 +327,8 @@ function C.dohandshake(self)
     if self.mode == "server" and self.snimap then
       local done, e = readhello(self)
       if not done then
-        if e == "wantread" then self.want = "read"; return false, e end
-        self.state = "failed"
-        self.failure = e
-        return false, e
+        if e == "wantread" then self.wanting = "read"; return false, e end
+        return failed(self, e)
       end
       ahead, self.hello = self.hello, nil
       local name = hello_name(ahead)
@@ -334,20 +338,16 @@ function C.dohandshake(self)
         d:settimeout(0)
         d:write("\21\3\3\0\2\2\112")           -- a fatal unrecognized_name alert
         self.applied = nil
-        self.state, self.failure = "failed", "unrecognized name"
-        return false, "unrecognized name"
+        return failed(self, "unrecognized name")
       end
     elseif self.mode == "client" then
       servername = self.servername or self.host
     end
     local x, e = dxcontext(ctx, servername)
-    if not x then self.state, self.failure = "failed", e; return false, e end
+    if not x then return failed(self, e) end
     local called
     called, ok, msg, code, want = pcall(d.starttls, d, x, timeout(self), ahead)
-    if not called then
-      self.state, self.failure = "failed", tostring(ok)
-      return false, self.failure
-    end
+    if not called then return failed(self, (tostring(ok):gsub("^.-starttls: ", ""))) end
     self.state = "handshake"
     self.verified = ctx.verify
   else
@@ -355,7 +355,7 @@ function C.dohandshake(self)
   end
   self.applied = nil
   if ok then
-    self.state, self.want = "connected", nil
+    self.state, self.wanting = "connected", nil
     return true
   end
   return fail(self, msg, code, want)
@@ -373,7 +373,7 @@ function C.receive(self, pat, prefix)
   if self.state ~= "connected" then return nil, "closed", prefix ~= nil and tostring(prefix) or "" end
   local s, e, part = tcp.receive(self, pat, prefix)
   if s then return s end
-  if e == "timeout" then self.want = "read" end
+  if e == "timeout" then self.wanting = "read" end
   return nil, rerr(e), part
 end
 
@@ -382,7 +382,7 @@ function C.send(self, data, i, j)
   if self.state ~= "connected" then return nil, "closed", (i or 1) - 1 end
   local n, e, last = tcp.send(self, data, i, j)
   if n then return n end
-  if e == "timeout" then self.want = "write"; return nil, "wantwrite", last end
+  if e == "timeout" then self.wanting = "write"; return nil, "wantwrite", last end
   return nil, e, last
 end
 
@@ -414,7 +414,7 @@ end
 function C.want(self)
   checkconn(self, "want")
   if self.state == "closed" then return "nothing" end
-  return self.want or "nothing"
+  return self.wanting or "nothing"
 end
 
 function C.getstats(self)
