@@ -17,7 +17,8 @@ local duplex = require "duplex"
 local aux = require "duplex.socket_aux"
 local tcp = require "duplex.socket_tcp"
 
-local type, tostring, pairs, ipairs, pcall = type, tostring, pairs, ipairs, pcall
+local type, tostring, pairs, ipairs, tonumber = type, tostring, pairs, ipairs, tonumber
+local pcall = duplex.pcall      -- a task may wait inside it on every Lua
 local setmetatable, getmetatable, error = setmetatable, getmetatable, error
 local byte, sub, find, match = string.byte, string.sub, string.find, string.match
 local huge = math.huge
