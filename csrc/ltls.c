@@ -205,12 +205,12 @@ static int try_handshake(lua_State *L, lx_call *k) {
   return r;
 }
 
-/* A handshake that ran out of time (EAGAIN at timeout 0, ETIMEDOUT) says
- * which way it waits, as a fourth result: "read" or "write" (a caller
- * that drives it with its own poll, as LuaSec's dohandshake is driven). */
+/* A handshake that cannot go on at timeout 0 (EAGAIN) says which way it
+ * waits, as a fourth result: "read" or "write", for a caller that waits
+ * with its own poll (LuaSec's dohandshake, as copas drives it). */
 static int handshake_fail(lua_State *L, lx_call *k, int code) {
   int n = lx_sockfail(L, k->sock, k->op->name, code);
-  if ((code == -EAGAIN || code == -ETIMEDOUT) && k->k[0] != 0) {
+  if (code == -EAGAIN && k->k[0] != 0) {
     lua_pushstring(L, k->k[0] == 2 ? "write" : "read");
     n++;
   }
