@@ -364,18 +364,13 @@ end
 
 -- --- I/O: the face's receive and send, with LuaSec's words ------------------------
 
-local function rerr(e, why)
-  if e == "timeout" then return "wantread" end
-  return e
-end
-
 function C.receive(self, pat, prefix)
   checkconn(self, "receive")
   if self.state ~= "connected" then return nil, "closed", prefix ~= nil and tostring(prefix) or "" end
   local s, e, part = tcp.receive(self, pat, prefix)
   if s then return s end
-  if e == "timeout" then self.wanting = "read" end
-  return nil, rerr(e), part
+  if e == "timeout" then self.wanting = "read"; return nil, "wantread", part end
+  return nil, e, part
 end
 
 function C.send(self, data, i, j)
