@@ -261,6 +261,10 @@ describe("a duplex.ssl client against openssl s_server #nomemcheck", function()
     assert.same(all(false, "the peer was not verified (verify = \"none\")"), all(s:getpeerverification()))
     assert.same(all(18), all(s:send("GET / HTTP/1.0\r\n\r\n")))
     assert.same(all("HTTP/1.0 200 ok"), all(s:receive("*l")))
+    -- flags without "peer" check nothing either, as in OpenSSL
+    local _, port2 = www("selfsigned")
+    local s2 = dial(port2, params(CLIENT, { verify = { "fail_if_no_peer_cert" } }))
+    assert.same(all(true), all(s2:dohandshake()))
   end)
 
   it("honours verify = \"peer\" as LuaSec: the chain is checked, not the name", function()

@@ -125,10 +125,10 @@ function ssl.newcontext(cfg)
   if mode == "server" then
     if flags.peer then o.verify = flags.fail_if_no_peer_cert and true or "optional"
     else o.verify = false end
-  elseif flags.none then
-    o.verify = false
   elseif flags.peer then
     o.verify, o.checkname = true, false      -- LuaSec checks the chain, not the name
+  elseif cfg.verify ~= nil then
+    o.verify = false                         -- "none", or flags without "peer": OpenSSL checks nothing
   end                                        -- none given: duplex's default (chain and name)
   local alpn
   alpn, e = alpnlist(cfg.alpn, mode)
