@@ -150,6 +150,10 @@ function CONN.__tostring(s)
   return "SSL connection: " .. s.addr .. (s.state == "closed" and " (closed)" or "")
 end
 
+-- <close> (5.4) closes it, as LuaSec's __close; collection leaves it to
+-- the duplex client's own __gc (close_notify once, then close).
+function CONN.__close(s) C.close(s) end
+
 local function checkconn(self, fname)
   if type(self) ~= "table" or getmetatable(self) ~= CONN then
     error(("bad argument #1 to '%s' (SSL:Connection expected, got %s)"):format(fname, type(self)), 3)
