@@ -538,7 +538,7 @@ describe("copas 4 on the faces, TLS both ways #nomemcheck", function()
   end)
 end)
 
-describe("duplex's TLS, as duplex.ssl uses it", function()
+describe("duplex's TLS, as duplex.ssl uses it #nomemcheck", function()
   after_each(run_cleanups)
   helpers.track_fds()
 
