@@ -25,11 +25,12 @@
 typedef struct lx_tlsctx {
   dx_tls_ctx *ctx;
   char servername[256];       /* for the clients it makes; "" none */
+  int checkname;              /* a client checks the name, not only the chain */
 } lx_tlsctx;
 
 static const char *const ctx_opts[] = {
   "cafile", "capath", "certificate", "key", "password", "verify", "servername",
-  "alpn", "minversion", "maxversion", "ciphers", "ciphersuites", "ignore_eof", NULL
+  "alpn", "minversion", "maxversion", "ciphers", "ciphersuites", "ignore_eof", "checkname", NULL
 };
 
 /* A string option of the table at t, or NULL. */
@@ -102,6 +103,7 @@ static lx_tlsctx *new_context(lua_State *L, int t, int arg) {
   x = lua_newuserdatauv(L, sizeof *x, 0);
   x->ctx = NULL;
   x->servername[0] = '\0';
+  x->checkname = lx_opt_bool(L, t, "checkname", 1);
   lua_getiuservalue(L, lua_upvalueindex(1), LX_UV_TLSCTX_MT);
   lua_setmetatable(L, -2);
   x->ctx = dx_tls_ctx_new(&o, err, sizeof err);
@@ -156,16 +158,17 @@ dx_tls_ctx *lx_tls_ref(lua_State *L, int idx) {
 void lx_tls_unref(dx_tls_ctx *ctx) { dx_tls_ctx_unref(ctx); }
 
 /* Start TLS on client c as a client (server 0) or server. NULL or the
- * reason. ahead: bytes already received, fed to TLS first. */
+ * reason. ahead: bytes already received, fed to TLS first. checkname 0:
+ * a client checks the chain only (no name). */
 static const char *start(lx_client *c, dx_tls_ctx *ctx, int server, const char *servername,
-                         const char *host, const char *ahead, size_t aheadlen,
+                         const char *host, int checkname, const char *ahead, size_t aheadlen,
                          char *err, size_t errlen) {
   unsigned char ip[16];
   const char *sni = servername;
   dx_tls *t;
   if (sni == NULL && host && inet_pton(AF_INET, host, ip) != 1 && inet_pton(AF_INET6, host, ip) != 1)
     sni = host;                             /* SNI for names, never for IPs */
-  t = dx_tls_new(ctx, server, c->s.w.fd, sni, servername ? servername : host,
+  t = dx_tls_new(ctx, server, c->s.w.fd, sni, !checkname ? NULL : servername ? servername : host,
                  ahead, aheadlen, err, errlen);
   if (t == NULL) return err;
   dx_stream_starttls(&c->st, t);
@@ -175,35 +178,51 @@ static const char *start(lx_client *c, dx_tls_ctx *ctx, int server, const char *
 void lx_tls_connect(lua_State *L, lx_client *c, int idx, const char *host) {
   lx_tlsctx *x = lua_touserdata(L, idx);
   char err[256];
-  if (start(c, x->ctx, 0, x->servername[0] ? x->servername : NULL, host, NULL, 0, err, sizeof err))
+  if (start(c, x->ctx, 0, x->servername[0] ? x->servername : NULL, host, x->checkname, NULL, 0,
+            err, sizeof err))
     luaL_error(L, "connect: %s", err);
 }
 
 int lx_tls_accept(lx_client *c, dx_tls_ctx *ctx) {
   char err[256];
-  return start(c, ctx, 1, NULL, NULL, NULL, 0, err, sizeof err) ? -ENOMEM : 0;
+  return start(c, ctx, 1, NULL, NULL, 1, NULL, 0, err, sizeof err) ? -ENOMEM : 0;
 }
 
 /* --- handshake, starttls, tlsinfo ----------------------------------------------- */
 
 #define check_client(L) ((lx_client *)lx_checksock(L, lx_state_of(L), &lx_client_class))
 
+/* k[0]: what the handshake last waited for (1 read, 2 write), for a
+ * handshake that stops there (handshake_fail). */
 static int try_handshake(lua_State *L, lx_call *k) {
   lx_client *c = (lx_client *)k->sock;
   int r = dx_stream_handshake(&c->st);
   (void)L;
+  k->k[0] = r == DX_WANT_READ ? 1 : r == DX_WANT_WRITE ? 2 : 0;
   if (r == DX_WANT_READ) return LX_WAIT_READ;
   if (r == DX_WANT_WRITE) return LX_WAIT_WRITE;
   if (r == 0) lx_client_moved(k->S, c);
   return r;
 }
 
+/* A handshake that cannot go on at timeout 0 (EAGAIN) says which way it
+ * waits, as a fourth result: "read" or "write", for a caller that waits
+ * with its own poll (LuaSec's dohandshake, as copas drives it). */
+static int handshake_fail(lua_State *L, lx_call *k, int code) {
+  int n = lx_sockfail(L, k->sock, k->op->name, code);
+  if (code == -EAGAIN && k->k[0] != 0) {
+    lua_pushstring(L, k->k[0] == 2 ? "write" : "read");
+    n++;
+  }
+  return n;
+}
+
 static const lx_op op_handshake = {
   .name = "tls handshake", .dir = LX_READERS, .sockarg = 1, .try = try_handshake,
-  .push = lx_push_self,
+  .push = lx_push_self, .fail = handshake_fail,
 };
 
-/* handshake([timeout]) -> self, or nil, msg, code */
+/* handshake([timeout]) -> self, or nil, msg, code [, "read" | "write"] */
 static int c_handshake(lua_State *L) {
   lx_client *c = (lx_client *)lx_checksock(L, lx_state_of(L), &lx_client_class);
   double timeout = lua_isnoneornil(L, 2) ? c->s.timeout : lx_opt_timeout(L, 2);
@@ -212,17 +231,21 @@ static int c_handshake(lua_State *L) {
   return lx_drive(L, &op_handshake, lx_deadline(timeout));
 }
 
-/* starttls(ctx_or_opts [, timeout]) -> self, or nil, msg, code. Bytes
- * already received go to TLS as ciphertext, never back to the program. */
+/* starttls(ctx_or_opts [, timeout [, ahead]]) -> self, or nil, msg, code
+ * [, "read" | "write"]. Bytes already received go to TLS as ciphertext,
+ * never back to the program; ahead (a string: bytes the program read and
+ * gives back, a ClientHello it looked at) goes before them. */
 static int c_starttls(lua_State *L) {
   lx_client *c = check_client(L);
   double timeout = lua_isnoneornil(L, 3) ? c->s.timeout : lx_opt_timeout(L, 3);
   lx_tlsctx *x;
   int server = c->accepted;   /* the side that accepted is TLS's server */
   char err[256], host[112];
-  const char *why;
+  const char *why, *ahead;
+  size_t aheadlen;
   if (dx_stream_tls(&c->st)) return luaL_error(L, "starttls: already a TLS client");
-  lua_settop(L, 2);
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TSTRING);
+  lua_settop(L, 4);
   x = tls_option(L, 2, 1);
   if (c->s.w.fd < 0) return lx_closed(L, &c->s, "starttls");
   if (server && !dx_tls_ctx_can_serve(x->ctx))
@@ -239,9 +262,16 @@ static int c_starttls(lua_State *L) {
       dx_addr_text(&a, host, sizeof host, &port, &family);
     }
   }
+  ahead = dx_buf_peek(&c->rb);
+  aheadlen = dx_buf_len(&c->rb);
+  if (lua_isstring(L, 4)) {                  /* the program's bytes, then the buffer's */
+    lua_pushvalue(L, 4);
+    lua_pushlstring(L, ahead, aheadlen);
+    lua_concat(L, 2);
+    ahead = lua_tolstring(L, -1, &aheadlen);
+  }
   why = start(c, x->ctx, server, x->servername[0] ? x->servername : NULL,
-              host[0] ? host : NULL, dx_buf_peek(&c->rb), dx_buf_len(&c->rb),
-              err, sizeof err);
+              host[0] ? host : NULL, x->checkname, ahead, aheadlen, err, sizeof err);
   if (why) return luaL_error(L, "starttls: %s", why);
   dx_buf_free(&c->rb);                       /* those bytes were TLS's */
   lua_settop(L, 1);

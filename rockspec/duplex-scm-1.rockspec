@@ -39,6 +39,7 @@ build = {
     ["duplex.socket_tcp"] = "lua/duplex/socket_tcp.lua",
     ["duplex.socket_udp"] = "lua/duplex/socket_udp.lua",
     ["duplex.luasocket"] = "lua/duplex/luasocket.lua",
+    ["duplex.ssl"] = "lua/duplex/ssl.lua",
     ["duplex.core"] = {
       sources = {
         "csrc/dx_buf.c", "csrc/dx_scan.c", "csrc/dx_net.c", "csrc/dx_loop.c", "csrc/dx_time.c", "csrc/dx_fd.c", "csrc/dx_sig.c", "csrc/dx_udp.c", "csrc/dx_resolver.c", "csrc/dx_tls.c", "csrc/dx_stream.c", "csrc/dx_splice.c",

@@ -15,7 +15,10 @@
 # then return the time they took); Debian's is not, so the real side is
 # SRC/luasocket's C core built here, into build/luasocket-debug, beside
 # Debian's Lua modules (lua-socket), which both sides load. The face runs
-# under the same Lua modules with duplex.socket as socket.core. Left out:
+# under the same Lua modules with duplex.socket as socket.core, and for
+# copas with duplex.ssl as `ssl` (LuaSec's face: copas's TLS tests,
+# tls-sni.lua and largetransfer.lua's second half, run on duplex's TLS;
+# the real side runs them on LuaSec). Left out:
 # testclnt's connect_timeout (it dials 10.0.0.1) and the copas tests that
 # dial the Internet (request.lua, httpredirect.lua, connecttwice.lua).
 # Needs: lua5.4, lua-socket, lua-coxpcall, lua-binaryheap (and lua-sec
@@ -130,5 +133,5 @@ if [ "$WHAT" = copas ] || [ "$WHAT" = all ]; then
   [ -f "$SRC/copas/tests/certs/clientA.pem" ] || make -s -C "$SRC/copas" certs >/dev/null 2>&1
   echo "== copas's tests (those that stay on this machine)"
   [ "$SIDES" = face ] || run_copas real "$(init_real "$COPAS_PATH;")"
-  [ "$SIDES" = real ] || run_copas face "$(init_face "$COPAS_PATH;" "")"
+  [ "$SIDES" = real ] || run_copas face "$(init_face "$COPAS_PATH;" "; require('duplex.ssl').install()")"
 fi

@@ -293,6 +293,7 @@ function M.connect(self, host, port)
     return nil, err(pend.msg, pend.code)
   end
   if class(self) ~= "tcp{master}" then return nil, "already connected" end
+  self.host = host                          -- the name asked for (duplex.ssl's SNI)
   local p = aux.port(port)
   if not p then setclass(self, "tcp{client}"); return nil, aux.strings.EAI_SERVICE end
   local t = aux.oncetimeout(self)
@@ -510,6 +511,14 @@ function M.receive(self, pat, prefix)
     if not aux.M._DEBUG then return receive(self, "*l", "") end
   end
   check(self, CLIENT, "tcp{client}")
+  return tcp.receive(self, pat, prefix)
+end
+
+-- receive's arguments checked, then receive: for any object with a
+-- client's fields (d, fdover, block, total, recvd, applied: duplex.ssl's
+-- connections too). Called as a tail call, so that argument errors name
+-- the caller's caller.
+function tcp.receive(self, pat, prefix)
   if prefix == nil then prefix = ""
   elseif type(prefix) == "number" then prefix = tostring(prefix)
   elseif type(prefix) ~= "string" then aux.argerror(3, "receive", "string expected, got " .. type(prefix)) end
@@ -577,6 +586,11 @@ function M.send(self, data, i, j)
     end
   end
   check(self, CLIENT, "tcp{client}")
+  return tcp.send(self, data, i, j)
+end
+
+-- send's arguments checked, then send: as tcp.receive.
+function tcp.send(self, data, i, j)
   if type(data) == "number" then data = tostring(data)
   elseif type(data) ~= "string" then aux.argerror(2, "send", "string expected, got " .. type(data)) end
   i = i == nil and 1 or floor(tonumber(i) or aux.argerror(3, "send", "number expected"))
