@@ -58,6 +58,20 @@ static int poll_now(lx_select *p, int ms) {
   return r < 0 ? -errno : r;
 }
 
+/* A poll until the deadline (< 0: none) to the microsecond: the loop's
+ * millisecond waits round up, and copas's timer wheel, driven by select's
+ * timeout, then misses its slot. */
+static int poll_until(lx_select *p, double deadline) {
+  struct timespec ts;
+  double left;
+  if (deadline < 0) return poll(p->pfd, (nfds_t)p->n, -1);
+  left = deadline - dx_now();
+  if (left < 0) left = 0;
+  ts.tv_sec = (time_t)left;
+  ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+  return ppoll(p->pfd, (nfds_t)p->n, &ts, NULL);
+}
+
 /* rready, wready: the indices (1-based) of the ready entries of each list.
  * A descriptor in error or hung up counts as ready, as select(2) says. */
 static int push_ready(lua_State *L, lx_select *p) {
@@ -187,8 +201,7 @@ static int k_poll(lua_State *L) {
   }
   if (S->running != NULL || S->in_run) return lx_cannot_wait(L);
   for (;;) {                  /* outside duplex.run: block, as LuaSocket does */
-    int ms = deadline < 0 ? -1 : dx_ms_until(deadline);
-    r = poll(p->pfd, (nfds_t)p->n, ms);
+    r = poll_until(p, deadline);
     if (r >= 0) break;
     if (errno != EINTR) return lx_fail(L, "poll", "descriptors", -errno);
   }
