@@ -15,6 +15,7 @@
  */
 #include "dx_prefix.h"
 #include "lselect.h"
+#include "lclient.h"
 #include "ldrive.h"
 #include "lsock.h"
 #include "lxaux.h"
@@ -229,6 +230,20 @@ static int k_fdlimit(lua_State *L) {
   return 1;
 }
 
+/* fdinfo(sock) -> its descriptor (-1 once closed) and how many bytes its
+ * receive buffer holds (0 but for a client): what select asks of every
+ * socket it is given, in one call instead of fileno and buffered. */
+static int k_fdinfo(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  lx_sock *s = lx_tosock(L, S, 1, NULL);
+  size_t n = 0;
+  if (s == NULL) return luaL_typeerror(L, 1, "duplex socket");
+  if (s->cls == &lx_client_class && s->w.fd >= 0) n = dx_buf_len(&((lx_client *)s)->rb);
+  lua_pushinteger(L, s->w.fd);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 2;
+}
+
 /* Stack on entry: module, state. */
 void lx_open_select(lua_State *L) {
   lua_pushvalue(L, -1);                       /* upvalue 1: the state */
@@ -243,4 +258,7 @@ void lx_open_select(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, k_fdlimit, 1);
   lua_setfield(L, -3, "fdlimit");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, k_fdinfo, 1);
+  lua_setfield(L, -3, "fdinfo");
 }

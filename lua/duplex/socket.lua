@@ -105,7 +105,7 @@ local function add(out, s)
   end
 end
 
-local poll, now = core.poll, duplex.now
+local poll, fdinfo, now = core.poll, core.fdinfo, duplex.now
 -- select's descriptor lists, reused from call to call (less garbage per
 -- call; a task that waits in select holds them: poll copies them first)
 local rfds_, rsocks_, wfds_, wsocks_ = {}, {}, {}, {}
@@ -132,7 +132,15 @@ function socket.select(recvt, sendt, timeout)
   if recvt then
     local i, s = 1, recvt[1]
     while s ~= nil do
-      local fd, dirty = fdof(s)
+      local fd, dirty
+      local d = tcpkind[getmetatable(s)] and not s.fdover and (s.d or s.res)
+      if d then                        -- the face's own: one call says both
+        local n
+        fd, n = fdinfo(d)
+        dirty = n > 0
+      else
+        fd, dirty = fdof(s)
+      end
       if dirty then add(rout, s)
       elseif fd >= 0 then nr = nr + 1; rfds[nr], rsocks[nr] = fd, s end
       i = i + 1
