@@ -118,7 +118,7 @@ static const char resume_chunk[] =
   "  t[k] = load(src:format(k, k), '=duplex')(finish, t[k])\n"
   "end\n"
   "local waits = {\n"
-  "  [core] = { 'connect', 'listen', 'udp', 'resolve', 'sleep', 'suspend', 'poll' },\n"
+  "  [core] = { 'connect', 'listen', 'udp', 'resolve', 'sleep', 'suspend', 'poll', 'proxy_wait' },\n"
   "  [core.client_methods] = { 'read', 'readuntil', 'readsome', 'write', 'forward',\n"
   "                            'shutdown', 'handshake', 'starttls' },\n"
   "  [core.server_methods] = { 'accept' },\n"
