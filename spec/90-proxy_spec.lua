@@ -433,3 +433,144 @@ describe("PROXY protocol", function()
     end)
   end)
 end)
+
+-- Real proxies in front of two duplex backends (127.0.0.2 and 127.0.0.3,
+-- proxy = true with the default proxy_from), the clients connecting from
+-- 127.0.0.5: every request is answered, and each backend names the true
+-- client. The proxy runs as a child process, ended by its pid.
+local has = function(cmd) return helpers.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true end
+local HAPROXY = has("haproxy")
+local NGINX_STREAM = io.open("/usr/lib/nginx/modules/ngx_stream_module.so") ~= nil and
+  (has("nginx") or io.open("/usr/sbin/nginx") ~= nil)
+if NGINX_STREAM then io.open("/usr/lib/nginx/modules/ngx_stream_module.so"):close() end
+
+-- A port free on 127.0.0.1 now (the kernel's choice; the proxy binds it next).
+local function free_port()
+  local s = assert(duplex.listen("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
+end
+
+-- Inside run: the two backends, serving; returns them and their record:
+-- rec.checks[name] (LOCAL health checks), rec.seen[name] (requests).
+local function backends()
+  local rec = { checks = { s1 = 0, s2 = 0 }, seen = { s1 = 0, s2 = 0 } }
+  local list = {}
+  for i, host in ipairs({ "127.0.0.2", "127.0.0.3" }) do
+    local name = "s" .. i
+    local srv = assert(duplex.listen(host, 0, { proxy = true }))
+    defer(function() srv:close() end)
+    local _, port = srv:getsockname()
+    list[i] = { srv = srv, port = port, name = name }
+    duplex.spawn(function()
+      srv:serve(function(c)
+        local info = c:proxyinfo()
+        if info.command == "LOCAL" then
+          rec.checks[name] = rec.checks[name] + 1
+          return
+        end
+        local line = c:read("l")
+        if not line then return end             -- a v1 health check: connects and goes
+        rec.seen[name] = rec.seen[name] + 1
+        local host2 = c:getpeername()
+        c:write(("%s %s v%d %s\n"):format(name, host2, info.version, line))
+      end)
+    end)
+  end
+  return list, rec
+end
+
+-- Inside run: connect from 127.0.0.5 to port until the proxy listens.
+local function connect_when_up(port)
+  return helpers.wait_until(function()
+    return duplex.connect("127.0.0.1", port, { bind = "127.0.0.5", timeout = 5 })
+  end, 10, "the proxy to listen on " .. port)
+end
+
+-- n requests through port: each answered by a backend that names
+-- 127.0.0.5; returns the count per backend.
+local function requests(port, n, version)
+  local per = { s1 = 0, s2 = 0 }
+  for i = 1, n do
+    local c = connect_when_up(port)
+    assert(c:write("hello " .. i .. "\n"))
+    local line = c:read("l")
+    c:close()
+    local name, host, v, echo = (line or ""):match("^(s%d) (%S+) v(%d) (.*)$")
+    assert.same({ "127.0.0.5", tostring(version), "hello " .. i }, { host, v, echo }, line)
+    per[name] = per[name] + 1
+  end
+  return per
+end
+
+describe("PROXY protocol behind a real proxy", function()
+  after_each(run_cleanups)
+
+  it("HAProxy (mode tcp): send-proxy-v2 with LOCAL health checks, and send-proxy (v1)", function()
+    if not HAPROXY then pending("haproxy is not installed (Debian: apt-get install haproxy)") end
+    local dir = helpers.mktemp_dir("haproxy")
+    defer(function() os.execute("rm -rf " .. helpers.shquote(dir)) end)
+    duplex.run(function()
+      local be, rec = backends()
+      local fe2, fe1 = free_port(), free_port()
+      local cfg = table.concat({
+        "global", "  maxconn 200",
+        "defaults", "  mode tcp", "  timeout connect 5s", "  timeout client 30s", "  timeout server 30s",
+        "frontend fe2", ("  bind 127.0.0.1:%d"):format(fe2), "  default_backend be2",
+        "frontend fe1", ("  bind 127.0.0.1:%d"):format(fe1), "  default_backend be1",
+        "backend be2", "  balance roundrobin",
+        ("  server s1 127.0.0.2:%d send-proxy-v2 check check-send-proxy inter 200ms"):format(be[1].port),
+        ("  server s2 127.0.0.3:%d send-proxy-v2 check check-send-proxy inter 200ms"):format(be[2].port),
+        "backend be1", "  balance roundrobin",
+        ("  server s1 127.0.0.2:%d send-proxy"):format(be[1].port),
+        ("  server s2 127.0.0.3:%d send-proxy"):format(be[2].port),
+        "",
+      }, "\n")
+      helpers.spit(dir .. "/haproxy.cfg", cfg)
+      local proc = helpers.spawn_process(("haproxy -f %s/haproxy.cfg -db > %s/haproxy.log 2>&1"):format(dir, dir))
+      defer(function() proc:close() end)
+      -- the health checks reach both backends, as LOCAL
+      helpers.wait_until(function() return rec.checks.s1 > 0 and rec.checks.s2 > 0 end, 10,
+        "HAProxy's health checks (log: " .. tostring(helpers.slurp(dir .. "/haproxy.log")) .. ")")
+      local v2 = requests(fe2, 20, 2)
+      assert.same({ s1 = 10, s2 = 10 }, v2)
+      local v1 = requests(fe1, 10, 1)
+      assert.same({ s1 = 5, s2 = 5 }, v1)
+      assert.same({ s1 = 15, s2 = 15 }, rec.seen)
+      proc:close()
+      for _, b in ipairs(be) do b.srv:close() end
+    end)
+  end)
+
+  it("nginx's stream module with proxy_protocol on (v1)", function()
+    if not NGINX_STREAM then
+      pending("nginx's stream module is not installed (Debian: apt-get install nginx libnginx-mod-stream)")
+    end
+    local dir = helpers.mktemp_dir("nginx")
+    defer(function() os.execute("rm -rf " .. helpers.shquote(dir)) end)
+    duplex.run(function()
+      local be, rec = backends()
+      local fe = free_port()
+      local cfg = table.concat({
+        "load_module /usr/lib/nginx/modules/ngx_stream_module.so;",
+        "daemon off;", "master_process off;",
+        ("pid %s/nginx.pid;"):format(dir), ("error_log %s/error.log;"):format(dir),
+        "events { worker_connections 256; }",
+        "stream {",
+        ("  upstream be { server 127.0.0.2:%d; server 127.0.0.3:%d; }"):format(be[1].port, be[2].port),
+        ("  server { listen 127.0.0.1:%d; proxy_pass be; proxy_protocol on; }"):format(fe),
+        "}", "",
+      }, "\n")
+      helpers.spit(dir .. "/nginx.conf", cfg)
+      local proc = helpers.spawn_process(("nginx -p %s -e %s/error.log -c %s/nginx.conf > %s/out.log 2>&1")
+        :format(dir, dir, dir, dir))
+      defer(function() proc:close() end)
+      local per = requests(fe, 10, 1)
+      assert.same({ s1 = 5, s2 = 5 }, per)
+      assert.same({ s1 = 5, s2 = 5 }, rec.seen)
+      proc:close()
+      for _, b in ipairs(be) do b.srv:close() end
+    end)
+  end)
+end)
