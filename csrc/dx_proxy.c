@@ -445,24 +445,25 @@ static int prefix_equal(const unsigned char *a, const unsigned char *b, int bits
 }
 
 int dx_cidr_match(const dx_cidr *set, int n, const dx_addr *a) {
-  unsigned char addr[16];
-  int family, i;
+  /* an IPv4 peer (or a v4-mapped one, from a dual-stack listener) is
+   * matched as both its forms: 10.0.0.0/8 and ::ffff:10.0.0.0/104 alike */
+  unsigned char v6[16], *v4 = v6 + 12;
+  int is4, i;
   if (a->ss.ss_family == AF_INET) {
-    family = AF_INET;
-    memcpy(addr, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    memcpy(v6, mapped, 12);
+    memcpy(v4, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
+    is4 = 1;
   } else if (a->ss.ss_family == AF_INET6) {
     const struct in6_addr *in6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(in6)) {
-      family = AF_INET;
-      memcpy(addr, in6->s6_addr + 12, 4);
-    } else {
-      family = AF_INET6;
-      memcpy(addr, in6->s6_addr, 16);
-    }
+    memcpy(v6, in6->s6_addr, 16);
+    is4 = IN6_IS_ADDR_V4MAPPED(in6);
   } else {
     return 0;
   }
-  for (i = 0; i < n; i++)
-    if (set[i].family == family && prefix_equal(set[i].addr, addr, set[i].bits)) return 1;
+  for (i = 0; i < n; i++) {
+    if (set[i].family == AF_INET6 && prefix_equal(set[i].addr, v6, set[i].bits)) return 1;
+    if (set[i].family == AF_INET && is4 && prefix_equal(set[i].addr, v4, set[i].bits)) return 1;
+  }
   return 0;
 }

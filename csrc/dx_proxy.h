@@ -76,8 +76,9 @@ typedef struct dx_cidr {
 /* Parse s into *out: 0, or -EINVAL with a reason in *why (host bits set
  * beyond the prefix are refused: "10.0.0.1/8" is a typo, not a range). */
 int dx_cidr_parse(const char *s, dx_cidr *out, const char **why);
-/* Is a (an inet or inet6 address; a v4-mapped one counts as the IPv4
- * address it is) in one of the n ranges? */
+/* Is a (an inet or inet6 address) in one of the n ranges? An IPv4
+ * address and its v4-mapped IPv6 form (::ffff:a.b.c.d, a dual-stack
+ * listener's IPv4 peers) are the same address to either kind of range. */
 int dx_cidr_match(const dx_cidr *set, int n, const dx_addr *a);
 
 #endif

@@ -345,6 +345,10 @@ describe("PROXY protocol", function()
       local c3 = connect(port2)
       assert(c3:write("PROXY UNKNOWN\r\n"))
       assert.equal("EACCES", select(3, srv2:accept(5)))
+      local srv4, port4 = proxy_server({ proxy_from = { "::ffff:127.0.0.0/104" } })
+      local c5 = connect(port4)                  -- an IPv4 peer, in a v4-mapped range
+      assert(c5:write("PROXY UNKNOWN\r\n"))
+      assert(accept(srv4))
       local srv3, port3 = proxy_server()         -- default: 127.0.0.0/8 and ::1
       local c4 = connect(port3, { bind = "127.0.0.9" })
       assert(c4:write("PROXY UNKNOWN\r\n"))
