@@ -472,10 +472,14 @@ end)
 -- 127.0.0.5: every request is answered, and each backend names the true
 -- client. The proxy runs as a child process, ended by its pid.
 local has = function(cmd) return helpers.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true end
-local HAPROXY = has("haproxy")
-local NGINX_STREAM = io.open("/usr/lib/nginx/modules/ngx_stream_module.so") ~= nil and
-  (has("nginx") or io.open("/usr/sbin/nginx") ~= nil)
-if NGINX_STREAM then io.open("/usr/lib/nginx/modules/ngx_stream_module.so"):close() end
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+local HAPROXY = has("haproxy") and "haproxy" or exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy"
+local NGINX = has("nginx") and "nginx" or exists("/usr/sbin/nginx") and "/usr/sbin/nginx"
+local NGINX_STREAM = NGINX and exists("/usr/lib/nginx/modules/ngx_stream_module.so")
 
 -- A port free on 127.0.0.1 now (the kernel's choice; the proxy binds it next).
 local function free_port()
@@ -561,7 +565,7 @@ describe("PROXY protocol behind a real proxy", function()
         "",
       }, "\n")
       helpers.spit(dir .. "/haproxy.cfg", cfg)
-      local proc = helpers.spawn_process(("haproxy -f %s/haproxy.cfg -db > %s/haproxy.log 2>&1"):format(dir, dir))
+      local proc = helpers.spawn_process(("%s -f %s/haproxy.cfg -db > %s/haproxy.log 2>&1"):format(HAPROXY, dir, dir))
       defer(function() proc:close() end)
       -- the health checks reach both backends, as LOCAL
       helpers.wait_until(function() return rec.checks.s1 > 0 and rec.checks.s2 > 0 end, 10,
@@ -596,8 +600,8 @@ describe("PROXY protocol behind a real proxy", function()
         "}", "",
       }, "\n")
       helpers.spit(dir .. "/nginx.conf", cfg)
-      local proc = helpers.spawn_process(("nginx -p %s -e %s/error.log -c %s/nginx.conf > %s/out.log 2>&1")
-        :format(dir, dir, dir, dir))
+      local proc = helpers.spawn_process(("%s -p %s -e %s/error.log -c %s/nginx.conf > %s/out.log 2>&1")
+        :format(NGINX, dir, dir, dir, dir))
       defer(function() proc:close() end)
       local per = requests(fe, 10, 1)
       assert.same({ s1 = 5, s2 = 5 }, per)
