@@ -50,7 +50,7 @@ endif
 BUSTED    = busted --lua=$(LUA) $(if $(LUA_SKIP),--exclude-tags=$(LUA_SKIP)) $(BUSTED_FLAGS)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all shims check-layers test test-debug check-rockspec check-version fuzz-tls test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
+.PHONY: all shims check-layers test test-debug check-rockspec check-version fuzz-tls fuzz-proxy test-signalfd test-core test-core-asan test-core-memcheck check-tiers test-poll test-shortio demo asan memcheck fuzz bench clean deps deps-tools
 
 all: $(OUT)
 
@@ -132,7 +132,7 @@ check-tiers:
 # before it (lduplex.c, the entry, last); a call planted from the lowest
 # into the highest must be refused (spec/core/check_layers.sh).
 LAYERS = lcompat lxaux lsock ldrive lresolve lclient lread lwrite lforward ltls lconnect \
-         lserver ludp ldgram lsched lwait lselect lsignal lserve lduplex
+         lproxy lserver ludp ldgram lsched lwait lselect lsignal lserve lduplex
 check-layers:
 	@bash spec/core/check_layers.sh "$(CC) $(CFLAGS)" $(LAYERS)
 
@@ -238,6 +238,9 @@ build/fuzz_read: spec/fuzz/fuzz_read.c csrc/dx_buf.c csrc/dx_buf.h csrc/dx_scan.
 build/fuzz_tls_feed: spec/fuzz/fuzz_tls_feed.c csrc/dx_tls.c csrc/dx_tls.h csrc/dx_net.c csrc/dx_net.h
 	@mkdir -p build
 	clang $(FUZZ_CFLAGS) $(TLS_CFLAGS) -o $@ spec/fuzz/fuzz_tls_feed.c csrc/dx_tls.c csrc/dx_net.c $(TLS_LIBS)
+build/fuzz_proxy: spec/fuzz/fuzz_proxy.c csrc/dx_proxy.c csrc/dx_proxy.h csrc/dx_net.h
+	@mkdir -p build
+	clang $(FUZZ_CFLAGS) -o $@ spec/fuzz/fuzz_proxy.c csrc/dx_proxy.c
 build/fuzz-tls/cert.pem:
 	@mkdir -p build/fuzz-tls
 	openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
@@ -250,9 +253,18 @@ fuzz: deps-tools all build/fuzz_read
 	  -artifact_prefix=build/fuzz-artifacts/ build/fuzz-corpus spec/fuzz/corpus/read
 	FUZZ_SECONDS=$(FUZZ_SECONDS) LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" \
 	  LUA_CPATH="./build/?.so;;" $(LUA) spec/fuzz/read_model.lua
+	$(MAKE) fuzz-proxy
 ifeq ($(TLS),1)
 	$(MAKE) fuzz-tls
 endif
+
+# The PROXY protocol's parser and proxy_from's ranges (spec/fuzz/fuzz_proxy.c
+# says what is checked), for FUZZ_SECONDS.
+fuzz-proxy: build/fuzz_proxy
+	@mkdir -p build/fuzz-proxy-corpus build/fuzz-artifacts
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build/fuzz_proxy \
+	  -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=spec/fuzz/proxy.dict \
+	  -artifact_prefix=build/fuzz-artifacts/ build/fuzz-proxy-corpus spec/fuzz/corpus/proxy
 
 # TLS's feed: bytes received before TLS began, then the socket, into a
 # server-side handshake and reads (FUZZ_SECONDS / 2).

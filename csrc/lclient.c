@@ -10,10 +10,14 @@
 #include "ldrive.h"
 #include "lxaux.h"
 #include "dx_fd.h"
+#ifdef DX_TLS
+#include "dx_tls.h"
+#endif
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -94,11 +98,14 @@ static int c_shutdown(lua_State *L) {
   return 1;
 }
 
+/* The peer; behind a proxy, the original client its header named. */
 static int c_getpeername(lua_State *L) {
   lx_client *c = check_client(L, lx_state_of(L));
   dx_addr a;
   int rc;
   if (c->s.w.fd < 0) return lx_closed(L, &c->s, "getpeername");
+  if (c->proxy && c->proxy->done && c->proxy->info.addressed)
+    return lx_push_addr(L, &c->proxy->info.src);
   rc = dx_sockname(c->s.w.fd, 1, &a);
   if (rc < 0) return lx_sockfail(L, &c->s, "getpeername", rc);
   return lx_push_addr(L, &a);
@@ -164,6 +171,15 @@ void lx_client_push(lua_State *L, lx_client *c, size_t used, size_t len) {
   else dx_buf_settle(&c->rb);
 }
 
+void lx_client_proxy_free(lx_client *c) {
+  if (c->proxy == NULL) return;
+#ifdef DX_TLS
+  if (c->proxy->tls) dx_tls_ctx_unref(c->proxy->tls);
+#endif
+  free(c->proxy);
+  c->proxy = NULL;
+}
+
 void lx_client_release(lx_state *S, lx_client *c) {
   dx_stream_close(&c->st, c->s.w.fd);     /* TLS: close_notify once, never waiting */
   if (c->adopted && c->s.w.fd >= 0) {        /* duplex.stream: give it back */
@@ -175,6 +191,7 @@ void lx_client_release(lx_state *S, lx_client *c) {
   }
   lx_sock_close(S, &c->s);
   if (!c->pushing) dx_buf_free(&c->rb);
+  lx_client_proxy_free(c);
 }
 
 /* close, __close and __gc: idempotent */

@@ -7,10 +7,24 @@
 #ifndef LCLIENT_H
 #define LCLIENT_H
 
+#include "dx_proxy.h"
 #include "dx_stream.h"
 #include "lsock.h"
 
 #include <netinet/in.h>
+
+/* What a client of a listener with the `proxy` option knows of its PROXY
+ * header (lproxy.c reads it; the client owns this, and close frees it). */
+typedef struct lx_proxy {
+  struct dx_tls_ctx *tls;     /* TLS starts after the header (a reference) */
+  double timeout;             /* seconds the header may take */
+  unsigned char done;         /* the header was read */
+  unsigned char refused;      /* the peer is no trusted proxy */
+  const char *why;            /* the parser's reason for a refused header */
+  dx_proxy info;              /* what it said (once done) */
+  size_t hlen;                /* the header as received: */
+  unsigned char hdr[];
+} lx_proxy;
 
 typedef struct lx_client {
   lx_sock s;
@@ -31,6 +45,7 @@ typedef struct lx_client {
                                  socket: its number, for messages (also once
                                  closed); -1 otherwise */
   dx_stream st;               /* how its bytes move: recv/send, read/write, TLS */
+  lx_proxy *proxy;            /* its listener speaks PROXY; else NULL */
   struct sockaddr_in6 peer;   /* an inet/inet6 peer for messages (kept after
                                  close); family 0 for Unix sockets */
 } lx_client;
@@ -51,6 +66,8 @@ void lx_client_release(lx_state *S, lx_client *c);
 void lx_client_set(lx_client *c, int fd, const dx_addr *peer);
 /* The peer its messages name (an inet one; a Unix peer is found by name). */
 void lx_client_peer(lx_client *c, const dx_addr *a);
+/* Free c's PROXY state (close does). */
+void lx_client_proxy_free(lx_client *c);
 /* Where the client talks to, for messages. */
 void lx_client_label(lx_client *c, char *out, size_t n);
 

@@ -119,7 +119,7 @@ static const char resume_chunk[] =
   "end\n"
   "local waits = {\n"
   "  [core] = { 'connect', 'listen', 'udp', 'resolve', 'sleep', 'suspend', 'poll',\n"
-  "                'socketline' },\n"
+  "                'socketline', 'proxy_wait' },\n"
   "  [core.client_methods] = { 'read', 'readuntil', 'readsome', 'write', 'forward',\n"
   "                            'shutdown', 'handshake', 'starttls' },\n"
   "  [core.server_methods] = { 'accept' },\n"

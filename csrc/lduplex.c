@@ -14,6 +14,7 @@
 #include "lsched.h"
 #include "lselect.h"
 #include "lserve.h"
+#include "lproxy.h"
 #include "lserver.h"
 #include "lsignal.h"
 #include "ltls.h"
@@ -108,6 +109,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_forward(L);
   lx_open_tls(L);
   lx_open_connect(L);
+  lx_open_proxy(L);
   lx_open_server(L);
   lx_open_udp(L);
   lx_open_dgram(L);

@@ -7,6 +7,7 @@
 #include "dx_prefix.h"
 #include "lserver.h"
 #include "lclient.h"
+#include "lproxy.h"
 #include "lresolve.h"
 #include "ltls.h"
 #include "lxaux.h"
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct lx_server {
@@ -22,6 +24,7 @@ typedef struct lx_server {
   int nodelay;                /* accepted TCP clients get TCP_NODELAY */
   struct dx_tls_ctx *tls;     /* accepted clients speak TLS, or NULL */
   double hs_timeout;          /* serve's handshake timeout (seconds) */
+  lx_proxy_cfg *proxy;        /* clients begin with a PROXY header, or NULL */
 } lx_server;
 
 static void server_label(lx_sock *s, char *out, size_t n) {
@@ -37,6 +40,8 @@ static void server_release(lx_state *S, lx_sock *sock) {
   }
   lx_tls_unref(s->tls);
   s->tls = NULL;
+  free(s->proxy);
+  s->proxy = NULL;
 }
 
 static const lx_class server_class = {
@@ -46,7 +51,9 @@ static const lx_class server_class = {
 
 #define check_server(L) ((lx_server *)lx_checksock(L, lx_state_of(L), &server_class))
 
-/* Stack: 1 self, 2 timeout, 3 the client to fill. */
+/* Stack: 1 self, 2 timeout, 3 the client to fill, 4 its PROXY header is
+ * read later (serve). A listener with the proxy option hands the client
+ * to lproxy.c, and TLS starts after the header. */
 static int try_accept(lua_State *L, lx_call *k) {
   lx_server *s = (lx_server *)k->sock;
   lx_client *c;
@@ -60,7 +67,13 @@ static int try_accept(lua_State *L, lx_call *k) {
   lx_client_set(c, fd, &peer);
   c->accepted = 1;
   dx_loop_fresh(&c->s.w);        /* a request rarely comes with the accept */
-  if (s->tls && lx_tls_accept(c, s->tls) < 0) {   /* the handshake runs on first use */
+  if (s->proxy) {
+    if (lx_proxy_accept(c, s->proxy, &peer, s->tls) < 0) {
+      dx_close(fd);
+      dx_watch_init(&c->s.w, -1);
+      return -ENOMEM;
+    }
+  } else if (s->tls && lx_tls_accept(c, s->tls) < 0) {   /* the handshake runs on first use */
     dx_close(fd);
     dx_watch_init(&c->s.w, -1);
     return -ENOMEM;
@@ -70,6 +83,8 @@ static int try_accept(lua_State *L, lx_call *k) {
 
 static int push_accept(lua_State *L, lx_call *k) {
   (void)k;
+  if (((lx_client *)lua_touserdata(L, 3))->proxy && !lua_toboolean(L, 4))
+    return lx_proxy_read(L, 3);     /* the header, before the client is returned */
   lua_pushvalue(L, 3);
   return 1;
 }
@@ -82,8 +97,10 @@ static const lx_op op_accept = {
 static int s_accept(lua_State *L) {
   lx_server *s = check_server(L);
   double timeout = lua_isnoneornil(L, 2) ? s->s.timeout : lx_opt_timeout(L, 2);
+  int later = lua_touserdata(L, 3) == (void *)&lx_proxy_later;
   lua_settop(L, 2);
   lx_client_new(L);               /* before the descriptor: nothing can leak */
+  lua_pushboolean(L, later);
   return lx_drive(L, &op_accept, lx_deadline(timeout));
 }
 
@@ -138,7 +155,8 @@ static int s_tostring(lua_State *L) {
 }
 
 static const char *const listen_opts[] = {
-  "backlog", "reuseaddr", "reuseport", "v6only", "nodelay", "tls", "handshake_timeout", NULL
+  "backlog", "reuseaddr", "reuseport", "v6only", "nodelay", "tls", "handshake_timeout",
+  "proxy", "proxy_from", "proxy_timeout", NULL
 };
 
 #define LX_HANDSHAKE_TIMEOUT 10.0
@@ -228,6 +246,7 @@ static int m_listen(lua_State *L) {
   s->nodelay = o.nodelay;
   s->hs_timeout = hs_timeout;
   if (tls) s->tls = lx_tls_ref(L, 4);
+  s->proxy = lx_proxy_options(L, 3, 3);     /* raises before it holds memory */
   return lx_drive_hosts(L, &listen_hosts, -1);
 }
 

@@ -183,9 +183,13 @@ void lx_tls_connect(lua_State *L, lx_client *c, int idx, const char *host) {
     luaL_error(L, "connect: %s", err);
 }
 
+/* Bytes c has received already (after a PROXY header) are TLS's. */
 int lx_tls_accept(lx_client *c, dx_tls_ctx *ctx) {
   char err[256];
-  return start(c, ctx, 1, NULL, NULL, 1, NULL, 0, err, sizeof err) ? -ENOMEM : 0;
+  if (start(c, ctx, 1, NULL, NULL, 1, dx_buf_peek(&c->rb), dx_buf_len(&c->rb), err, sizeof err))
+    return -ENOMEM;
+  dx_buf_free(&c->rb);
+  return 0;
 }
 
 /* --- handshake, starttls, tlsinfo ----------------------------------------------- */

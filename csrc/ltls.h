@@ -23,7 +23,8 @@ void lx_tls_unref(struct dx_tls_ctx *ctx);
  * servername, else host. Raises "connect: <why>" when it cannot. */
 void lx_tls_connect(lua_State *L, lx_client *c, int idx, const char *host);
 /* Start TLS on c, accepted by a server of ctx (the handshake runs on
- * first use): 0, or a code. */
+ * first use): 0, or a code. What c has received already (the bytes after
+ * a PROXY header) goes to TLS first. */
 int lx_tls_accept(lx_client *c, struct dx_tls_ctx *ctx);
 
 void lx_open_tls(lua_State *L);

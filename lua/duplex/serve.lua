@@ -15,6 +15,7 @@ local client, server = core.client_methods, core.server_methods
 local go_guarded, guarded = core.go_guarded, core.guarded
 local current, now = core.current, core.now
 local idle_client = core.idle
+local proxy_wait, proxy_pending, PROXY_LATER = core.proxy_wait, core.proxy_pending, core.proxy_later
 local typename, argerror, checktype, checktimeout, isinteger =
   auxlib.typename, auxlib.argerror, auxlib.checktype, auxlib.checktimeout, auxlib.isinteger
 local run, report, cond = sched.run, sched.report, sync.cond
@@ -132,6 +133,20 @@ local function tls_one(st, handler, c)
   return handler(c)
 end
 
+-- A client of a listener with the proxy option: its PROXY header first,
+-- read here in its own task (a slow proxy holds up no other accept), then
+-- TLS, then the handler. A peer outside proxy_from, a header that is not
+-- one or that does not come in time: reported in one line, and closed.
+local function proxy_one(st, handler, c)
+  local ok, msg = proxy_wait(c)
+  if not ok then
+    report(msg)
+    return
+  end
+  if st.handshake_timeout then return tls_one(st, handler, c) end
+  return handler(c)
+end
+
 -- serve's only wait: for a connection to end (or close), at most t seconds.
 local function wait_change(st, t)
   st.waiting = true
@@ -184,11 +199,12 @@ function M.serve(self, handler, opts)
     else
       -- in an episode, wait only briefly: the queue found empty for that
       -- long ends the episode (a wait that works: the listener is registered)
-      local c, msg, code = accept(self, episode and STEP or math.huge)
+      local c, msg, code = accept(self, episode and STEP or math.huge, PROXY_LATER)
       if c then
         st.active = st.active + 1         -- counted now, for maxclients
         if idle then c:setoption("idletimeout", idle) end
-        if st.handshake_timeout then go_guarded(st.ended, c, tls_one, st, handler, c)
+        if proxy_pending(c) then go_guarded(st.ended, c, proxy_one, st, handler, c)
+        elseif st.handshake_timeout then go_guarded(st.ended, c, tls_one, st, handler, c)
         else go_guarded(st.ended, c, handler, c) end
       elseif episode and code == "ETIMEDOUT" then
         report(string.format("%s; accepting again after %d failures in %.1f s",
