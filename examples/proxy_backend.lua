@@ -33,7 +33,9 @@ server:serve(function(c)
   end
   local chost, cport = c:getpeername()          -- the client, not the proxy
   local tlvs = info.tlvs or {}
-  for line in c:lines() do
+  while true do                                 -- (not lines(): Lua 5.1 cannot wait in a for-in)
+    local line = c:read("l")
+    if not line then break end
     c:write(("you are %s port %s (PROXY v%d%s%s; %d health checks so far): %s\n"):format(
       chost, tostring(cport), info.version,
       tlvs.authority and ", for " .. tlvs.authority or "",
