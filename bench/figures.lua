@@ -5,6 +5,7 @@ local M = {}
 M.NAMES = {
   c = "C epoll", duplex = "duplex", duplex_jit = "duplex (LuaJIT)", luasocket = "LuaSocket", luv = "luv", cqueues = "cqueues",
   nginx = "nginx", nginx_lua = "nginx + Lua",
+  copas = "copas (LuaSocket)", copas_face = "copas (duplex.socket)",
   direct = "direct", haproxy = "HAProxy", duplex_fwd = "duplex forwarder", duplex_pump = "duplex Lua pump",
 }
 M.FORWARDERS = { "direct", "haproxy", "duplex_fwd", "duplex_pump" }

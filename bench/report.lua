@@ -4,7 +4,7 @@
 local HERE = arg[0]:match("^(.*)/") or "."
 local F = dofile(HERE .. "/figures.lua")
 local raw, fwd_raw = arg[1], arg[4]
-local servers = F.words(arg[2] or "c duplex duplex_jit luasocket luv cqueues nginx nginx_lua")
+local servers = F.words(arg[2] or "c duplex duplex_jit luasocket luv cqueues nginx nginx_lua copas copas_face")
 local loads = {}
 for _, l in ipairs(F.words(arg[3] or "keepalive close pingpong bulk idle forward")) do loads[l] = true end
 local NAMES = F.NAMES
@@ -142,6 +142,39 @@ if listed("duplex") and listed("duplex_jit") then
     .. "to the driver), and it interns every string a read returns (5.4 only short ones); bench/README.md says more. "
     .. "LuaJIT / 5.4: the ratio of the medians, \"met\" when at most 1.00x; per-repeat ratios: the lowest and "
     .. "highest within one repeat (the two run back to back). Memory has no target, only the figures.")
+end
+
+-- copas on LuaSocket against the same copas on duplex.socket (issue 19)
+if listed("copas") and listed("copas_face") then
+  add("")
+  add("copas on duplex.socket (LuaSocket's face) against copas on LuaSocket (issue 19: less server CPU "
+    .. "per request, and 10,000 idle connections held where LuaSocket's select cannot):")
+  add("")
+  add("| load | copas on LuaSocket | copas on duplex.socket | face / LuaSocket | | per-repeat ratios |")
+  add("| --- | --- | --- | --- | --- | --- |")
+  local function cmp(id, label, better_low)
+    local a, b = F.med(data, "copas", id), F.med(data, "copas_face", id)
+    local rr = F.ratio(data, "copas_face", id, "copas")
+    local lo, hi = F.ratio_range(data, "copas_face", id, "copas")
+    row({ label, a and F.fmt(a) or "fails", b and F.fmt(b) or "fails",
+          rr and string.format("%.2fx", rr) or "",
+          better_low and rr and (rr <= 1 + 1e-9 and "met" or "not met") or "",
+          lo and string.format("%.2f–%.2fx", lo, hi) or "" })
+  end
+  if loads.keepalive then
+    cmp("ka_cpu", "HTTP keep-alive, server CPU µs per request", true)
+    cmp("ka_rps", "HTTP keep-alive, req/s", false)
+  end
+  if loads.idle then
+    local a, b = F.med(data, "copas", "idle_rss"), F.med(data, "copas_face", "idle_rss")
+    row({ "idle connections held (KiB RSS per connection)", a and F.fmt(a) or "fails",
+          b and F.fmt(b) or "fails", "", b and not a and "met" or (a and b and "both hold" or "not met"), "" })
+    cmp("idle_cpu", "idle: server CPU µs per connection (copas's select is O(n) per wake)", false)
+  end
+  add("")
+  add("The same server (servers/copas.lua: Debian's lua-copas, one coroutine per connection) on Debian's "
+    .. "LuaSocket and, with require \"duplex.luasocket\" first, on duplex.socket; nothing else differs. "
+    .. "\"fails\" on the idle load: LuaSocket's select refuses more than 1,024 descriptors (FD_SETSIZE).")
 end
 
 -- the targets of issue 10, for duplex

@@ -8,7 +8,10 @@
 #   QUICK=1          smoke run: 1 s loads, 256 MiB bulk, 2000 idle conns, REPEAT=1
 #   REPEAT=n         repeats per load, median reported (default 3; 1 when QUICK)
 #   SERVERS="..."    subset/order of: c duplex duplex_jit luasocket luv cqueues nginx nginx_lua
-#                    (duplex_jit: servers/duplex.lua run by LuaJIT with the LuaJIT build)
+#                    copas copas_face
+#                    (duplex_jit: servers/duplex.lua run by LuaJIT with the LuaJIT build;
+#                    copas: Debian's copas on LuaSocket, copas_face: the same copas on
+#                    duplex.socket, keep-alive and idle loads only)
 #   LOADS="..."      subset/order of: keepalive close pingpong bulk idle forward
 #   DURATION=5       seconds per wrk / ping-pong load
 #   BULK_BYTES=...   bulk echo size (default 2 GiB)
@@ -47,7 +50,7 @@ fi
 # a subset or a smoke run must not overwrite the committed results
 if [ "$QUICK" = 0 ] && [ -z "${SERVERS+x}" ] && [ -z "${LOADS+x}" ]; then PUBLISH=${PUBLISH:-1}; fi
 PUBLISH=${PUBLISH:-0}
-SERVERS=${SERVERS:-"c duplex duplex_jit luasocket luv cqueues nginx nginx_lua"}
+SERVERS=${SERVERS:-"c duplex duplex_jit luasocket luv cqueues nginx nginx_lua copas copas_face"}
 LOADS=${LOADS:-"keepalive close pingpong bulk idle forward"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -112,9 +115,14 @@ server_cmd() { # name mode: sets SCMD; on failure, says why on stdout
   esac
 }
 
-# Which loads a server takes part in: nginx only answers HTTP.
+# Which loads a server takes part in: nginx only answers HTTP; copas is
+# measured where issue 19 asks (keep-alive, and 10,000 idle connections,
+# beyond the 1,024 descriptors of LuaSocket's select).
 applies() { # server load
-  case $1 in nginx|nginx_lua) [ "$2" = keepalive ] || [ "$2" = close ] ;; esac
+  case $1 in
+    nginx|nginx_lua) [ "$2" = keepalive ] || [ "$2" = close ] ;;
+    copas|copas_face) [ "$2" = keepalive ] || [ "$2" = idle ] ;;   # issue 19's loads
+  esac
 }
 
 # (free_port, from lib.sh: nginx cannot take port 0, so start_nginx
