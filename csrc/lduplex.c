@@ -15,6 +15,7 @@
 #include "lselect.h"
 #include "lserve.h"
 #include "lserver.h"
+#include "lproc.h"
 #include "lsignal.h"
 #include "ltls.h"
 #include "ludp.h"
@@ -116,6 +117,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_wait(L);
   lx_open_select(L);
   lx_open_signal(L);
+  lx_open_proc(L);
   lx_open_serve(L);
   lx_open_resume(L);                       /* last: it wraps what the others made */
   lua_pop(L, 1);
