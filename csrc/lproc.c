@@ -1,7 +1,7 @@
 /*
  * lproc.c - what duplex.cluster (lua/duplex/cluster.lua) needs of
  * processes, as functions of duplex.core that are not the public API:
- * spawn a worker that keeps some descriptors, reap one without waiting,
+ * (proc_*) spawn a worker that keeps some descriptors, reap one without waiting,
  * signal one, a socket pair to talk to it, and the count of processors.
  * It never waits and never installs a signal handler.
  */
@@ -135,13 +135,19 @@ static int k_getpid(lua_State *L) {
   return 1;
 }
 
+static int k_getppid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getppid());
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
-  {"spawn", k_spawn},
-  {"reap", k_reap},
-  {"kill", k_kill},
-  {"socketpair", k_socketpair},
-  {"ncpu", k_ncpu},
-  {"getpid", k_getpid},
+  {"proc_spawn", k_spawn},
+  {"proc_reap", k_reap},
+  {"proc_kill", k_kill},
+  {"proc_socketpair", k_socketpair},
+  {"proc_ncpu", k_ncpu},
+  {"proc_getpid", k_getpid},
+  {"proc_getppid", k_getppid},
   {NULL, NULL}
 };
 
