@@ -97,8 +97,13 @@ static int k_reap(lua_State *L) {
     lua_pushliteral(L, "exit");
     lua_pushinteger(L, code);
   } else {
+    const char *name = dx_signame(code);
     lua_pushliteral(L, "signal");
-    lua_pushstring(L, dx_signame(code));
+    if (strcmp(name, "?") != 0) lua_pushstring(L, name);
+    else if (code == SIGKILL) lua_pushliteral(L, "KILL");
+    else if (code == SIGSEGV) lua_pushliteral(L, "SEGV");
+    else if (code == SIGABRT) lua_pushliteral(L, "ABRT");
+    else lua_pushinteger(L, code);
   }
   return 2;
 }
