@@ -38,6 +38,7 @@ SPID=""
 # start WORKERS [reuseport]: sets SPID (the master) and SPORT
 start() {
   local log=$LOGS/server.$1.${2:-shared}
+  : > "$log.out"   # (truncated here, not in the background job: a stale PORT line)
   "$LUA" "$HERE/servers/duplex_cluster.lua" http 0 "$1" "${2:-}" >"$log.out" 2>"$log.err" &
   SPID=$!
   SPORT=""
