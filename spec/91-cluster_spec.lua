@@ -135,6 +135,19 @@ local function kill(pid, sig)
   assert(helpers.execute(("kill -%s %d"):format(sig, pid)))
 end
 
+-- SIGSTOP and SIGCONT for a test: call before start_cluster, so that its
+-- finally (which busted runs first) continues every process it stopped
+-- before the master is stopped (a stopped worker would hold the master's
+-- stdout, and proc:close, for ever).
+local function pauser()
+  local stopped = {}
+  finally(function()
+    for pid in pairs(stopped) do helpers.execute(("kill -CONT %d 2>/dev/null"):format(pid)) end
+  end)
+  return function(pid) stopped[pid] = true; kill(pid, "STOP") end,
+         function(pid) kill(pid, "CONT"); stopped[pid] = nil end
+end
+
 describe("listen on an inherited descriptor", function()
   -- A python3 supervisor makes the descriptors and execs the Lua child
   -- (through sh and env, which exec too: the pid stays).
@@ -383,13 +396,13 @@ describe("duplex.cluster", function()
   end)
 
   it("one inherited listener: a hung worker's share is taken by the other", function()
+    local pause, resume = pauser()
     local proc, dir = start_cluster([[{ workers = 2, listen = { "127.0.0.1", 0 } }]])
     poll(function() local t = ready_ids(dir); return t[1] and t[2] end, 10, "two workers ready")
     local ids, port = ready_ids(dir)
-    kill(ids[1], "STOP")
-    finally(function() helpers.execute("kill -CONT " .. ids[1] .. " 2>/dev/null") end)
+    pause(ids[1])
     for i = 1, 20 do assert.matches("^2 1 v1$", assert(ask(port, "hi" .. i))) end
-    kill(ids[1], "CONT")
+    resume(ids[1])
     kill(proc.pid, "TERM")
     assert.same({ true, "exit", 0 }, { proc:wait(15) })
   end)
@@ -417,6 +430,39 @@ describe("duplex.cluster", function()
     local len = tonumber(head:match("Content%-Length: (%d+)"))
     assert.matches("^Hello from worker [12]\n$", assert(c:read(len)))
     c:close()
+    kill(proc.pid, "TERM")
+    assert.same({ true, "exit", 0 }, { proc:wait(15) })
+  end)
+
+  it("TLS: a session made with one worker resumes on the other (one ticket key)", function()
+    if not (duplex.tls and helpers.execute("command -v openssl >/dev/null 2>&1")) then
+      pending("needs TLS and the openssl CLI") return
+    end
+    local P = require("spec.tls_pki").get()
+    local pause, resume = pauser()
+    local proc, dir = start_cluster(([[{ workers = 2, listen = { "127.0.0.1", 0,
+      { tls = { certificate = %q, key = %q } } } }]]):format(P.server.crt, P.server.key))
+    poll(function() local t = ready_ids(dir); return t[1] and t[2] end, 10, "two workers ready")
+    local ids, port = ready_ids(dir)
+    local sess = dir .. "/session"
+    -- s_client with one line: the worker's answer is "<id> <gen> <version>"
+    local function s_client(version, sess_flag)
+      local out = helpers.readall(("echo hi | timeout 20 openssl s_client -connect 127.0.0.1:%d %s %s %s -ign_eof 2>&1")
+        :format(port, version, sess_flag, q(sess)))
+      return out:match("\n(%d) 1 v1\n"), out:match("\n(Reused), TLS") or out:match("\n(New), TLS"), out
+    end
+    for _, version in ipairs({ "-tls1_2", "-tls1_3" }) do
+      pause(ids[2])                        -- worker 1 makes the session
+      local id, how, out = s_client(version, "-sess_out")
+      assert.equal("1", id, out)
+      assert.equal("New", how, out)
+      resume(ids[2])
+      pause(ids[1])                        -- worker 2 resumes it
+      id, how, out = s_client(version, "-sess_in")
+      assert.equal("2", id, out)
+      assert.equal("Reused", how, out)
+      resume(ids[1])
+    end
     kill(proc.pid, "TERM")
     assert.same({ true, "exit", 0 }, { proc:wait(15) })
   end)

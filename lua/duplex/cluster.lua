@@ -11,7 +11,10 @@
 -- handles the signals: nothing in a worker need know of them.
 --
 -- Master and worker talk over a socket pair (DUPLEX_CLUSTER_CTL): the
--- worker writes "ready" once main has run up to its first wait; the
+-- master first writes "key HEX", the session ticket key of every worker's
+-- TLS contexts (a secret: not in the environment, which children inherit
+-- and /proc shows); the worker writes "ready" once main has run up to its
+-- first wait; the
 -- master writes "stop", upon which the worker closes its servers with
 -- opts.grace and ends. The end of that stream (the master died) stops the
 -- worker too, so no worker outlives its master. Workers run in a process
@@ -89,11 +92,28 @@ local function master_opts(o, reuseport)
   return m
 end
 
-local function worker_opts(o, reuseport)
+-- A worker's: TLS given as a table of options gets the master's session
+-- ticket key, so that a session made with one worker resumes on any other
+-- (and across reloads).
+local function worker_opts(o, reuseport, ticket_key)
   local w = {}
   for k, v in pairs(o or {}) do w[k] = v end
   if reuseport then w.reuseport = true end
+  if type(w.tls) == "table" and w.tls.ticket_key == nil and ticket_key then
+    local t = {}
+    for k, v in pairs(w.tls) do t[k] = v end
+    t.ticket_key = ticket_key
+    w.tls = t
+  end
   return w
+end
+
+local function tohex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+local function fromhex(h)
+  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
 end
 
 -- The command line that started this program: interpreter, its options,
@@ -130,6 +150,10 @@ local function run_worker(duplex, opts, main, specs)
   end
   duplex.run(function()
     local servers = {}
+    local ctl = assert(duplex.stream(ctlfd))
+    local first = ctl:read("l")            -- "key HEX": the TLS session ticket key
+    local ticket_key = first and first:match("^key (%x+)$")
+    ticket_key = ticket_key and fromhex(ticket_key)
     if #(opts.reuseport and ports or fds) ~= #specs then
       fail(("this program listens on %d addresses, its master on %d: a reload cannot change them")
         :format(#specs, #(opts.reuseport and ports or fds)))
@@ -137,14 +161,13 @@ local function run_worker(duplex, opts, main, specs)
     for i, spec in ipairs(specs) do
       local s, msg
       if opts.reuseport then
-        s, msg = duplex.listen(spec[1], ports[i], worker_opts(spec[3], true))
+        s, msg = duplex.listen(spec[1], ports[i], worker_opts(spec[3], true, ticket_key))
       else
-        s, msg = duplex.listen("fd:" .. fds[i], nil, worker_opts(spec[3]))
+        s, msg = duplex.listen("fd:" .. fds[i], nil, worker_opts(spec[3], false, ticket_key))
       end
       if not s then fail(msg) end
       servers[i] = s
     end
-    local ctl = assert(duplex.stream(ctlfd))
     local main_task = duplex.spawn(function()
       local ok, err
       if puc51 then ok, err = duplex.pcall(main, id, servers)
@@ -205,6 +228,14 @@ local function run_master(duplex, opts, main, specs)
     end
   end
 
+  -- one session ticket key for every worker of every generation
+  local ticket_key
+  do
+    local f = io.open("/dev/urandom", "rb")
+    local k = f and f:read(80)
+    if f then f:close() end
+    ticket_key = k and #k == 80 and tohex(k) or nil
+  end
   local slots, procs = {}, {}             -- id -> slot; pid -> proc
   local gen, shutting, finished = 1, false, false
   local done = duplex.cond()
@@ -309,6 +340,7 @@ local function run_master(duplex, opts, main, specs)
       slot.delay = math.min(slot.delay * 2, BACKOFF_MAX)
       return
     end
+    mine:write("key ", ticket_key or "none", "\n")   -- (into the socket's buffer: no wait)
     local p = { pid = pid, id = slot.id, gen = gen, ctl = mine, started = duplex.now() }
     procs[pid] = p
     if slot.cur == nil then slot.cur = p
