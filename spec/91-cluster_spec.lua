@@ -280,6 +280,10 @@ describe("duplex.cluster", function()
     assert.error_matches(function()
       duplex.cluster({ reuseport = true, listen = { "unix:/tmp/x" } }, print)
     end, "reuseport is for TCP")
+    if duplex.tls then
+      assert.error_matches(function() duplex.tls.context({ ticket_key = "short" }) end,
+        "option 'ticket_key' must be a string of 80 bytes")
+    end
   end)
 
   it("two workers share one inherited listener: both answer on it", function()
