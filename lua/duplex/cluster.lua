@@ -148,7 +148,7 @@ local function run_worker(duplex, opts, main, specs)
     io.stderr:flush()
     os.exit(1)
   end
-  duplex.run(function()
+  local function body()
     local servers = {}
     local ctl = assert(duplex.stream(ctlfd))
     local first = ctl:read("l")            -- "key HEX": the TLS session ticket key
@@ -193,7 +193,8 @@ local function run_worker(duplex, opts, main, specs)
     ctl:write("ready\n")
     repeat local line = ctl:read("l") until line == "stop" or line == nil
     stop()
-  end)
+  end
+  if core.current() then body() else duplex.run(body) end
   os.exit(0)
 end
 
