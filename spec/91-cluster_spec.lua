@@ -478,7 +478,19 @@ describe("duplex.cluster", function()
     local seen = {}
     for i = 1, 40 do seen[assert(ask(port, "hi" .. i)):match("^(%d)")] = true end
     assert.same({ ["1"] = true, ["2"] = true }, seen)
-    kill(proc.pid, "TERM")
+    kill(proc.pid, "INT")                  -- ^C: as TERM
     assert.same({ true, "exit", 0 }, { proc:wait(15) })
+    assert.matches("INT: stopping 2 workers", helpers.slurp(dir .. "/err"))
+  end)
+
+  it("workers whose master was killed (-9) drain and end by themselves", function()
+    local proc, dir = start_cluster([[{ workers = 2, listen = { "127.0.0.1", 0 } }]])
+    poll(function() local t = ready_ids(dir); return t[1] and t[2] end, 10, "two workers ready")
+    local ids = ready_ids(dir)
+    kill(proc.pid, "KILL")
+    assert.same({ nil, "signal", 9 }, { proc:wait(15) })
+    for _, pid in pairs(ids) do
+      poll(function() return not helpers.slurp("/proc/" .. pid .. "/stat") end, 10, "worker gone")
+    end
   end)
 end)
