@@ -438,7 +438,7 @@ describe("duplex.cluster", function()
     assert.same({ true, "exit", 0 }, { proc:wait(15) })
   end)
 
-  it("TLS: a session made with one worker resumes on the other (one ticket key)", function()
+  it("TLS: a session made with one worker resumes on the other (one ticket key) #nomemcheck", function()
     if not (duplex.tls and helpers.execute("command -v openssl >/dev/null 2>&1")) then
       pending("needs TLS and the openssl CLI") return
     end
