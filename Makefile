@@ -132,7 +132,7 @@ check-tiers:
 # before it (lduplex.c, the entry, last); a call planted from the lowest
 # into the highest must be refused (spec/core/check_layers.sh).
 LAYERS = lcompat lxaux lsock ldrive lresolve lclient lread lwrite lforward ltls lconnect \
-         lproxy lserver ludp ldgram lsched lwait lselect lsignal lserve lduplex
+         lproxy lserver ludp ldgram lsched lwait lselect lsignal lproc lserve lduplex
 check-layers:
 	@bash spec/core/check_layers.sh "$(CC) $(CFLAGS)" $(LAYERS)
 

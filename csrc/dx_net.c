@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -418,6 +419,11 @@ int dx_getopt(int fd, int level, int name, int *value) {
   socklen_t len = sizeof *value;
   *value = 0;
   return getsockopt(fd, level, name, value, &len) < 0 ? neg_errno() : 0;
+}
+
+int dx_inq(int fd) {
+  int n = 0;
+  return ioctl(fd, FIONREAD, &n) < 0 ? neg_errno() : n;
 }
 
 int dx_sock_family(int fd, int *dual) {

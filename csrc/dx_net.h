@@ -94,6 +94,8 @@ void dx_unlink_unix(const dx_addr *a);
 
 int dx_setopt(int fd, int level, int name, int value);
 int dx_getopt(int fd, int level, int name, int *value);
+/* Bytes the kernel holds for reading on fd (a socket or a pipe), or -errno. */
+int dx_inq(int fd);
 /* The family of socket fd (AF_*), or -errno; *dual: an AF_INET6 socket
  * that reaches IPv4 too (IPV6_V6ONLY off). */
 int dx_sock_family(int fd, int *dual);

@@ -183,6 +183,11 @@ dx_tls_ctx *dx_tls_ctx_new(const dx_tls_opts *o, char *err, size_t errlen) {
   SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   if (o->ignore_eof) SSL_CTX_set_options(c->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  if (o->ticket_key &&
+      SSL_CTX_set_tlsext_ticket_keys(c->ctx, (void *)o->ticket_key, DX_TLS_TICKET_KEY) != 1) {
+    reason(err, errlen, "ticket_key");
+    goto fail;
+  }
   if (o->ciphers && !SSL_CTX_set_cipher_list(c->ctx, o->ciphers)) {
     reason(err, errlen, "ciphers");
     goto fail;

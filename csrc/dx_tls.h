@@ -31,7 +31,13 @@ typedef struct dx_tls_opts {
   const char *minversion, *maxversion;   /* "tls1.2", "tls1.3" or NULL */
   const char *ciphers, *ciphersuites;
   int ignore_eof;
+  /* session tickets: the 80 bytes (name, HMAC and AES keys) every context
+   * given the same ones shares, so that a session resumes on any of them
+   * (the workers of duplex.cluster); NULL: a random key of its own */
+  const unsigned char *ticket_key;
 } dx_tls_opts;
+
+#define DX_TLS_TICKET_KEY 80
 
 /* A context, or NULL with the reason in err. */
 dx_tls_ctx *dx_tls_ctx_new(const dx_tls_opts *o, char *err, size_t errlen);

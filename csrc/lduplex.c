@@ -16,6 +16,7 @@
 #include "lserve.h"
 #include "lproxy.h"
 #include "lserver.h"
+#include "lproc.h"
 #include "lsignal.h"
 #include "ltls.h"
 #include "ludp.h"
@@ -118,6 +119,7 @@ LX_EXPORT int luaopen_duplex_core(lua_State *L) {
   lx_open_wait(L);
   lx_open_select(L);
   lx_open_signal(L);
+  lx_open_proc(L);
   lx_open_serve(L);
   lx_open_resume(L);                       /* last: it wraps what the others made */
   lua_pop(L, 1);

@@ -14,12 +14,16 @@
 /* idle(client) -> true when the connection is between two requests: a
  * task waits to read it, nothing of a next request has arrived, and it
  * has read nothing since it last wrote (a handler waiting for the rest of
- * a request is not idle). serve's graceful close ends these at once. */
+ * a request is not idle). serve's graceful close ends these at once.
+ * "Arrived" counts the kernel's queue too: a request that came just after
+ * the accept, or just after the last answer, and that the waiting task has
+ * not been woken for yet, must not be cut off (a reload under load). */
 static int m_idle(lua_State *L) {
   lx_state *S = lx_state_of(L);
   lx_client *c = check_client(L, S);
   lua_pushboolean(L, c->s.w.fd >= 0 && S->loop_ok && !c->unanswered &&
-                     dx_buf_len(&c->rb) == 0 && dx_loop_head_waits(&S->loop, &c->s.w, 0));
+                     dx_buf_len(&c->rb) == 0 && dx_loop_head_waits(&S->loop, &c->s.w, 0) &&
+                     dx_inq(c->s.w.fd) == 0);
   return 1;
 }
 

@@ -11,6 +11,7 @@
 #include "lresolve.h"
 #include "ltls.h"
 #include "lxaux.h"
+#include "dx_proc.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -25,6 +26,7 @@ typedef struct lx_server {
   struct dx_tls_ctx *tls;     /* accepted clients speak TLS, or NULL */
   double hs_timeout;          /* serve's handshake timeout (seconds) */
   lx_proxy_cfg *proxy;        /* clients begin with a PROXY header, or NULL */
+  int inherited;              /* fd:N or systemd: a Unix path is not ours to remove */
 } lx_server;
 
 static void server_label(lx_sock *s, char *out, size_t n) {
@@ -36,7 +38,7 @@ static void server_release(lx_state *S, lx_sock *sock) {
   lx_server *s = (lx_server *)sock;
   if (s->s.w.fd >= 0) {
     lx_sock_close(S, &s->s);
-    dx_unlink_unix(&s->addr);     /* we made it: leave no stale path */
+    if (!s->inherited) dx_unlink_unix(&s->addr);   /* we made it: leave no stale path */
   }
   lx_tls_unref(s->tls);
   s->tls = NULL;
@@ -201,6 +203,63 @@ static const lx_op op_listen = {
 };
 static const lx_hosts listen_hosts = {.op = &op_listen, .n = 1, .arg = {{.host = 1}}};
 
+/* listen("fd:N" | "systemd" | "systemd:NAME" [, port [, opts]]): a
+ * listener handed down (by a supervisor, systemd, duplex.cluster's
+ * master) becomes a server that owns the descriptor. The port and the
+ * options that shape a new socket (backlog, reuseaddr, reuseport,
+ * v6only) are the giver's business and are ignored; nodelay, tls and
+ * handshake_timeout apply. A malformed "fd:" raises; a descriptor that
+ * is missing or not a listening stream socket is nil, msg, code. Stack:
+ * 1 host, 4 the TLS context or nil. */
+static int listen_inherited(lua_State *L, const char *host, const dx_listen_opts *o,
+                            int tls, double hs_timeout) {
+  lx_server *s;
+  int fd, rc;
+  if (strncmp(host, "fd:", 3) == 0) {
+    char *end;
+    long n = strtol(host + 3, &end, 10);
+    luaL_argcheck(L, host[3] >= '0' && host[3] <= '9' && *end == '\0' && n <= 0x7fffffffL, 1,
+                  "'fd:' wants a descriptor number");
+    fd = (int)n;
+  } else {
+    fd = dx_systemd_fd(host[7] == ':' ? host + 8 : NULL);
+    if (fd < 0) {
+      luaL_pushfail(L);
+      if (host[7] == ':')
+        lua_pushfstring(L, "listen %s: systemd passed no descriptor named '%s' "
+                        "(LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES)", host, host + 8);
+      else
+        lua_pushfstring(L, "listen %s: systemd passed no descriptor to this process "
+                        "(LISTEN_PID, LISTEN_FDS)", host);
+      lua_pushliteral(L, "ENOENT");
+      return 3;
+    }
+  }
+  if ((rc = dx_adopt_listener(fd)) < 0) {
+    if (rc != -EINVAL) return lx_fail(L, "listen", host, rc);
+    luaL_pushfail(L);
+    lua_pushfstring(L, "listen %s: descriptor %d is not a listening stream socket", host, fd);
+    lua_pushliteral(L, "EINVAL");
+    return 3;
+  }
+  s = lx_newsock(L, &server_class, sizeof(lx_server));
+  s->nodelay = o->nodelay;
+  s->hs_timeout = hs_timeout;
+  s->inherited = 1;
+  if (tls) s->tls = lx_tls_ref(L, 4);
+  dx_watch_init(&s->s.w, fd);
+  s->proxy = lx_proxy_options(L, 3, 3);     /* a bad option: the server, collected, closes fd */
+  dx_sockname(fd, 0, &s->addr);
+  if (o->nodelay && s->addr.ss.ss_family != AF_UNIX)   /* what accepted clients inherit */
+    dx_setopt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  return 1;
+}
+
+static int is_inherited(lua_State *L) {
+  const char *h = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : "";
+  return strncmp(h, "fd:", 3) == 0 || strcmp(h, "systemd") == 0 || strncmp(h, "systemd:", 8) == 0;
+}
+
 /* listen(host, port [, opts]): the server is made, closed, before any
  * lookup; its descriptor comes last. */
 static int m_listen(lua_State *L) {
@@ -240,6 +299,7 @@ static int m_listen(lua_State *L) {
     if (tls) lx_tls_option(L, 4, 3, 1);
   }
   lua_settop(L, 4);
+  if (is_inherited(L)) return listen_inherited(L, lua_tostring(L, 1), &o, tls, hs_timeout);
   lx_check_host(L, 1, 2);
   *(dx_listen_opts *)lua_newuserdatauv(L, sizeof o, 0) = o;      /* 5 */
   s = lx_newsock(L, &server_class, sizeof(lx_server));            /* 6 */

@@ -30,7 +30,7 @@ typedef struct lx_tlsctx {
 
 static const char *const ctx_opts[] = {
   "cafile", "capath", "certificate", "key", "password", "verify", "servername",
-  "alpn", "minversion", "maxversion", "ciphers", "ciphersuites", "ignore_eof", "checkname", NULL
+  "alpn", "minversion", "maxversion", "ciphers", "ciphersuites", "ignore_eof", "checkname", "ticket_key", NULL
 };
 
 /* A string option of the table at t, or NULL. */
@@ -91,6 +91,14 @@ static lx_tlsctx *new_context(lua_State *L, int t, int arg) {
   o.ciphersuites = optstr(L, t, arg, "ciphersuites");
   sn = optstr(L, t, arg, "servername");
   o.ignore_eof = lx_opt_bool(L, t, "ignore_eof", 0);
+  lua_getfield(L, t, "ticket_key");       /* (the table keeps the string) */
+  if (!lua_isnil(L, -1)) {
+    size_t len = 0;
+    if (lua_type(L, -1) != LUA_TSTRING || (lua_tolstring(L, -1, &len), len != DX_TLS_TICKET_KEY))
+      luaL_argerror(L, arg, "option 'ticket_key' must be a string of 80 bytes");
+    o.ticket_key = (const unsigned char *)lua_tostring(L, -1);
+  }
+  lua_pop(L, 1);
   o.verify = -1;
   lua_getfield(L, t, "verify");
   if (lua_isboolean(L, -1)) o.verify = lua_toboolean(L, -1);

@@ -34,6 +34,7 @@ build = {
     ["duplex.sched"] = "lua/duplex/sched.lua",
     ["duplex.sync"] = "lua/duplex/sync.lua",
     ["duplex.serve"] = "lua/duplex/serve.lua",
+    ["duplex.cluster"] = "lua/duplex/cluster.lua",
     ["duplex.socket"] = "lua/duplex/socket.lua",
     ["duplex.socket_aux"] = "lua/duplex/socket_aux.lua",
     ["duplex.socket_tcp"] = "lua/duplex/socket_tcp.lua",
@@ -42,10 +43,10 @@ build = {
     ["duplex.ssl"] = "lua/duplex/ssl.lua",
     ["duplex.core"] = {
       sources = {
-        "csrc/dx_buf.c", "csrc/dx_scan.c", "csrc/dx_net.c", "csrc/dx_loop.c", "csrc/dx_time.c", "csrc/dx_fd.c", "csrc/dx_sig.c", "csrc/dx_udp.c", "csrc/dx_resolver.c", "csrc/dx_tls.c", "csrc/dx_stream.c", "csrc/dx_splice.c", "csrc/dx_proxy.c",
+        "csrc/dx_buf.c", "csrc/dx_scan.c", "csrc/dx_net.c", "csrc/dx_loop.c", "csrc/dx_time.c", "csrc/dx_fd.c", "csrc/dx_sig.c", "csrc/dx_udp.c", "csrc/dx_resolver.c", "csrc/dx_tls.c", "csrc/dx_stream.c", "csrc/dx_splice.c", "csrc/dx_proxy.c", "csrc/dx_proc.c",
         "csrc/lduplex.c", "csrc/lcompat.c", "csrc/lxaux.c", "csrc/ldrive.c", "csrc/lsock.c",
         "csrc/lserver.c", "csrc/lclient.c", "csrc/lread.c", "csrc/lwrite.c", "csrc/ludp.c", "csrc/lresolve.c", "csrc/ltls.c", "csrc/lsched.c", "csrc/lforward.c",
-        "csrc/lconnect.c", "csrc/lproxy.c", "csrc/ldgram.c", "csrc/lserve.c", "csrc/lwait.c", "csrc/lselect.c", "csrc/lsignal.c",
+        "csrc/lconnect.c", "csrc/lproxy.c", "csrc/ldgram.c", "csrc/lserve.c", "csrc/lwait.c", "csrc/lselect.c", "csrc/lsignal.c", "csrc/lproc.c",
       },
       defines = { "DX_TLS", "OPENSSL_API_COMPAT=30000", "OPENSSL_NO_DEPRECATED" },
       incdirs = { "csrc", "$(OPENSSL_INCDIR)" },

@@ -51,4 +51,10 @@ local duplex = {
 local server, client = core.server_methods, core.client_methods
 server.serve, server.close, client.lines = serve.serve, serve.close, serve.lines
 
+--- duplex.cluster(opts, main): main(id, servers) in `workers` processes
+--- (lua/duplex/cluster.lua; loaded when first called).
+function duplex.cluster(opts, main)
+  return require "duplex.cluster" (duplex, core, opts, main)
+end
+
 return duplex

@@ -225,9 +225,16 @@ function M.serve(self, handler, opts)
   end
   if st.grace then                        -- drain, then end the stragglers
     local deadline = now() + st.grace
+    -- Idle connections are ended from one STEP on, not at once: a client
+    -- that was just accepted, or just answered, sends its request within
+    -- that time, and a handler that answers "Connection: close" once its
+    -- server is closed then ends it without a race (a reload under load).
+    local sweep_from = math.min(now() + STEP, deadline)
     repeat
-      for _, c in ipairs(guarded(st.ended)) do   -- between requests: end it now
-        if idle_client(c) then c:close() end
+      if now() >= sweep_from then
+        for _, c in ipairs(guarded(st.ended)) do   -- between requests: end it now
+          if idle_client(c) then c:close() end
+        end
       end
       if st.active == 0 then break end
       wait_change(st, math.min(STEP, math.max(0, deadline - now())))
