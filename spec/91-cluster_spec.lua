@@ -112,7 +112,8 @@ event("master-exit")
 ]==]
 
 -- Start a cluster program with opts (Lua source of a table): returns the
--- process and its directory. Stopped and removed in `finally`.
+-- process and its directory. Stopped and removed when the test ends
+-- (helpers.defer: busted keeps only the last function given to `finally`).
 local function start_cluster(opts_src, env)
   local dir = helpers.mktemp_dir("cluster")
   helpers.spit(dir .. "/app.lua", (WORKER:gsub("OPTS_HERE", function() return opts_src end)))
@@ -121,7 +122,7 @@ local function start_cluster(opts_src, env)
   for k, v in pairs(env or {}) do vars = vars .. " " .. k .. "=" .. q(v) end
   local proc = helpers.spawn_process(("env %s %s %s 2>%s"):format(
     vars, helpers.lua, q(dir .. "/app.lua"), q(dir .. "/err")))
-  finally(function()
+  helpers.defer(function()
     proc:close()
     helpers.execute("rm -rf " .. q(dir))
   end)
@@ -140,25 +141,32 @@ local function kill(pid, sig)
   assert(helpers.execute(("kill -%s %d"):format(sig, pid)))
 end
 
--- SIGSTOP and SIGCONT for a test: call before start_cluster, so that its
--- finally (which busted runs first) continues every process it stopped
--- before the master is stopped (a stopped worker would hold the master's
--- stdout, and proc:close, for ever).
+-- SIGSTOP and SIGCONT for a test: the first pause defers the continuing
+-- of every process it stopped, which then runs before the cleanups
+-- deferred earlier (start_cluster's: a stopped worker would hold the
+-- master's stdout, and proc:close, for ever).
 local function pauser()
-  local stopped = {}
-  finally(function()
-    for pid in pairs(stopped) do helpers.execute(("kill -CONT %d 2>/dev/null"):format(pid)) end
-  end)
-  return function(pid) stopped[pid] = true; kill(pid, "STOP") end,
-         function(pid) kill(pid, "CONT"); stopped[pid] = nil end
+  local stopped
+  local function pause(pid)
+    if not stopped then
+      stopped = {}
+      helpers.defer(function()
+        for p in pairs(stopped) do helpers.execute(("kill -CONT %d 2>/dev/null"):format(p)) end
+      end)
+    end
+    stopped[pid] = true
+    kill(pid, "STOP")
+  end
+  return pause, function(pid) kill(pid, "CONT"); stopped[pid] = nil end
 end
 
 describe("listen on an inherited descriptor", function()
+  after_each(helpers.run_cleanups)
   -- A python3 supervisor makes the descriptors and execs the Lua child
   -- (through sh and env, which exec too: the pid stays).
   local function supervise(py, lua_body, env)
     local dir = helpers.mktemp_dir("inherit")
-    finally(function() helpers.execute("rm -rf " .. q(dir)) end)
+    helpers.defer(function() helpers.execute("rm -rf " .. q(dir)) end)
     helpers.spit(dir .. "/child.lua", [==[
 local duplex = require "duplex"
 -- O_NONBLOCK (04000) and O_CLOEXEC (02000000) of fd, as 0/1, or nil
@@ -275,6 +283,7 @@ show(duplex.listen("systemd:nope"))
 end)
 
 describe("duplex.cluster", function()
+  after_each(helpers.run_cleanups)
   it("raises for a wrong argument, naming it", function()
     assert.error_matches(function() duplex.cluster({ workerz = 2 }, print) end,
       "bad argument #1 to 'cluster' %(unknown option 'workerz'%)")
@@ -441,7 +450,7 @@ describe("duplex.cluster", function()
     -- (timeout bounds the reads below; it passes TERM on and exits with its child's status)
     local proc = helpers.spawn_process(("timeout -k 2 40 %s examples/cluster.lua 127.0.0.1 0 2 2>%s"):format(
       helpers.lua, q(dir .. "/err")))
-    finally(function()
+    helpers.defer(function()
       proc:close()
       helpers.execute("rm -rf " .. q(dir))
     end)
