@@ -343,7 +343,8 @@ static int c_readsome(lua_State *L) {
 /* For duplex.socket (LuaSocket's face), whose receive("*l") this is: the
  * line up to "\n" with every "\r" in it dropped, and how many bytes it
  * took; an unterminated rest at the end of the stream stays buffered and
- * the result is nil; failures as read's. Done here because the same in
+ * the result is nil; failures as read's, but a timeout's partial line is
+ * handed over (nil, "timeout", code, partial). Done here because the same in
  * Lua (a read("L"), then find and sub) cost three times the read. */
 static int scan_sline(lua_State *L, lx_call *k, lx_client *c) {
   const char *p = dx_buf_peek(&c->rb), *nl;
@@ -406,7 +407,10 @@ static int bare_failure(lua_State *L, lx_sock *s, const char *op, int code) {
   return 3;
 }
 
+/* A timeout hands over what was received of the line (consumed), as
+ * LuaSocket's receive does, so that the face need not ask for it. */
 static int fail_sline(lua_State *L, lx_call *k, int code) {
+  if (code == -EAGAIN || code == -ETIMEDOUT) k->broke = 1;
   return fail_with(L, k, code, bare_failure);
 }
 

@@ -447,7 +447,8 @@ local function lineresult(self, d, prefix, line, n, code, partial)
     return nil, "closed", prefix .. nocr(rest)
   end
   local e = err(n, code)
-  local part = partial or (e == "timeout" and drain(d)) or ""
+  local part = partial or ""            -- a timeout's comes with it (consumed)
+  if part == "" then return nil, e, prefix end
   self.recvd = self.recvd + #part
   return nil, e, prefix .. nocr(part)
 end
@@ -503,7 +504,8 @@ end
 local CLIENTMT                -- tcp{client}'s metatable, for the fast paths
 
 function M.receive(self, pat, prefix)
-  if (pat == nil or pat == "*l") and prefix == nil and getmetatable(self) == CLIENTMT then
+  -- (copas passes back the "" partial of the timeout before every wait)
+  if (pat == nil or pat == "*l") and (prefix == nil or prefix == "") and getmetatable(self) == CLIENTMT then
     local d = self.d                           -- the common case, checked at once
     if d and self.applied and not self.fdover and not aux.M._DEBUG then
       return lineresult(self, d, "", socketline(d))
