@@ -426,6 +426,148 @@ static int c_socketline(lua_State *L) {
   return lx_drive_on(L, S, &c->s, &op_sline, lx_deadline(c->s.timeout));
 }
 
+/* --- core.facereceiver(mt, slow, module, strings): receive in C ----------------- */
+
+#ifndef LX_NO_YIELDK
+/* duplex.socket's tcp{client} receive, for its common case (a line, no
+ * prefix, timeouts applied, no _DEBUG) done whole here with LuaSocket's
+ * results: the same through a Lua method cost more than the read itself,
+ * and copas calls it four times a request. Anything else goes to the Lua
+ * method (upvalue 3). Upvalues: 1 the state, 2 tcp{client}'s metatable,
+ * 3 the Lua receive, 4 the socket module (its _DEBUG), 5 LuaSocket's
+ * strings by duplex's codes. Stack of the op: 1 the duplex client, 2 the
+ * face's object (its `recvd` counts the bytes taken). */
+
+/* Take used bytes out of c's buffer and push them without any CR. */
+static void push_nocr(lua_State *L, lx_client *c, size_t used) {
+  const char *s;
+  size_t i;
+  luaL_Buffer b;
+  lx_client_push(L, c, used, used);
+  s = lua_tostring(L, -1);
+  if (memchr(s, '\r', used) == NULL) return;
+  luaL_buffinit(L, &b);
+  for (i = 0; i < used; i++)
+    if (s[i] != '\r') luaL_addchar(&b, s[i]);
+  luaL_pushresult(&b);
+  lua_remove(L, -2);
+}
+
+static void count_recvd(lua_State *L, size_t n) {
+  lua_getfield(L, 2, "recvd");
+  lua_pushnumber(L, lua_tonumber(L, -1) + (lua_Number)n);
+  lua_setfield(L, 2, "recvd");
+  lua_pop(L, 1);
+}
+
+/* nil, "closed", the rest: the stream ended inside a line. */
+static int push_faceline(lua_State *L, lx_call *k) {
+  lx_client *c = (lx_client *)k->sock;
+  size_t n = k->vlen;
+  if (k->ended) {
+    size_t rest = dx_buf_len(&c->rb);
+    count_recvd(L, rest);
+    luaL_pushfail(L);
+    lua_pushliteral(L, "closed");
+    push_nocr(L, c, rest);
+    return 3;
+  }
+  count_recvd(L, k->used);
+  c->unanswered = 1;
+  {
+    const char *p = dx_buf_peek(&c->rb), *cr = memchr(p, '\r', n);
+    if (cr == NULL || cr == p + n - 1) {
+      lx_client_push(L, c, k->used, cr ? n - 1 : n);
+      return 1;
+    }
+  }
+  push_nocr(L, c, k->used);
+  lua_pushlstring(L, lua_tostring(L, -1), lua_rawlen(L, -1) - 1);   /* less the LF */
+  lua_remove(L, -2);
+  return 1;
+}
+
+/* nil, LuaSocket's string, the partial line (consumed; a timeout's and a
+ * broken stream's, as LuaSocket hands them over). */
+static int fail_faceline(lua_State *L, lx_call *k, int code) {
+  lx_client *c = (lx_client *)k->sock;
+  size_t n = (code == -EAGAIN || code == -ETIMEDOUT || k->broke) ? dx_buf_len(&c->rb) : 0;
+  const char *why = c->s.cls->reason ? c->s.cls->reason(&c->s, code) : NULL;
+  count_recvd(L, n);
+  luaL_pushfail(L);
+  lua_getfield(L, lua_upvalueindex(5), dx_errname(code));
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushstring(L, why ? why : dx_strerror(code));
+  }
+  push_nocr(L, c, n);
+  return 3;
+}
+
+static const lx_op op_faceline = {
+  .name = "receive", .dir = LX_READERS, .sockarg = 1, .try = try_sline,
+  .push = push_faceline, .fail = fail_faceline, .stall = stall_read,
+};
+
+static int slow_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  return lua_gettop(L);
+}
+
+static int face_receive(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  int top = lua_gettop(L), fast = 0;
+  lx_client *c = NULL;
+  if (top <= 3) {
+    size_t len;
+    const char *pat = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
+    fast = (lua_isnoneornil(L, 2) || (pat && len == 2 && pat[0] == '*' && pat[1] == 'l'))
+        && (lua_isnoneornil(L, 3) || (lua_type(L, 3) == LUA_TSTRING && lua_rawlen(L, 3) == 0))
+        && lua_getmetatable(L, 1);          /* pushed last: 2 and 3 are the arguments */
+    if (fast) {
+      fast = lua_rawequal(L, -1, lua_upvalueindex(2));
+      lua_pop(L, 1);
+    }
+  }
+  if (fast) {
+    lua_getfield(L, lua_upvalueindex(4), "_DEBUG");
+    lua_getfield(L, 1, "applied");
+    lua_getfield(L, 1, "fdover");
+    lua_getfield(L, 1, "d");
+    c = (lx_client *)lx_tosock(L, S, -1, &lx_client_class);
+    fast = c && !lua_toboolean(L, -4) && lua_toboolean(L, -3) && lua_isnil(L, -2);
+  }
+  if (!fast) {
+    lua_settop(L, top);
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_insert(L, 1);
+    lua_callk(L, top, LUA_MULTRET, 0, slow_k);
+    return lua_gettop(L);
+  }
+  lua_replace(L, 2);                   /* 1 the object, 2 the client */
+  lua_settop(L, 2);
+  lua_insert(L, 1);                    /* 1 the client, 2 the object */
+  return lx_drive_on(L, S, &c->s, &op_faceline, lx_deadline(c->s.timeout));
+}
+#endif
+
+static int c_facereceiver(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+#ifdef LX_NO_YIELDK
+  lua_settop(L, 2);                    /* no continuations: the Lua one */
+  return 1;
+#else
+  lua_settop(L, 4);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_pushcclosure(L, face_receive, 5);
+  return 1;
+#endif
+}
+
 /* buffered() -> how many bytes were received and not read yet (0 once
  * closed): what LuaSocket's dirty() asks (duplex.socket). */
 static int c_buffered(lua_State *L) {
@@ -452,4 +594,7 @@ void lx_open_read(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, c_socketline, 1);
   lua_setfield(L, -3, "socketline");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, c_facereceiver, 1);
+  lua_setfield(L, -3, "facereceiver");
 }

@@ -32,6 +32,14 @@ local socket = {
 }
 aux.M = socket                                -- its _DEBUG adds the elapsed time
 
+-- tcp{client}'s receive: its common case in C (a line, no prefix, as
+-- copas calls it), the rest in socket_tcp's Lua; on Lua 5.1 and LuaJIT
+-- (no C continuations) the Lua one alone.
+do
+  local mt = tcp.classes["tcp{client}"]
+  mt.__index.receive = core.facereceiver(mt, mt.__index.receive, socket, aux.strings)
+end
+
 -- --- constructors ----------------------------------------------------------
 
 function socket.tcp() return tcp.new(nil) end
