@@ -158,6 +158,147 @@ static int c_write(lua_State *L) {
   return lx_drive_on(L, S, &c->s, &op_write, lx_deadline(c->s.timeout));
 }
 
+/* --- core.facesender(mt, slow, module, strings): send in C ------------------ */
+
+#ifndef LX_NO_YIELDK
+/* duplex.socket's tcp{client} send for its common case (one string of at
+ * most LX_FACE_SLICE bytes, whole, timeouts applied, no _DEBUG), with
+ * LuaSocket's results; anything else goes to the Lua method (upvalue 3),
+ * as core.facereceiver does for receive. Stack of the op: 1 the duplex
+ * client, 2 the data, 3 the face's object (its `sent`). Progress: k[1]
+ * bytes sent. */
+#define LX_FACE_SLICE 524288        /* socket_tcp.lua's SLICE */
+
+static int try_facesend(lua_State *L, lx_call *k) {
+  lx_client *c = (lx_client *)k->sock;
+  size_t len, off = (size_t)k->k[1];
+  const char *s = lua_tolstring(L, 2, &len);
+  if (off == 0 && k->k[0] == 0) {
+    k->k[0] = 1;
+    if (lx_cut_by_other(L, k->S, c)) {
+      k->ended = 1;
+      return -EPIPE;
+    }
+  }
+  while (off < len) {
+    struct iovec iov;
+    long r;
+    iov.iov_base = (void *)(s + off);
+    iov.iov_len = len - off;
+    r = dx_stream_sendv(&c->st, c->s.w.fd, &iov, 1);
+    if (r < 0) {
+      k->k[1] = (lua_Integer)off;
+      if (r == DX_WANT_READ) return LX_WAIT_READ;
+      return r == -EAGAIN ? LX_WAIT_WRITE : (int)r;
+    }
+    lx_client_moved(k->S, c);
+    k->moved = 1;
+    c->unanswered = 0;
+    off += (size_t)r;
+  }
+  k->k[1] = (lua_Integer)off;
+  c->cut = 0;
+  return LX_DONE;
+}
+
+static void count_sent(lua_State *L, size_t n) {
+  lua_getfield(L, 3, "sent");
+  lua_pushnumber(L, lua_tonumber(L, -1) + (lua_Number)n);
+  lua_setfield(L, 3, "sent");
+  lua_pop(L, 1);
+}
+
+static void stall_facesend(lua_State *L, lx_call *k) {
+  lx_cut_mark(L, k->S, (lx_client *)k->sock, (size_t)k->k[1]);
+}
+
+/* the last index sent */
+static int push_facesend(lua_State *L, lx_call *k) {
+  count_sent(L, (size_t)k->k[1]);
+  lua_pushnumber(L, (lua_Number)k->k[1]);
+  return 1;
+}
+
+/* nil, LuaSocket's string, the last index sent */
+static int fail_facesend(lua_State *L, lx_call *k, int code) {
+  lx_sock *s = k->sock;
+  const char *why = s->cls->reason ? s->cls->reason(s, code) : NULL;
+  count_sent(L, (size_t)k->k[1]);
+  luaL_pushfail(L);
+  lua_getfield(L, lua_upvalueindex(5), k->ended ? "EPIPE" : dx_errname(code));
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushstring(L, why ? why : dx_strerror(code));
+  }
+  lua_pushnumber(L, (lua_Number)k->k[1]);
+  return 3;
+}
+
+static const lx_op op_facesend = {
+  .name = "send", .dir = LX_WRITERS, .sockarg = 1, .try = try_facesend,
+  .push = push_facesend, .fail = fail_facesend, .stall = stall_facesend,
+};
+
+static int slow_send_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  return lua_gettop(L);
+}
+
+static int face_send(lua_State *L) {
+  lx_state *S = lx_state_of(L);
+  int top = lua_gettop(L), fast;
+  lx_client *c = NULL;
+  size_t len = 0;
+  fast = top <= 3 && lua_type(L, 2) == LUA_TSTRING
+      && (lua_isnoneornil(L, 3) || (lua_isinteger(L, 3) && lua_tointeger(L, 3) == 1));
+  if (fast) {
+    len = lua_rawlen(L, 2);
+    fast = len > 0 && len <= LX_FACE_SLICE && lua_getmetatable(L, 1);
+    if (fast) {
+      fast = lua_rawequal(L, -1, lua_upvalueindex(2));
+      lua_pop(L, 1);
+    }
+  }
+  if (fast) {
+    lua_getfield(L, lua_upvalueindex(4), "_DEBUG");
+    lua_getfield(L, 1, "applied");
+    lua_getfield(L, 1, "fdover");
+    lua_getfield(L, 1, "d");
+    c = (lx_client *)lx_tosock(L, S, -1, &lx_client_class);
+    fast = c && !lua_toboolean(L, -4) && lua_toboolean(L, -3) && lua_isnil(L, -2);
+  }
+  if (!fast) {
+    lua_settop(L, top);
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_insert(L, 1);
+    lua_callk(L, top, LUA_MULTRET, 0, slow_send_k);
+    return lua_gettop(L);
+  }
+  lua_replace(L, 3);
+  lua_settop(L, 3);                    /* 1 the object, 2 the data, 3 the client */
+  lua_rotate(L, 1, 1);                 /* 1 the client, 2 the object, 3 the data */
+  lua_rotate(L, 2, 1);                 /* 1 the client, 2 the data, 3 the object */
+  return lx_drive_on(L, S, &c->s, &op_facesend, lx_deadline(c->s.timeout));
+}
+#endif
+
+static int c_facesender(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+#ifdef LX_NO_YIELDK
+  lua_settop(L, 2);                    /* no continuations: the Lua one */
+  return 1;
+#else
+  lua_settop(L, 4);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_pushcclosure(L, face_send, 5);
+  return 1;
+#endif
+}
+
 static const luaL_Reg methods[] = {
   {"write", c_write},
   {NULL, NULL}
@@ -169,4 +310,7 @@ void lx_open_write(lua_State *L) {
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, methods, 1);
   lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, c_facesender, 1);
+  lua_setfield(L, -3, "facesender");
 }

@@ -237,6 +237,32 @@ describe("duplex.socket's TCP", function()
     assert.is_true(last >= 0 and last < #big)
   end)
 
+  both("a whole send that cannot finish says nil, 'timeout' or 'closed', the last index sent, and counts it", function()
+    local c, a = facepair()
+    c:settimeout(0)
+    local piece = string.rep("y", 256 * 1024)          -- sent whole (C's fast path)
+    local total, r, e, last = 0, nil, nil, nil
+    repeat
+      r, e, last = c:send(piece)
+      if r then total = total + r end
+    until not r
+    assert.same({ nil, "timeout" }, { r, e })
+    assert.is_true(last >= 0 and last < #piece)
+    total = total + last
+    assert.equal(total, select(2, c:getstats()))
+    a:settimeout(5)
+    local got = 0
+    while got < total do got = got + #assert(a:receive(math.min(65536, total - got))) end
+    a:settimeout(0)
+    assert.same({ total, { nil, "timeout", "" } }, { got, { a:receive(1) } })
+    assert.equal(total, (a:getstats()))
+    a:close()
+    c:settimeout(nil)
+    repeat r, e, last = c:send(piece) until not r
+    assert.same({ nil, "closed" }, { r, e })
+    assert.is_true(last >= 0 and last < #piece)
+  end)
+
   both("times out a total deadline and a blocking one with LuaSocket's string", function()
     local c, a = facepair()
     a:settimeout(0.05, "t")

@@ -32,12 +32,14 @@ local socket = {
 }
 aux.M = socket                                -- its _DEBUG adds the elapsed time
 
--- tcp{client}'s receive: its common case in C (a line, no prefix, as
--- copas calls it), the rest in socket_tcp's Lua; on Lua 5.1 and LuaJIT
--- (no C continuations) the Lua one alone.
+-- tcp{client}'s receive and send: their common cases in C (a line with
+-- no prefix, one whole string, as copas calls them), the rest in
+-- socket_tcp's Lua; on Lua 5.1 and LuaJIT (no C continuations) the Lua
+-- ones alone.
 do
   local mt = tcp.classes["tcp{client}"]
   mt.__index.receive = core.facereceiver(mt, mt.__index.receive, socket, aux.strings)
+  mt.__index.send = core.facesender(mt, mt.__index.send, socket, aux.strings)
 end
 
 -- --- constructors ----------------------------------------------------------
