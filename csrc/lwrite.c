@@ -249,8 +249,9 @@ static int face_send(lua_State *L) {
   int top = lua_gettop(L), fast;
   lx_client *c = NULL;
   size_t len = 0;
-  fast = top <= 3 && lua_type(L, 2) == LUA_TSTRING
-      && (lua_isnoneornil(L, 3) || (lua_isinteger(L, 3) && lua_tointeger(L, 3) == 1));
+  fast = top <= 4 && lua_type(L, 2) == LUA_TSTRING     /* copas: send(data, 1, nil) */
+      && (lua_isnoneornil(L, 3) || (lua_isinteger(L, 3) && lua_tointeger(L, 3) == 1))
+      && lua_isnoneornil(L, 4);
   if (fast) {
     len = lua_rawlen(L, 2);
     fast = len > 0 && len <= LX_FACE_SLICE && lua_getmetatable(L, 1);
