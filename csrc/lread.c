@@ -514,6 +514,59 @@ static int slow_k(lua_State *L, int status, lua_KContext ctx) {
   return lua_gettop(L);
 }
 
+/* The face's method's fast path, its arguments checked: self (1) of the
+ * class (upvalue 2), timeouts applied, no fdover, no _DEBUG (upvalue 4).
+ * Its duplex client, left on top of the stack, or NULL. */
+lx_client *lx_face_client(lua_State *L, lx_state *S) {
+  lx_client *c;
+  int ok;
+  if (!lua_getmetatable(L, 1)) return NULL;
+  ok = lua_rawequal(L, -1, lua_upvalueindex(2));
+  lua_pop(L, 1);
+  if (!ok) return NULL;
+  lua_getfield(L, lua_upvalueindex(4), "_DEBUG");
+  lua_getfield(L, 1, "applied");
+  lua_getfield(L, 1, "fdover");
+  lua_getfield(L, 1, "d");
+  c = (lx_client *)lx_tosock(L, S, -1, &lx_client_class);
+  if (!c || lua_toboolean(L, -4) || !lua_toboolean(L, -3) || !lua_isnil(L, -2)) return NULL;
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+  return c;
+}
+
+/* Anything else: the Lua method (upvalue 3) on the top arguments. */
+int lx_face_slow(lua_State *L, int top) {
+  lua_settop(L, top);
+  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_insert(L, 1);
+  lua_callk(L, top, LUA_MULTRET, 0, slow_k);
+  return lua_gettop(L);
+}
+#endif
+
+/* core.facereceiver / facesender (mt, slow, module, strings): method f
+ * with those as upvalues 2..5; the Lua one (slow) without continuations. */
+int lx_face_method(lua_State *L, lua_CFunction f) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+#ifdef LX_NO_YIELDK
+  (void)f;
+  lua_settop(L, 2);
+  return 1;
+#else
+  lua_settop(L, 4);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_pushcclosure(L, f, 5);
+  return 1;
+#endif
+}
+
+#ifndef LX_NO_YIELDK
+
 static int face_receive(lua_State *L) {
   lx_state *S = lx_state_of(L);
   int top = lua_gettop(L), fast = 0;
@@ -522,49 +575,21 @@ static int face_receive(lua_State *L) {
     size_t len;
     const char *pat = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
     fast = (lua_isnoneornil(L, 2) || (pat && len == 2 && pat[0] == '*' && pat[1] == 'l'))
-        && (lua_isnoneornil(L, 3) || (lua_type(L, 3) == LUA_TSTRING && lua_rawlen(L, 3) == 0))
-        && lua_getmetatable(L, 1);          /* pushed last: 2 and 3 are the arguments */
-    if (fast) {
-      fast = lua_rawequal(L, -1, lua_upvalueindex(2));
-      lua_pop(L, 1);
-    }
+        && (lua_isnoneornil(L, 3) || (lua_type(L, 3) == LUA_TSTRING && lua_rawlen(L, 3) == 0));
   }
-  if (fast) {
-    lua_getfield(L, lua_upvalueindex(4), "_DEBUG");
-    lua_getfield(L, 1, "applied");
-    lua_getfield(L, 1, "fdover");
-    lua_getfield(L, 1, "d");
-    c = (lx_client *)lx_tosock(L, S, -1, &lx_client_class);
-    fast = c && !lua_toboolean(L, -4) && lua_toboolean(L, -3) && lua_isnil(L, -2);
-  }
-  if (!fast) {
-    lua_settop(L, top);
-    lua_pushvalue(L, lua_upvalueindex(3));
-    lua_insert(L, 1);
-    lua_callk(L, top, LUA_MULTRET, 0, slow_k);
-    return lua_gettop(L);
-  }
-  lua_replace(L, 2);                   /* 1 the object, 2 the client */
+  if (fast) c = lx_face_client(L, S);
+  if (c == NULL) return lx_face_slow(L, top);
+  lua_insert(L, 1);                    /* 1 the client (from the top), 2 the object */
   lua_settop(L, 2);
-  lua_insert(L, 1);                    /* 1 the client, 2 the object */
   return lx_drive_on(L, S, &c->s, &op_faceline, lx_deadline(c->s.timeout));
 }
 #endif
 
 static int c_facereceiver(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checktype(L, 4, LUA_TTABLE);
-#ifdef LX_NO_YIELDK
-  lua_settop(L, 2);                    /* no continuations: the Lua one */
-  return 1;
+#ifndef LX_NO_YIELDK
+  return lx_face_method(L, face_receive);
 #else
-  lua_settop(L, 4);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_pushcclosure(L, face_receive, 5);
-  return 1;
+  return lx_face_method(L, NULL);
 #endif
 }
 

@@ -12,6 +12,7 @@
  */
 #include "dx_prefix.h"
 #include "lwrite.h"
+#include "lread.h"
 #include "ldrive.h"
 #include "lxaux.h"
 
@@ -239,64 +240,32 @@ static const lx_op op_facesend = {
   .push = push_facesend, .fail = fail_facesend, .stall = stall_facesend,
 };
 
-static int slow_send_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
-  return lua_gettop(L);
-}
-
 static int face_send(lua_State *L) {
   lx_state *S = lx_state_of(L);
   int top = lua_gettop(L), fast;
   lx_client *c = NULL;
-  size_t len = 0;
+  size_t len;
   fast = top <= 4 && lua_type(L, 2) == LUA_TSTRING     /* copas: send(data, 1, nil) */
       && (lua_isnoneornil(L, 3) || (lua_isinteger(L, 3) && lua_tointeger(L, 3) == 1))
       && lua_isnoneornil(L, 4);
   if (fast) {
     len = lua_rawlen(L, 2);
-    fast = len > 0 && len <= LX_FACE_SLICE && lua_getmetatable(L, 1);
-    if (fast) {
-      fast = lua_rawequal(L, -1, lua_upvalueindex(2));
-      lua_pop(L, 1);
-    }
+    fast = len > 0 && len <= LX_FACE_SLICE;
   }
-  if (fast) {
-    lua_getfield(L, lua_upvalueindex(4), "_DEBUG");
-    lua_getfield(L, 1, "applied");
-    lua_getfield(L, 1, "fdover");
-    lua_getfield(L, 1, "d");
-    c = (lx_client *)lx_tosock(L, S, -1, &lx_client_class);
-    fast = c && !lua_toboolean(L, -4) && lua_toboolean(L, -3) && lua_isnil(L, -2);
-  }
-  if (!fast) {
-    lua_settop(L, top);
-    lua_pushvalue(L, lua_upvalueindex(3));
-    lua_insert(L, 1);
-    lua_callk(L, top, LUA_MULTRET, 0, slow_send_k);
-    return lua_gettop(L);
-  }
-  lua_replace(L, 3);
-  lua_settop(L, 3);                    /* 1 the object, 2 the data, 3 the client */
-  lua_rotate(L, 1, 1);                 /* 1 the client, 2 the object, 3 the data */
-  lua_rotate(L, 2, 1);                 /* 1 the client, 2 the data, 3 the object */
+  if (fast) c = lx_face_client(L, S);
+  if (c == NULL) return lx_face_slow(L, top);
+  lua_insert(L, 1);                    /* 1 the client (from the top) */
+  lua_settop(L, 3);                    /* 2 the object, 3 the data */
+  lua_rotate(L, 2, 1);                 /* 2 the data, 3 the object */
   return lx_drive_on(L, S, &c->s, &op_facesend, lx_deadline(c->s.timeout));
 }
 #endif
 
 static int c_facesender(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checktype(L, 4, LUA_TTABLE);
-#ifdef LX_NO_YIELDK
-  lua_settop(L, 2);                    /* no continuations: the Lua one */
-  return 1;
+#ifndef LX_NO_YIELDK
+  return lx_face_method(L, face_send);
 #else
-  lua_settop(L, 4);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_pushcclosure(L, face_send, 5);
-  return 1;
+  return lx_face_method(L, NULL);
 #endif
 }
 
